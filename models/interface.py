@@ -1,0 +1,69 @@
+"""The surface every model family implements (DESIGN.md, "The recommender interface").
+
+A family is one file in ``models/`` with a frozen config dataclass and an ``nn.Module`` that has:
+
+- ``__init__(config)``: builds the module from the config alone (so weights reload anywhere);
+- ``fit(data, device, *, progress=True, on_epoch=None, checkpoint_dir=None) -> FitReport``:
+  trains on ``data.train``, picks the best epoch on validation NDCG@10 of
+  ``data.stage("valid")``, leaves the best weights loaded, and resumes from
+  ``checkpoint_dir`` when a checkpoint is there;
+- ``score(batch: HistoryBatch) -> Tensor[B, n_items + 1]``: scores of every item for each
+  history (column 0 is padding and is never ranked); batched, no Python loop over users;
+- ``state_dict()`` / ``load_state_dict()`` from ``nn.Module``.
+
+There is no base class to inherit from: this Protocol only documents and type-checks the shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+
+from models.data import HistoryBatch, SplitData
+
+
+@dataclass
+class EpochLog:
+    """One epoch of training: what MLflow plots as curves."""
+
+    epoch: int
+    train_loss: float
+    valid: dict[str, float]  # e.g. {"ndcg@10": 0.12, "hr@10": 0.2, "mrr": 0.05}
+    seconds: float
+
+
+@dataclass
+class FitReport:
+    """What ``fit`` returns: the epoch curve and where it peaked."""
+
+    epochs: list[EpochLog] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Recommender(Protocol):
+    config: Any
+
+    def fit(
+        self,
+        data: SplitData,
+        device: torch.device,
+        *,
+        progress: bool = True,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> FitReport: ...
+
+    def score(self, batch: HistoryBatch) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True) -> Any: ...

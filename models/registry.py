@@ -1,0 +1,79 @@
+"""Model families by name, and saving/loading trained models as config + state_dict.
+
+A saved model is ``{"family", "config": asdict(config), "state_dict", "format_version"}``; it is
+rebuilt from its config, never unpickled as a module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.ease import EASE, EASEConfig
+from models.popularity import Popularity, PopularityConfig
+from models.sasrec import SASRec, SASRecConfig
+
+FORMAT_VERSION = 1
+
+MODEL_FAMILIES: dict[str, tuple[type, type]] = {
+    "popularity": (PopularityConfig, Popularity),
+    "ease": (EASEConfig, EASE),
+    "sasrec": (SASRecConfig, SASRec),
+}
+
+
+def _family(family: str) -> tuple[type, type]:
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model {family!r}; known: {', '.join(MODEL_FAMILIES)}")
+    return MODEL_FAMILIES[family]
+
+
+def config_from_dict(family: str, values: dict[str, Any]) -> Any:
+    """Build ``family``'s config dataclass from a plain dict (lists become tuples)."""
+    config_cls, _ = _family(family)
+    known = [f.name for f in fields(config_cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(map(repr, unknown))} for model {family!r}; "
+            f"its fields: {', '.join(known)}"
+        )
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def build_model(family: str, n_items: int, overrides: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh model of ``family`` for a catalogue of ``n_items``, config defaults ← overrides."""
+    overrides = dict(overrides or {})
+    if overrides.pop("n_items", n_items) != n_items:
+        raise ValueError(f"n_items comes from the catalogue ({n_items}), not from overrides")
+    return _family(family)[1](config_from_dict(family, {"n_items": n_items, **overrides}))
+
+
+def save_model(path: str | Path, family: str, model: nn.Module) -> None:
+    _family(family)
+    torch.save(
+        {
+            "family": family,
+            "config": asdict(model.config),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "format_version": FORMAT_VERSION,
+        },
+        path,
+    )
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[str, nn.Module]:
+    """-> (family, model rebuilt from its config with the saved weights, in eval mode)."""
+    saved = torch.load(path, map_location=map_location, weights_only=True)
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format_version {saved.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    family = saved["family"]
+    model = _family(family)[1](config_from_dict(family, saved["config"]))
+    model.load_state_dict(saved["state_dict"])
+    return family, model.to(map_location).eval()

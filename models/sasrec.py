@@ -1,0 +1,307 @@
+"""SASRec (Kang & McAuley 2018) trained the way Klenitskiy & Vasilev (2023) showed works best:
+full-softmax cross-entropy over the whole catalogue at every position of the sequence.
+
+Histories are left-padded (the latest item in the last column) and positions are counted from
+the right, so extra padding on the left never changes what the real positions see.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from models.data import PAD, HistoryBatch, SplitData
+from models.interface import EpochLog, FitReport
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    n_items: int
+    dim: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 200
+    dropout: float = 0.2
+    loss: Literal["ce"] = "ce"  # "sampled" / "gbce" slot into SASRec.loss
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 10  # evaluations without a better valid NDCG@10 before stopping
+    eval_every: int = 1
+    seed: int = 0
+    num_threads: int | None = None
+    eval_batch_size: int = 512
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D]; attend: BoolTensor[B, 1, L, L], True where query i may read key j."""
+        b, l, d = x.shape
+        q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(b, l, d))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block with SASRec's point-wise feed-forward (hidden size = dim)."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, n_heads, dropout)
+        self.ln_ffn = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln_attn(x), attend))
+        return x + self.dropout(self.ffn(self.ln_ffn(x)))
+
+
+class SASRec(nn.Module):
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        if config.loss != "ce":
+            raise ValueError(f"SASRec loss {config.loss!r} is not implemented; known: ce")
+        self.config = config
+        # Built under the config's seed so that a config alone fixes the initial weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.item_emb = nn.Embedding(config.n_items + 1, config.dim, padding_idx=PAD)
+            self.pos_emb = nn.Embedding(config.max_len, config.dim)
+            self.emb_dropout = nn.Dropout(config.dropout)
+            self.blocks = nn.ModuleList(
+                Block(config.dim, config.n_heads, config.dropout) for _ in range(config.n_layers)
+            )
+            self.ln_out = nn.LayerNorm(config.dim)
+            nn.init.normal_(self.item_emb.weight, std=0.02)
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
+            with torch.no_grad():
+                self.item_emb.weight[PAD].zero_()
+
+    # ----- the network ---------------------------------------------------------------------
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        """items: LongTensor[B, L] left-padded, L <= max_len -> hidden states FloatTensor[B, L, D]."""
+        _, l = items.shape
+        real = items != PAD
+        positions = torch.arange(self.config.max_len - l, self.config.max_len, device=items.device)
+        x = self.item_emb(items) * math.sqrt(self.config.dim) + self.pos_emb(positions)
+        x = self.emb_dropout(x) * real.unsqueeze(-1)
+        # Causal, and keys must be real items; every query may always read itself, so pad
+        # queries (whose every earlier key is padding) never get an all-masked, NaN softmax row.
+        causal = torch.ones(l, l, dtype=torch.bool, device=items.device).tril()
+        eye = torch.eye(l, dtype=torch.bool, device=items.device)
+        attend = (causal & real.unsqueeze(1)) | eye
+        attend = attend.unsqueeze(1)  # [B, 1, L, L], broadcast over heads
+        for block in self.blocks:
+            x = block(x, attend) * real.unsqueeze(-1)
+        return self.ln_out(x)
+
+    def loss(self, batch_items: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Full-softmax cross-entropy at every position whose label is not PAD.
+
+        batch_items, labels: LongTensor[B, L] (labels = the next item of each position).
+        """
+        hidden = self.encode(batch_items)
+        target = labels != PAD
+        logits = hidden[target] @ self.item_emb.weight.T  # [N, n_items + 1]
+        logits[:, PAD] = float("-inf")  # padding is never a next item
+        return F.cross_entropy(logits, labels[target])
+
+    @torch.no_grad()
+    def score(self, batch: HistoryBatch) -> torch.Tensor:
+        """Hidden state at the latest position @ item embeddings -> FloatTensor[B, n_items + 1]."""
+        items = batch.items.to(self.item_emb.weight.device)[:, -self.config.max_len :]
+        return self.encode(items)[:, -1] @ self.item_emb.weight.T
+
+    # ----- training ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: SplitData,
+        device: torch.device,
+        *,
+        progress: bool = True,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> FitReport:
+        from models.metrics import evaluate
+
+        cfg = self.config
+        start = time.perf_counter()
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(cfg.seed)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.to(device)
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+        )
+        windows = TrainingWindows(data.train_sequences(), cfg.max_len + 1)
+        valid_cases = data.stage("valid")
+
+        state = {"epoch": 0, "best_epoch": -1, "best_metric": -math.inf, "best_state": None,
+                 "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
+        checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+        if checkpoint is not None and checkpoint.exists():
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            self.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            shuffle.set_state(saved["shuffle_rng"])
+            torch.set_rng_state(saved["torch_rng"])
+            if device.type == "cuda" and saved.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(saved["cuda_rng"], device)
+            state = saved["fit"]
+
+        bar = tqdm(
+            range(state["epoch"], cfg.max_epochs),
+            initial=state["epoch"],
+            total=cfg.max_epochs,
+            desc="sasrec",
+            disable=not progress,
+        )
+        for epoch in bar:
+            if state["stopped_early"]:
+                break
+            tick = time.perf_counter()
+            self.train()
+            total, n_batches = 0.0, 0
+            for batch in windows.epoch_batches(cfg.batch_size, shuffle):
+                batch = batch.to(device, non_blocking=True)
+                loss = self.loss(batch[:, :-1], batch[:, 1:])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+                n_batches += 1
+            train_loss = float(total / max(n_batches, 1))
+
+            valid: dict[str, float] = {}
+            last = epoch + 1 == cfg.max_epochs
+            if len(valid_cases) and ((epoch + 1) % cfg.eval_every == 0 or last):
+                self.eval()
+                result = evaluate(
+                    self.score,
+                    valid_cases,
+                    cfg.n_items,
+                    device=device,
+                    batch_size=cfg.eval_batch_size,
+                    max_len=cfg.max_len,
+                )
+                valid = {k: float(v) for k, v in result.metrics["all"].items()}
+                if valid["ndcg@10"] > state["best_metric"]:
+                    state.update(best_metric=valid["ndcg@10"], best_epoch=epoch, bad_evals=0)
+                    state["best_state"] = _cpu_copy(self.state_dict())
+                else:
+                    state["bad_evals"] += 1
+                    state["stopped_early"] = state["bad_evals"] >= cfg.patience
+            elif not len(valid_cases):  # nothing to choose on: the latest epoch is the best
+                state.update(best_epoch=epoch, best_state=_cpu_copy(self.state_dict()))
+
+            log = EpochLog(epoch, train_loss, valid, time.perf_counter() - tick)
+            state["history"].append(_log_dict(log))
+            state["epoch"] = epoch + 1
+            bar.set_postfix(loss=f"{train_loss:.4f}", ndcg10=f"{state['best_metric']:.4f}")
+            if on_epoch is not None:
+                on_epoch(log)
+            if checkpoint is not None:
+                _save_atomically(
+                    {
+                        "model": self.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "shuffle_rng": shuffle.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                        "fit": state,
+                    },
+                    checkpoint,
+                )
+        bar.close()
+
+        if state["best_state"] is not None:
+            self.load_state_dict(state["best_state"])
+        self.eval()
+        epochs = [EpochLog(**h) for h in state["history"]]
+        best = next((e for e in epochs if e.epoch == state["best_epoch"]), None)
+        return FitReport(
+            epochs=epochs,
+            best_epoch=max(state["best_epoch"], 0),
+            best_valid=dict(best.valid) if best else {},
+            wall_seconds=time.perf_counter() - start,
+            stopped_early=state["stopped_early"],
+        )
+
+
+class TrainingWindows:
+    """Each user's training sequence, cut per epoch to a window of at most ``width`` items.
+
+    Long sequences get a fresh random crop every epoch, so over the epochs every transition is
+    trained on; short ones are used whole. Windows are left-padded to ``width``.
+    """
+
+    def __init__(self, sequences: dict[int, np.ndarray], width: int):
+        seqs = [s for s in sequences.values() if len(s) >= 2]  # one item has no next item
+        self.width = width
+        self.flat = torch.as_tensor(np.concatenate(seqs) if seqs else np.zeros(0, np.int64))
+        self.lengths = torch.as_tensor([len(s) for s in seqs], dtype=torch.long)
+        self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
+
+    def epoch_batches(self, batch_size: int, generator: torch.Generator):
+        """Yield LongTensor[b, w] windows in a seeded random order; w <= width trims columns
+        that are padding in every row of the batch."""
+        n = len(self.lengths)
+        if n == 0:
+            return
+        kept = self.lengths.clamp(max=self.width)
+        slack = self.lengths - kept
+        start = (torch.rand(n, generator=generator) * (slack + 1)).long().clamp(max=slack)
+        end = self.offsets + start + kept  # one past the window's last item, in flat
+        for rows in torch.randperm(n, generator=generator).split(batch_size):
+            w = int(kept[rows].max())
+            column = torch.arange(w)
+            index = end[rows].unsqueeze(1) - w + column  # [b, w] flat positions
+            real = column >= (w - kept[rows]).unsqueeze(1)
+            yield torch.where(real, self.flat[index.clamp(min=0)], PAD)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _log_dict(log: EpochLog) -> dict:
+    return {"epoch": log.epoch, "train_loss": log.train_loss, "valid": dict(log.valid),
+            "seconds": log.seconds}  # fmt: skip
+
+
+def _save_atomically(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,371 @@
+"""Leave-one-out split into index space (DESIGN.md, "Evaluation protocol").
+
+``leave_one_out_split`` maps the canonical raw tables (``data_contracts.schema``) into the index
+space of ``models.data`` and cuts them into a training part and evaluation cases:
+
+- **Order** is per user by timestamp; ties keep the order of the source file (the sort key is
+  ``(user, timestamp, original row position)``).
+- **Standard mode:** per user with >= 3 interactions the last one is the test target, the
+  second-to-last the validation target, the rest is training. Users with fewer are training only.
+  A validation case's input history is the user's training part; a test case's is the training
+  part plus the validation item. Every case is slice ``"warm"``.
+- **Pipeline mode** (the workflow default) adds two seeded holdouts, drawn with one
+  ``numpy.random.Generator(seed)`` in this order:
+
+  1. *cold users*: ``round(cold_user_fraction * n_users)`` users, drawn among users with at least
+     ``cold_user_shown + 1`` interactions. They have no training rows and no validation case; each
+     gets one test case (slice ``"cold_user"``) whose history is its first ``cold_user_shown``
+     interactions and whose target is its last. Their histories are kept as they are, cold items
+     included (they are test-time inputs, never training data).
+  2. *cold items*: ``round(cold_item_fraction * n_items)`` items (at least 1 when the catalogue has
+     >= 20 items), drawn among the items that appear in the training or validation part of
+     non-cold users. Every such training row and validation target is removed, so the items are
+     also absent from every warm user's validation and test history. Test cases of warm users
+     whose target is a cold item get slice ``"cold_item"``. Cold items stay in the catalogue.
+
+Rounding is half-up (``floor(x + 0.5)``); counts are capped by the number of eligible users/items.
+Every input row ends as exactly one of: training row, validation target, warm-user test target,
+removed by the cold-item holdout, or a cold user's row (shown or hidden); ``SplitSummary.check``
+asserts this.
+
+``case_id`` is ``2 * user_idx`` for a user's validation case and ``2 * user_idx + 1`` for its test
+case: unique, and the same for the same user in both modes and for every seed.
+
+``user_idx`` in the cases is the real index, also for cold users (so demographics can be joined);
+``models.metrics.evaluate`` hands cold users to the model as user 0 ("unknown").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from models.data import CASE_COLUMNS, SLICES, TRAIN_COLUMNS, SplitData
+
+MODES = ("pipeline", "standard")
+
+# Activity bucket of a case = length of its input history. Upper bounds are inclusive; an empty
+# history (possible only when the cold-item holdout removed the whole training part) counts as
+# "1-10".
+ACTIVITY_BUCKETS = ("1-10", "11-50", "51-200", "201+")
+_BUCKET_UPPER = np.array([10, 50, 200])
+
+# Role of each interaction row after the split.
+_TRAIN, _VALID, _TEST, _REMOVED, _COLD_SHOWN, _COLD_HIDDEN = range(6)
+
+
+@dataclass
+class SplitSummary:
+    """Counts of a split; JSON-able through ``dataclasses.asdict``."""
+
+    mode: str
+    seed: int
+    rows_in: int
+    n_users: int  # users with >= 1 interaction (index 1..n_users), cold users included
+    n_items: int  # catalogue: items with >= 1 interaction (index 1..n_items), cold items included
+    train_rows: int
+    valid_cases: int
+    test_cases: dict[str, int]  # per slice; every slice of models.data.SLICES is a key
+    users_train_only: int  # users with < 3 interactions: all rows train, no cases
+    cold_users: int
+    cold_user_rows: int  # every row of a cold user (shown + hidden; the hidden include the target)
+    cold_user_shown_rows: int
+    cold_items: int
+    cold_item_removed_rows: int  # training rows + validation targets removed by the holdout
+    cold_item_removed_train_rows: int
+    cold_item_dropped_valid_cases: int  # validation targets that were cold items
+    cases_with_empty_history: int  # valid/test cases whose whole history was cold items
+    items_without_interactions: int  # in the items table, not in the catalogue
+    users_without_interactions: int  # in the users table, no interaction
+    items_without_metadata: int  # in the catalogue, absent from the items table
+    users_without_metadata: int  # with interactions, absent from the users table
+    cold_user_ids: list[int] = field(default_factory=list)  # raw user_id, sorted
+    cold_item_ids: list[int] = field(default_factory=list)  # raw item_id, sorted
+
+    @property
+    def accounted_rows(self) -> int:
+        warm_user_test_targets = self.test_cases["warm"] + self.test_cases["cold_item"]
+        return (
+            self.train_rows
+            + self.valid_cases
+            + warm_user_test_targets
+            + self.cold_item_removed_rows
+            + self.cold_user_rows
+        )
+
+    def check(self) -> None:
+        """Assert the accounting identity: every input row is counted exactly once."""
+        if self.accounted_rows != self.rows_in:
+            raise AssertionError(
+                f"split accounting broken: {self.rows_in} rows in, {self.accounted_rows} accounted "
+                f"({self.to_dict()})"
+            )
+        if self.cold_item_removed_rows != (
+            self.cold_item_removed_train_rows + self.cold_item_dropped_valid_cases
+        ):
+            raise AssertionError("cold-item removed rows do not add up")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def _list_column(offsets: np.ndarray, values: np.ndarray) -> list[list[int]]:
+    """Python lists of int, one per segment ``values[offsets[k]:offsets[k+1]]`` (built in C)."""
+    return pa.ListArray.from_arrays(
+        pa.array(offsets.astype(np.int64), type=pa.int64()), pa.array(values, type=pa.int64())
+    ).to_pylist()
+
+
+def _activity_bucket(lengths: np.ndarray) -> np.ndarray:
+    return np.asarray(ACTIVITY_BUCKETS, dtype=object)[
+        np.searchsorted(_BUCKET_UPPER, lengths, side="left")
+    ]
+
+
+def _cases(
+    stage: str,
+    case_users: np.ndarray,
+    case_rows: np.ndarray,
+    history_mask: np.ndarray,
+    slices: np.ndarray,
+    user: np.ndarray,
+    item: np.ndarray,
+    ts: np.ndarray,
+) -> pd.DataFrame:
+    """Cases for ``case_users`` (sorted, unique), targets at sorted rows ``case_rows``.
+
+    The history of each case is the rows in ``history_mask`` of its user, in sorted order;
+    ``history_mask`` must only select rows of ``case_users``.
+    """
+    hist_user = user[history_mask]
+    # Rows are sorted by user, so each case's history is one contiguous run.
+    counts = np.bincount(np.searchsorted(case_users, hist_user), minlength=len(case_users))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return pd.DataFrame(
+        {
+            "case_id": (2 * case_users + (1 if stage == "test" else 0)).astype(np.int64),
+            "stage": stage,
+            "user_idx": case_users.astype(np.int64),
+            "target_item": item[case_rows].astype(np.int64),
+            "target_timestamp": ts[case_rows].astype(np.int64),
+            "history": _list_column(offsets, item[history_mask]),
+            "history_timestamps": _list_column(offsets, ts[history_mask]),
+            "slice": slices,
+            "activity_bucket": _activity_bucket(counts),
+        },
+        columns=list(CASE_COLUMNS),
+    )
+
+
+def _side_table(
+    table: pd.DataFrame, key: str, idx_name: str, ids: np.ndarray
+) -> tuple[pd.DataFrame, int, int]:
+    """Index-space side table for raw ``ids`` (sorted; position + 1 is the index)."""
+    table = table.drop_duplicates(key, keep="first")
+    base = pd.DataFrame({idx_name: np.arange(1, len(ids) + 1, dtype=np.int64), key: ids})
+    out = base.merge(table, on=key, how="left", sort=False)
+    known = np.isin(ids, table[key].to_numpy())
+    without_metadata = int((~known).sum())
+    without_interactions = int((~table[key].isin(ids)).sum())
+    return out.reset_index(drop=True), without_interactions, without_metadata
+
+
+def leave_one_out_split(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    *,
+    mode: str = "pipeline",
+    seed: int = 0,
+    cold_user_fraction: float = 0.10,
+    cold_item_fraction: float = 0.05,
+    cold_user_shown: int = 5,
+) -> tuple[SplitData, SplitSummary]:
+    """Split canonical tables into ``SplitData`` (index space) and a ``SplitSummary``.
+
+    See the module docstring for the protocol. ``interactions`` must be in source-file order
+    (its row order is the tie-break); ``items`` / ``users`` provide the side-table columns.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if cold_user_shown < 1:
+        raise ValueError("cold_user_shown must be >= 1")
+
+    n_rows = len(interactions)
+    raw_user = interactions["user_id"].to_numpy(np.int64)
+    raw_item = interactions["item_id"].to_numpy(np.int64)
+    raw_ts = interactions["timestamp"].to_numpy(np.int64)
+    if "rating" in interactions.columns:
+        raw_rating = interactions["rating"].to_numpy(np.float32)
+    else:
+        raw_rating = np.ones(n_rows, dtype=np.float32)
+
+    user_ids, user_inv = np.unique(raw_user, return_inverse=True)
+    item_ids, item_inv = np.unique(raw_item, return_inverse=True)
+    n_users, n_items = len(user_ids), len(item_ids)
+
+    # Sort by (user, timestamp, source position): np.lexsort sorts by the last key first.
+    order = np.lexsort((np.arange(n_rows), raw_ts, user_inv))
+    user = user_inv[order].astype(np.int64) + 1
+    item = item_inv[order].astype(np.int64) + 1
+    ts = raw_ts[order]
+    rating = raw_rating[order]
+
+    counts = np.bincount(user, minlength=n_users + 1)  # counts[0] == 0
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(n_rows) - starts[user]  # 0 = oldest
+    rev = counts[user] - 1 - pos  # 0 = newest
+    has_cases = counts[user] >= 3
+
+    role = np.full(n_rows, _TRAIN, dtype=np.int8)
+    role[has_cases & (rev == 0)] = _TEST
+    role[has_cases & (rev == 1)] = _VALID
+
+    rng = np.random.default_rng(seed)
+    cold_users = np.empty(0, dtype=np.int64)
+    cold_items = np.empty(0, dtype=np.int64)
+    if mode == "pipeline":
+        eligible_users = np.flatnonzero(counts >= cold_user_shown + 1)  # sorted user_idx
+        n_cold_users = min(_round_half_up(cold_user_fraction * n_users), len(eligible_users))
+        cold_users = np.sort(rng.choice(eligible_users, size=n_cold_users, replace=False))
+        is_cold_user = np.zeros(n_users + 1, dtype=bool)
+        is_cold_user[cold_users] = True
+        row_cold_user = is_cold_user[user]
+        role[row_cold_user] = np.where(pos[row_cold_user] < cold_user_shown, _COLD_SHOWN, _COLD_HIDDEN)
+
+        fit_rows = (role == _TRAIN) | (role == _VALID)  # cold users' rows are no longer either
+        eligible_items = np.unique(item[fit_rows])
+        n_cold_items = _round_half_up(cold_item_fraction * n_items)
+        if n_items >= 20:
+            n_cold_items = max(n_cold_items, 1)
+        n_cold_items = min(n_cold_items, len(eligible_items))
+        cold_items = np.sort(rng.choice(eligible_items, size=n_cold_items, replace=False))
+        is_cold_item = np.zeros(n_items + 1, dtype=bool)
+        is_cold_item[cold_items] = True
+        removed = fit_rows & is_cold_item[item]
+        removed_train_rows = int((removed & (role == _TRAIN)).sum())
+        dropped_valid = int((removed & (role == _VALID)).sum())
+        role[removed] = _REMOVED
+    else:
+        is_cold_item = np.zeros(n_items + 1, dtype=bool)
+        removed_train_rows = dropped_valid = 0
+
+    # --- cases -------------------------------------------------------------------------------
+    is_train = role == _TRAIN
+    valid_rows = np.flatnonzero(role == _VALID)
+    valid_users = user[valid_rows]
+    has_valid = np.zeros(n_users + 1, dtype=bool)
+    has_valid[valid_users] = True
+    valid_cases = _cases(
+        "valid",
+        valid_users,
+        valid_rows,
+        is_train & has_valid[user],
+        np.full(len(valid_rows), "warm", dtype=object),
+        user,
+        item,
+        ts,
+    )
+
+    test_rows = np.flatnonzero(role == _TEST)
+    test_users = user[test_rows]
+    has_test = np.zeros(n_users + 1, dtype=bool)
+    has_test[test_users] = True
+    test_slices = np.where(is_cold_item[item[test_rows]], "cold_item", "warm").astype(object)
+    test_cases = _cases(
+        "test",
+        test_users,
+        test_rows,
+        (is_train | (role == _VALID)) & has_test[user],
+        test_slices,
+        user,
+        item,
+        ts,
+    )
+
+    frames = [valid_cases, test_cases]
+    if len(cold_users):
+        cold_target_rows = np.flatnonzero((role == _COLD_HIDDEN) & (rev == 0))
+        frames.append(
+            _cases(
+                "test",
+                user[cold_target_rows],
+                cold_target_rows,
+                role == _COLD_SHOWN,
+                np.full(len(cold_target_rows), "cold_user", dtype=object),
+                user,
+                item,
+                ts,
+            )
+        )
+    cases = pd.concat(frames, ignore_index=True)
+    stage_rank = (cases["stage"] == "test").to_numpy(np.int8)
+    case_order = np.lexsort((cases["user_idx"].to_numpy(), stage_rank))
+    cases = cases.iloc[case_order].reset_index(drop=True)
+    for column in ("stage", "slice", "activity_bucket"):
+        cases[column] = cases[column].astype(str)
+
+    train = pd.DataFrame(
+        {
+            "user_idx": user[is_train],
+            "item_idx": item[is_train],
+            "rating": rating[is_train],
+            "timestamp": ts[is_train],
+        },
+        columns=list(TRAIN_COLUMNS),
+    )
+
+    items_table, items_without_interactions, items_without_metadata = _side_table(
+        items, "item_id", "item_idx", item_ids
+    )
+    users_table, users_without_interactions, users_without_metadata = _side_table(
+        users, "user_id", "user_idx", user_ids
+    )
+
+    test_counts = cases.loc[cases["stage"] == "test", "slice"].value_counts()
+    history_lengths = cases["history"].map(len)
+    summary = SplitSummary(
+        mode=mode,
+        seed=int(seed),
+        rows_in=int(n_rows),
+        n_users=int(n_users),
+        n_items=int(n_items),
+        train_rows=int(len(train)),
+        valid_cases=int(len(valid_cases)),
+        test_cases={s: int(test_counts.get(s, 0)) for s in SLICES},
+        users_train_only=int(((counts[1:] > 0) & (counts[1:] < 3)).sum()),
+        cold_users=int(len(cold_users)),
+        cold_user_rows=int(np.isin(role, (_COLD_SHOWN, _COLD_HIDDEN)).sum()),
+        cold_user_shown_rows=int((role == _COLD_SHOWN).sum()),
+        cold_items=int(len(cold_items)),
+        cold_item_removed_rows=int((role == _REMOVED).sum()),
+        cold_item_removed_train_rows=removed_train_rows,
+        cold_item_dropped_valid_cases=dropped_valid,
+        cases_with_empty_history=int((history_lengths == 0).sum()),
+        items_without_interactions=items_without_interactions,
+        users_without_interactions=users_without_interactions,
+        items_without_metadata=items_without_metadata,
+        users_without_metadata=users_without_metadata,
+        cold_user_ids=[int(x) for x in user_ids[cold_users - 1]],
+        cold_item_ids=[int(x) for x in item_ids[cold_items - 1]],
+    )
+    summary.check()
+
+    data = SplitData(
+        n_users=int(n_users),
+        n_items=int(n_items),
+        train=train,
+        cases=cases,
+        items=items_table,
+        users=users_table,
+    )
+    return data, summary

@@ -1,0 +1,95 @@
+"""What every Flyte task here shares: table hashing for the cache, resources, typed results."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from flytekit import Cache, HashMethod, Resources, current_context
+from flytekit.extras.accelerators import A100, L4
+from flytekit.types.file import FlyteFile
+
+# Bump when a task's behaviour changes, so cached results of the old code are not reused.
+CACHE_VERSION = "2026.11.22-1"
+DATA_CACHE = Cache(version=CACHE_VERSION)
+TRAIN_CACHE = Cache(version=CACHE_VERSION)
+
+# Data tasks ask for CPU and memory only; training tasks ask for a GPU of a named kind.
+DATA_RESOURCES = {"requests": Resources(cpu="2", mem="4Gi")}
+SMALL_GPU = {
+    "requests": Resources(cpu="4", mem="16Gi", gpu="1"),
+    "limits": Resources(gpu="1", mem="24Gi"),
+    "accelerator": L4,
+}
+LARGE_GPU = {
+    "requests": Resources(cpu="8", mem="32Gi", gpu="1"),
+    "limits": Resources(gpu="1", mem="64Gi"),
+    "accelerator": A100,
+}
+
+
+def hash_frame(frame: pd.DataFrame) -> str:
+    """Content hash of a table (parquet bytes), so Flyte's cache can key on DataFrame inputs."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+# A DataFrame that carries its own content hash between tasks (cache hits downstream).
+Table = Annotated[pd.DataFrame, HashMethod(hash_frame)]
+
+
+def work_dir(name: str) -> Path:
+    """A fresh folder inside the task's sandbox for files the task returns."""
+    path = Path(current_context().working_directory) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def execution_id() -> str:
+    """The Flyte execution id (``local`` under ``pyflyte run`` without a cluster)."""
+    ex = current_context().execution_id
+    return getattr(ex, "name", None) or str(ex)
+
+
+@dataclass
+class DatasetInfo:
+    """Where the tables came from: reported with every number."""
+
+    name: str
+    source: str
+    path: str
+    checksum: str
+    n_interactions: int = 0
+    n_items: int = 0
+    n_users: int = 0
+
+
+@dataclass
+class TrainedModel:
+    """One trained family: weights (state_dict + config, never a pickled module) and its curve."""
+
+    family: str
+    weights: FlyteFile
+    fit_report: FlyteFile  # JSON of models.interface.FitReport
+    device: str
+    train_seconds: float
+
+
+@dataclass
+class ModelEvaluation:
+    """Test-set metrics per slice and each test case's ranked top-20 (parquet)."""
+
+    family: str
+    metrics_json: str  # {slice: {metric: value}}
+    predictions: FlyteFile
+    eval_seconds: float
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return json.loads(self.metrics_json)

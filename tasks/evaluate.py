@@ -1,0 +1,61 @@
+"""Evaluate: every trained model under the one protocol (full ranking, test cases, per slice)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+from flytekit import Deck, task
+from flytekit.types.file import FlyteFile
+
+from models.device import pick_device
+from models.metrics import evaluate
+from models.registry import load_model
+from tasks.common import SMALL_GPU, TRAIN_CACHE, ModelEvaluation, Table, TrainedModel, work_dir
+from tasks.plots import learning_curve, png_html, results_table
+
+
+@task(cache=TRAIN_CACHE, retries=1, enable_deck=True, **SMALL_GPU)
+def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> list[ModelEvaluation]:
+    """Score each model's test cases against the whole catalogue.
+
+    Writes per model a parquet of every test case (case id, user, target, rank, ranked top-20 item
+    ids in index and raw-id space, slice, activity bucket) so anyone can recompute the metrics.
+    """
+    device = pick_device()
+    test_cases = cases[cases["stage"] == "test"].reset_index(drop=True)
+    item_ids = items.set_index("item_idx")["item_id"]
+    n_items = int(items["item_idx"].max())
+    evaluations, fit_reports, seconds = [], {}, {}
+    deck_curves = []
+    for model_file in trained:
+        family, model = load_model(model_file.weights.download(), map_location=device)
+        model.to(device).eval()
+        started = time.perf_counter()
+        result = evaluate(
+            model.score, test_cases, n_items, device=device, max_len=getattr(model.config, "max_len", 200), progress=True
+        )
+        elapsed = time.perf_counter() - started
+        per_case = result.per_case.copy()
+        per_case["target_item_id"] = per_case["target_item"].map(item_ids).astype("int64")
+        per_case["top_item_ids"] = [item_ids.reindex(top).tolist() for top in per_case["top_items"]]
+        out = work_dir(f"evaluation-{family}")
+        per_case.to_parquet(out / "test_predictions.parquet", index=False)
+        evaluations.append(
+            ModelEvaluation(
+                family=family,
+                metrics_json=json.dumps(result.metrics),
+                predictions=FlyteFile(str(out / "test_predictions.parquet")),
+                eval_seconds=elapsed,
+            )
+        )
+        fit_reports[family] = json.loads(open(model_file.fit_report.download()).read())
+        seconds[family] = model_file.train_seconds
+        curve = learning_curve(fit_reports[family], family, out / "learning_curve.png")
+        deck_curves.append(png_html(curve))
+        print(f"{family}: test NDCG@10 {result.metrics['all']['ndcg@10']:.4f}, HR@10 {result.metrics['all']['hr@10']:.4f}")
+    table = results_table(evaluations, fit_reports, seconds)
+    Deck("Results", table.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+    Deck("Learning curves", "".join(deck_curves))
+    return evaluations

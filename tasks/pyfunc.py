@@ -1,0 +1,47 @@
+"""Every trained model as an MLflow pyfunc: user histories (raw item ids) in, top-k raw ids out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import mlflow.pyfunc
+import torch
+
+from models.data import HistoryBatch, left_pad
+
+
+class TopKRecommender(mlflow.pyfunc.PythonModel):
+    """Loads ``weights`` (models.registry format) and ``item_map`` (parquet item_idx,item_id).
+
+    ``predict`` takes a DataFrame with a ``history`` column (list of raw item ids, oldest first)
+    and optionally ``k``; returns a DataFrame with ``items`` (top-k raw item ids, history
+    excluded) and ``unknown_items`` (how many history ids the model has never seen).
+    """
+
+    def load_context(self, context) -> None:
+        from models.registry import load_model
+
+        self.family, self.model = load_model(context.artifacts["weights"], map_location="cpu")
+        self.model.eval()
+        item_map = pd.read_parquet(context.artifacts["item_map"])
+        self.raw_ids = np.zeros(int(item_map["item_idx"].max()) + 1, dtype=np.int64)
+        self.raw_ids[item_map["item_idx"].to_numpy()] = item_map["item_id"].to_numpy()
+        self.index_of = dict(zip(item_map["item_id"].tolist(), item_map["item_idx"].tolist()))
+        self.max_len = int(getattr(self.model.config, "max_len", 200))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        k = int((params or {}).get("k", 10))
+        histories = [[self.index_of[i] for i in h if i in self.index_of] for h in model_input["history"]]
+        unknown = [len(h) - len(known) for h, known in zip(model_input["history"], histories)]
+        batch = HistoryBatch(
+            items=left_pad(histories, self.max_len),
+            timestamps=torch.zeros((len(histories), self.max_len), dtype=torch.long),
+            users=torch.zeros(len(histories), dtype=torch.long),
+        )
+        with torch.inference_mode():
+            scores = self.model.score(batch).float()
+        scores[:, 0] = float("-inf")
+        for row, history in enumerate(histories):  # mask what each user has already seen
+            scores[row, history] = float("-inf")
+        top = torch.topk(scores, k=min(k, scores.shape[1] - 1), dim=1).indices.numpy()
+        return pd.DataFrame({"items": [list(self.raw_ids[t]) for t in top], "unknown_items": unknown})

@@ -1,0 +1,165 @@
+"""Training: one Flyte task per model family, each on a GPU node; CUDA when present, else CPU.
+
+Every task is the same few lines: rebuild the split, build the family from its config (defaults
+in ``models/``, overridden by the run's YAML), ``fit`` with early stopping on validation, and
+return the weights as a file. The ``train_models`` dynamic fans the requested families out into
+parallel branches.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from flytekit import current_context, dynamic, task
+from flytekit.types.file import FlyteFile
+
+from models.data import SplitData
+from models.device import pick_device, seed_everything
+from models.registry import MODEL_FAMILIES, build_model, save_model
+from tasks.common import DATA_RESOURCES, LARGE_GPU, SMALL_GPU, TRAIN_CACHE, Table, TrainedModel, work_dir
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "workflows" / "configs"
+
+
+def load_model_config(spec: str) -> dict[str, dict]:
+    """Per-family config overrides from ``spec``: "" (none), a bundled name such as "laptop"
+    (workflows/configs/laptop.yaml), a path to a YAML file, or inline YAML/JSON text."""
+    if not spec.strip():
+        return {}
+    bundled = CONFIG_DIR / f"{spec}.yaml"
+    if bundled.is_file():
+        text = bundled.read_text()
+    elif Path(spec).is_file():
+        text = Path(spec).read_text()
+    else:
+        text = spec
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"model config {spec!r} is neither a file nor valid YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"model config {spec!r} must map family names to overrides, e.g. 'sasrec: {{dim: 64}}'"
+        )
+    unknown = sorted(set(config) - set(MODEL_FAMILIES))
+    if unknown:
+        raise ValueError(f"model config names unknown model(s) {unknown}; known: {sorted(MODEL_FAMILIES)}")
+    return {family: dict(overrides or {}) for family, overrides in config.items()}
+
+
+def split_data(train: pd.DataFrame, cases: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> SplitData:
+    """Rebuild the in-memory split from the four tables the split task wrote."""
+    return SplitData(
+        n_users=int(users["user_idx"].max()) if len(users) else 0,
+        n_items=int(items["item_idx"].max()),
+        train=train,
+        cases=cases,
+        items=items,
+        users=users,
+    )
+
+
+def fit_family(
+    family: str,
+    train: pd.DataFrame,
+    cases: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    model_config: str,
+) -> TrainedModel:
+    """Train ``family`` and return its weights file and learning curve."""
+    overrides = load_model_config(model_config).get(family, {})
+    data = split_data(train, cases, items, users)
+    device = pick_device()
+    seed_everything(int(overrides.get("seed", 0)))
+    model = build_model(family, data.n_items, overrides).to(device)
+    checkpoints = _restore_checkpoints(family)
+    started = time.perf_counter()
+    report = model.fit(
+        data, device, progress=True, checkpoint_dir=checkpoints, on_epoch=lambda _: _save_checkpoints(checkpoints)
+    )
+    seconds = time.perf_counter() - started
+    out = work_dir(f"trained-{family}")
+    save_model(out / "weights.pt", family, model)
+    (out / "fit_report.json").write_text(json.dumps(report.to_dict(), indent=1))
+    best = report.best_valid.get("ndcg@10", float("nan"))
+    print(f"{family}: best validation NDCG@10 {best:.4f} at epoch {report.best_epoch} ({seconds:.1f}s on {device})")
+    return TrainedModel(
+        family=family,
+        weights=FlyteFile(str(out / "weights.pt")),
+        fit_report=FlyteFile(str(out / "fit_report.json")),
+        device=str(device),
+        train_seconds=seconds,
+    )
+
+
+def _restore_checkpoints(family: str) -> Path:
+    """A checkpoint folder, pre-filled from Flyte's intra-task checkpoint when this is a retry."""
+    folder = work_dir(f"checkpoints-{family}")
+    checkpoint = _flyte_checkpoint()
+    if checkpoint is not None:
+        restored = checkpoint.restore(folder)
+        if restored:
+            print(f"{family}: resuming from the checkpoint of a previous attempt")
+    return folder
+
+
+def _save_checkpoints(folder: Path) -> None:
+    checkpoint = _flyte_checkpoint()
+    if checkpoint is not None and any(folder.iterdir()):
+        checkpoint.save(folder)
+
+
+def _flyte_checkpoint():
+    try:
+        return current_context().checkpoint
+    except (NotImplementedError, AttributeError, ValueError):
+        return None  # local runs without a checkpoint store
+
+
+@task(cache=TRAIN_CACHE, retries=2, **SMALL_GPU)
+def train_popularity(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
+    """Most-popular baseline: item counts in the training part."""
+    return fit_family("popularity", train, cases, items, users, model_config)
+
+
+@task(cache=TRAIN_CACHE, retries=2, **SMALL_GPU)
+def train_ease(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
+    """EASE item-item baseline (closed form, L2 chosen on validation)."""
+    return fit_family("ease", train, cases, items, users, model_config)
+
+
+@task(cache=TRAIN_CACHE, retries=2, **LARGE_GPU)
+def train_sasrec(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
+    """SASRec: causal transformer over item sequences, full-softmax cross-entropy."""
+    return fit_family("sasrec", train, cases, items, users, model_config)
+
+
+TRAIN_TASKS = {
+    "popularity": train_popularity,
+    "ease": train_ease,
+    "sasrec": train_sasrec,
+}
+
+
+def check_model_names(models: list[str]) -> None:
+    unknown = [m for m in models if m not in TRAIN_TASKS]
+    if unknown or not models:
+        raise ValueError(f"unknown model(s) {unknown or '(none given)'}; known: {', '.join(TRAIN_TASKS)}")
+
+
+@dynamic(cache=TRAIN_CACHE, **DATA_RESOURCES)
+def train_models(
+    models: list[str], train: Table, cases: Table, items: Table, users: Table, model_config: str = ""
+) -> list[TrainedModel]:
+    """One parallel training branch per requested family."""
+    check_model_names(models)
+    return [
+        TRAIN_TASKS[name](train=train, cases=cases, items=items, users=users, model_config=model_config)
+        for name in models
+    ]

@@ -26,7 +26,7 @@ CASE_COLUMNS = (
     "history",  # list<int64> item_idx, chronological, oldest first (the model's input)
     "history_timestamps",  # list<int64>, aligned with history
     "slice",  # "warm" | "cold_user" | "cold_item"
-    "activity_bucket",  # e.g. "3-10", "11-50", "51-200", "201+" (length of the input history)
+    "activity_bucket",  # "1-10", "11-50", "51-200", "201+" (length of the input history)
 )
 SLICES = ("warm", "cold_user", "cold_item")
 
@@ -101,6 +101,6 @@ def history_batches(
         batch = HistoryBatch(
             items=left_pad(list(chunk["history"]), max_len),
             timestamps=left_pad(list(chunk["history_timestamps"]), max_len),
-            users=torch.as_tensor(chunk["user_idx"].to_numpy(np.int64)),
+            users=torch.as_tensor(chunk["user_idx"].to_numpy(np.int64, copy=True)),
         )
         yield batch, chunk

@@ -279,7 +279,8 @@ def evaluate(
                     f"expected ({len(chunk)}, {n_items + 1})"
                 )
             scores = scores.to(device)
-            targets = torch.from_numpy(chunk["target_item"].to_numpy(np.int64, copy=True)).to(device)
+            target_np = chunk["target_item"].to_numpy(np.int64, copy=True)
+            targets = torch.from_numpy(target_np).to(device)
             exclude = exclusion_mask(list(chunk["history"]), n_items, device)
             candidates = _candidates(scores, targets, exclude)
             ranks = _ranks(scores, targets, candidates)
@@ -288,7 +289,10 @@ def evaluate(
             all_top.append(top.cpu().numpy())
             if progress:
                 log.info(
-                    "evaluate: batch %d/%d (%.1fs)", number, n_batches, time.perf_counter() - started
+                    "evaluate: batch %d/%d (%.1fs)",
+                    number,
+                    n_batches,
+                    time.perf_counter() - started,
                 )
     ranks_np = np.concatenate(all_ranks) if all_ranks else np.zeros(0, dtype=np.int64)
     top_np = np.concatenate(all_top) if all_top else np.zeros((0, top_n), dtype=np.int64)

@@ -273,9 +273,13 @@ class TrainingWindows:
         self.lengths = torch.as_tensor([len(s) for s in seqs], dtype=torch.long)
         self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
 
-    def epoch_batches(self, batch_size: int, generator: torch.Generator):
-        """Yield LongTensor[b, w] windows in a seeded random order; w <= width trims columns
-        that are padding in every row of the batch."""
+    def epoch_batches(self, batch_size: int, generator: torch.Generator, bucket: int = 16):
+        """Yield LongTensor[b, w] windows for one epoch, w <= width.
+
+        Users are shuffled, then sorted by window length within groups of ``bucket`` batches,
+        and the batches are shuffled again: each batch holds windows of similar length, so the
+        columns that are padding in every row are cut off (attention cost grows with w²).
+        """
         n = len(self.lengths)
         if n == 0:
             return
@@ -283,7 +287,15 @@ class TrainingWindows:
         slack = self.lengths - kept
         start = (torch.rand(n, generator=generator) * (slack + 1)).long().clamp(max=slack)
         end = self.offsets + start + kept  # one past the window's last item, in flat
-        for rows in torch.randperm(n, generator=generator).split(batch_size):
+        order = torch.randperm(n, generator=generator)
+        groups = order.split(batch_size * bucket)
+        batches = [
+            rows
+            for group in groups
+            for rows in group[kept[group].argsort(stable=True)].split(batch_size)
+        ]
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            rows = batches[b]
             w = int(kept[rows].max())
             column = torch.arange(w)
             index = end[rows].unsqueeze(1) - w + column  # [b, w] flat positions

@@ -240,7 +240,8 @@ def leave_one_out_split(
         is_cold_user = np.zeros(n_users + 1, dtype=bool)
         is_cold_user[cold_users] = True
         row_cold_user = is_cold_user[user]
-        role[row_cold_user] = np.where(pos[row_cold_user] < cold_user_shown, _COLD_SHOWN, _COLD_HIDDEN)
+        shown = pos[row_cold_user] < cold_user_shown
+        role[row_cold_user] = np.where(shown, _COLD_SHOWN, _COLD_HIDDEN)
 
         fit_rows = (role == _TRAIN) | (role == _VALID)  # cold users' rows are no longer either
         eligible_items = np.unique(item[fit_rows])

@@ -26,5 +26,6 @@ def split(
 ) -> SplitTables:
     """Per-user chronological leave-one-out; ``mode`` is "standard" or "pipeline" (+ holdouts)."""
     data, summary = leave_one_out_split(interactions, items, users, mode=mode, seed=seed)
-    print("split: " + json.dumps(asdict(summary)))
+    counts = {k: v for k, v in asdict(summary).items() if not isinstance(v, list)}
+    print("split: " + json.dumps(counts))
     return SplitTables(data.train, data.cases, data.items, data.users, json.dumps(asdict(summary)))

@@ -1,0 +1,132 @@
+"""Foundation benchmark: popularity, EASE and SASRec on a MovieLens folder, standard split.
+
+    python benchmarks/baselines.py --path ../shared/data/ml-100k --name ml-100k
+    python benchmarks/baselines.py --path ../shared/data/ml-1m --name ml-1m-u2999 \
+        --ratings-path ../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz
+
+Reads the data by path (never copied), validates it against the data contracts, splits it under
+DESIGN.md's *standard* leave-one-out protocol, trains each model with early stopping on
+validation NDCG@10, scores the test cases by full ranking, and writes
+``benchmarks/results/baselines-<name>.json`` plus a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from data_contracts.sources.movielens import read_movielens
+from data_contracts.suites import ContractConfig
+from data_contracts.validate import validate_tables
+from models.device import pick_device, seed_everything
+from models.metrics import evaluate
+from models.registry import build_model
+from models.split import leave_one_out_split
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SASREC_BENCHMARK = {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 200, "dropout": 0.2, "max_epochs": 200, "patience": 10}
+
+
+def run(path: str, name: str, ratings_path: str | None, models: list[str], device: str, sasrec: dict) -> dict:
+    started = time.perf_counter()
+    tables = read_movielens(path, ratings_path=ratings_path, name=name)
+    validate_tables(tables.interactions, tables.items, tables.users, ContractConfig(), dataset=name)
+    data, summary = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="standard", seed=0)
+    prep_seconds = time.perf_counter() - started
+    dev = pick_device(device)
+    test_cases = data.stage("test")
+    rows = []
+    for family in models:
+        seed_everything(0)
+        overrides = sasrec if family == "sasrec" else {}
+        model = build_model(family, data.n_items, overrides).to(dev)
+        t0 = time.perf_counter()
+        report = model.fit(data, dev, progress=True)
+        train_seconds = time.perf_counter() - t0
+        max_len = getattr(model.config, "max_len", 200)
+        result = evaluate(model.score, test_cases, data.n_items, device=dev, max_len=max_len)
+        m = result.metrics["all"]
+        rows.append(
+            {
+                "model": family,
+                "hr@10": m["hr@10"],
+                "ndcg@10": m["ndcg@10"],
+                "mrr": m["mrr"],
+                "hr@20": m["hr@20"],
+                "ndcg@20": m["ndcg@20"],
+                "coverage@10": m["coverage@10"],
+                "best_valid_ndcg@10": report.best_valid.get("ndcg@10"),
+                "best_epoch": report.best_epoch,
+                "epochs_run": len(report.epochs),
+                "train_seconds": round(train_seconds, 1),
+                "config": asdict(model.config),
+            }
+        )
+        print(f"{name} {family}: test NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hr@10']:.4f} MRR {m['mrr']:.4f} ({train_seconds:.0f}s)")
+    return {
+        "dataset": name,
+        "path": str(path),
+        "ratings_path": ratings_path,
+        "dataset_sha256": tables.checksum,
+        "split": {"mode": "standard", "seed": 0, **asdict(summary)},
+        "n_test_cases": len(test_cases),
+        "prep_seconds": round(prep_seconds, 1),
+        "hardware": {
+            "device": str(dev),
+            "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
+            "cpu_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
+        "results": rows,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, "
+        f"{result['n_test_cases']} test cases, {result['hardware']['device']}"
+        + (f" {result['hardware']['gpu']}" if result["hardware"]["gpu"] else f", {result['hardware']['cpu_threads']} threads")
+        + ")",
+        "",
+        "| model | HR@10 | NDCG@10 | MRR | best valid NDCG@10 | epochs (best) | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["results"]:
+        lines.append(
+            f"| {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['mrr']:.4f} | "
+            f"{(r['best_valid_ndcg@10'] or 0):.4f} | {r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", required=True, help="MovieLens folder (any release format)")
+    parser.add_argument("--name", required=True, help="dataset name used in the results")
+    parser.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
+    parser.add_argument("--models", default="popularity,ease,sasrec")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sasrec", default="{}", help="JSON overrides of the SASRec benchmark config")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    sasrec = {**SASREC_BENCHMARK, **json.loads(args.sasrec)}
+    result = run(args.path, args.name, args.ratings_path, args.models.split(","), args.device, sasrec)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"baselines-{args.name}-{result['hardware']['device'].split(':')[0]}"
+    (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{tag}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

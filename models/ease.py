@@ -7,6 +7,7 @@ user × item matrix of the training part; a user's scores are multi_hot(history)
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,11 +37,14 @@ def gram_matrix(data: SplitData, n_items: int, device: torch.device) -> torch.Te
     pairs = data.train[["user_idx", "item_idx"]].drop_duplicates().to_numpy(np.int64)
     n_users = int(pairs[:, 0].max()) + 1 if len(pairs) else 1
     x = torch.sparse_coo_tensor(
-        torch.as_tensor(pairs.T, device=device),
+        torch.as_tensor(pairs.T.copy(), device=device),
         torch.ones(len(pairs), device=device),
         size=(n_users, n_items + 1),
+        check_invariants=True,
     ).coalesce()
-    return torch.sparse.mm(x.t().coalesce(), x).to_dense()
+    with warnings.catch_warnings():  # sparse @ sparse goes through CSR, which warns "beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse.mm(x.t().coalesce(), x).to_dense()
 
 
 def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
@@ -74,6 +78,7 @@ class EASE(nn.Module):
         from models.metrics import evaluate
 
         start = time.perf_counter()
+        device = torch.device(device)
         self.to(device)
         self.eval()
         gram = gram_matrix(data, self.config.n_items, device)

@@ -40,6 +40,7 @@ class Popularity(nn.Module):
         from models.metrics import evaluate
 
         start = time.perf_counter()
+        device = torch.device(device)
         counts = np.bincount(
             data.train["item_idx"].to_numpy(np.int64), minlength=self.config.n_items + 1
         )[: self.config.n_items + 1]

@@ -131,9 +131,10 @@ class SASRec(nn.Module):
         """
         hidden = self.encode(batch_items)
         target = labels != PAD
-        logits = hidden[target] @ self.item_emb.weight.T  # [N, n_items + 1]
-        logits[:, PAD] = float("-inf")  # padding is never a next item
-        return F.cross_entropy(logits, labels[target])
+        # Softmax over the real items 1..n_items only (padding is never a next item): the
+        # logits skip embedding row 0, so item i is column i - 1.
+        logits = hidden[target] @ self.item_emb.weight[1:].T  # [N, n_items]
+        return F.cross_entropy(logits, labels[target] - 1)
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
@@ -155,6 +156,7 @@ class SASRec(nn.Module):
         from models.metrics import evaluate
 
         cfg = self.config
+        device = torch.device(device)
         start = time.perf_counter()
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)

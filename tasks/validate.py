@@ -53,12 +53,13 @@ def validate(
     html = render_html(outcome)
     (out / "validation.html").write_text(html)
     Deck("Data contracts", html)
-    summary = outcome.summary()
-    print(f"data contracts for {info.name}: " + json.dumps(summary.get("counts", summary))[:500])
+    summary = outcome.summary
+    kept = {table: len(frame) for table, frame in outcome.frames.items() if frame is not None}
+    print(f"data contracts for {info.name}: passed={outcome.passed}, rows kept {kept}, quarantined {outcome.quarantine_counts}")
     return ValidatedTables(
-        outcome.interactions,
-        outcome.items,
-        outcome.users,
+        outcome.frames["interactions"],
+        outcome.frames["items"],
+        outcome.frames["users"],
         FlyteFile(str(out / "validation.html")),
         json.dumps(summary),
         FlyteDirectory(str(qdir)),

@@ -70,7 +70,15 @@ def files_checksum(files: Iterable[tuple[str, str | os.PathLike]]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def _read_synthetic(path: str | None, **kw: Any) -> Tables:
+def _unused(kind: str, **given: Any) -> None:
+    extra = [k for k, v in given.items() if v not in (None, "")]
+    if extra:
+        raise SourceError(f"source {kind!r} does not take {', '.join(extra)}")
+
+
+def _read_synthetic(path: str | None, *, synthetic_users: int | None, seed: int | None,
+                    ratings_path: Any, item_text_path: Any, name: str | None, progress: bool,
+                    **kw: Any) -> Tables:
     from .synthetic import SyntheticConfig, generate_synthetic
 
     if path not in (None, ""):
@@ -78,37 +86,57 @@ def _read_synthetic(path: str | None, **kw: Any) -> Tables:
             f"source 'synthetic' takes no path (got {path!r}); pass its settings as keyword "
             "arguments (SyntheticConfig fields)"
         )
+    _unused("synthetic", ratings_path=ratings_path, item_text_path=item_text_path)
+    if synthetic_users is not None:
+        kw["n_users"] = synthetic_users
+    if seed is not None:
+        kw["seed"] = seed
     try:
         config = SyntheticConfig(**kw)
     except TypeError as exc:
         raise SourceError(f"source 'synthetic': {exc}") from None
-    return generate_synthetic(config)
+    tables = generate_synthetic(config)
+    return tables if name is None else Tables(*tuple(tables)[:3], name=name, checksum=tables.checksum)
 
 
-def _read_movielens(path: str, **kw: Any) -> Tables:
+def _require_path(kind: str, path: str | None) -> str:
+    if path in (None, ""):
+        raise SourceError(f"source {kind!r} needs a path")
+    return str(path)
+
+
+def _read_movielens(path: str | None, *, ratings_path: Any, item_text_path: Any, name: str | None,
+                    progress: bool, **kw: Any) -> Tables:
     from .movielens import read_movielens
 
-    return read_movielens(path, **kw)
+    _unused("movielens", **kw)
+    return read_movielens(_require_path("movielens", path), ratings_path=ratings_path,
+                          item_text_path=item_text_path, name=name, progress=progress)
 
 
-def _read_movielens_download(path: str, **kw: Any) -> Tables:
+def _read_movielens_download(path: str | None, *, ratings_path: Any, item_text_path: Any,
+                             name: str | None, progress: bool, release: str | None = None,
+                             base_url: str | None = None, expected_md5: str | None = None,
+                             **kw: Any) -> Tables:
     """``path`` is ``<cache_dir>/<release name>``, e.g. ``~/.cinesync/data/ml-1m``."""
-    from .download import fetch_movielens
+    from .download import GROUPLENS_BASE_URL, fetch_movielens
     from .movielens import read_movielens
 
-    target = Path(path).expanduser()
-    fetch_kw = {k: kw.pop(k) for k in ("base_url", "expected_md5", "progress") if k in kw}
-    name = kw.pop("release", None) or target.name
-    folder = fetch_movielens(name, target.parent, **fetch_kw)
-    if "progress" in fetch_kw:
-        kw["progress"] = fetch_kw["progress"]
-    return read_movielens(folder, **kw)
+    _unused("movielens-download", **kw)
+    target = Path(_require_path("movielens-download", path)).expanduser()
+    folder = fetch_movielens(release or target.name, target.parent,
+                             base_url=base_url or GROUPLENS_BASE_URL,
+                             expected_md5=expected_md5, progress=progress)
+    return read_movielens(folder, ratings_path=ratings_path, item_text_path=item_text_path,
+                          name=name, progress=progress)
 
 
-def _read_generic(path: str, **kw: Any) -> Tables:
+def _read_generic(path: str | None, *, ratings_path: Any, item_text_path: Any, name: str | None,
+                  progress: bool, **kw: Any) -> Tables:
     from .generic import read_generic
 
-    return read_generic(path, **kw)
+    _unused("generic", ratings_path=ratings_path, item_text_path=item_text_path, **kw)
+    return read_generic(_require_path("generic", path), name=name)
 
 
 _READERS: dict[str, Callable[..., Tables]] = {
@@ -120,19 +148,37 @@ _READERS: dict[str, Callable[..., Tables]] = {
 SOURCE_KINDS = tuple(_READERS)
 
 
-def read_source(kind: str, path: str | None = None, **kw: Any) -> Tables:
+def read_source(
+    kind: str,
+    path: str | None = None,
+    *,
+    ratings_path: str | os.PathLike | None = None,
+    item_text_path: str | os.PathLike | None = None,
+    name: str | None = None,
+    synthetic_users: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    **kw: Any,
+) -> Tables:
     """Read one source into canonical tables.
 
-    - ``"synthetic"``: ``path`` must be empty/None; ``kw`` are ``SyntheticConfig`` fields.
-    - ``"movielens"``: ``path`` is a local release folder; ``kw`` go to ``read_movielens``
-      (``ratings_path``, ``item_text_path``, ``name``, ``progress``).
+    - ``"synthetic"``: ``path`` must be empty/None; ``synthetic_users`` (-> ``n_users``), ``seed``
+      and any other ``SyntheticConfig`` field as keywords.
+    - ``"movielens"``: ``path`` is a local release folder; ``ratings_path``, ``item_text_path``,
+      ``name``, ``progress`` as in ``read_movielens``.
     - ``"movielens-download"``: ``path`` is ``<cache_dir>/<release>`` (e.g. ``.cache/ml-100k``);
-      the release is fetched (or found in the verified cache) and read. ``kw``: ``base_url``,
-      ``expected_md5``, ``progress``, ``release`` (overrides the name taken from ``path``) and
-      the ``read_movielens`` keywords.
-    - ``"generic"``: ``path`` is a folder in the generic format (FORMATS.md).
+      the release is fetched (or found in the verified cache) and read. Extra keywords:
+      ``release`` (overrides the name taken from ``path``), ``base_url``, ``expected_md5``.
+    - ``"generic"``: ``path`` is a folder in the generic format (FORMATS.md); ``name``.
+
+    ``synthetic_users`` and ``seed`` are ignored by the file sources, so one call site can pass
+    every setting; ``ratings_path``/``item_text_path`` given to a source that has no use for them,
+    or an unknown keyword, raise SourceError.
     """
     reader = _READERS.get(kind)
     if reader is None:
         raise SourceError(f"unknown source kind {kind!r}; known kinds: {', '.join(SOURCE_KINDS)}")
-    return reader(path, **kw)
+    common = dict(ratings_path=ratings_path, item_text_path=item_text_path, name=name, progress=progress)
+    if kind == "synthetic":
+        return reader(path, synthetic_users=synthetic_users, seed=seed, **common, **kw)
+    return reader(path, **common, **kw)

@@ -228,7 +228,7 @@ class SyntheticConfig:
     max_seasons: int = 6
     franchise_share: float = 0.3  # share of movies that belong to numbered sequel chains
     follow_prob: float = 0.85  # P(next item is the unseen successor of a recent item)
-    taste_weight: float = 1.6  # logit weight of taste·latent
+    taste_weight: float = 2.0  # logit weight of taste·latent
     popularity_weight: float = 1.0
     seasonal_weight: float = 1.0
     momentum_weight: float = 1.0  # pull towards the genres/themes of the last few items
@@ -286,7 +286,7 @@ class _Names:
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
         self.titles: set[str] = set()
-        self.people: set[str] = set()
+        self.used_people: set[str] = set()  # names handed out so far
 
     def title(self) -> str:
         rng = self.rng
@@ -303,29 +303,36 @@ class _Names:
                 title = f"The {b} of {rng.choice(_TITLE_PLACE)}"
             if attempt > 50:
                 title = f"{title} of {rng.choice(_TITLE_PLACE)}"
-            if attempt > 100:
-                title = f"{title} {rng.integers(1000, 10000)}"
-            if title not in self.titles and not title[-1].isdigit():
+            if title not in self.titles:
                 self.titles.add(title)
                 return title
-        title = f"Untitled {len(self.titles) + 1}"
+        n, letters = len(self.titles), ""
+        while True:  # a title never ends in a digit: "<title> 2" is the sequel
+            n, r = divmod(n, 26)
+            letters = chr(65 + r) + letters
+            if n == 0:
+                break
+        title = f"Untitled {letters}"
         self.titles.add(title)
         return title
 
-    def person(self) -> str:
+    def people(self, n: int) -> list[str]:
+        """``n`` unique person names: first x last pairs in random order, then with initials."""
         rng = self.rng
-        for attempt in range(100):
-            name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-            if attempt > 30:
-                name = f"{rng.choice(_FIRST)} {rng.choice(_FIRST)[0]}. {rng.choice(_LAST)}"
-            if attempt > 60:
-                name = f"{name}-{rng.choice(_LAST)}"
-            if name not in self.people:
-                self.people.add(name)
-                return name
-        name = f"Person {len(self.people) + 1}"
-        self.people.add(name)
-        return name
+        out: list[str] = []
+        pairs = len(_FIRST) * len(_LAST)
+        round_ = 0
+        while len(out) < n:
+            for code in rng.permutation(pairs)[: n - len(out)]:
+                first, last = _FIRST[code // len(_LAST)], _LAST[code % len(_LAST)]
+                middle = "" if round_ == 0 else f" {chr(64 + (round_ - 1) % 26 + 1)}."
+                suffix = "" if round_ <= 26 else f" {round_ // 27 + 1}"
+                name = f"{first}{middle} {last}{suffix}"
+                if name not in self.used_people:
+                    self.used_people.add(name)
+                    out.append(name)
+            round_ += 1
+        return out
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -391,8 +398,9 @@ def _build_catalogue(config: SyntheticConfig, rng: np.random.Generator) -> _Cata
     for table in (studio_specialty, network_specialty):
         for row in table:
             row[rng.choice(len(GENRES), size=3, replace=False)] = True
-    directors = [names.person() for _ in range(max(20, (config.n_movies + config.n_shows) // 3))]
-    cast_pool = [names.person() for _ in range(max(60, (config.n_movies + config.n_shows)))]
+    people = names.people(max(20, (config.n_movies + config.n_shows) // 3) + max(60, config.n_movies + config.n_shows))
+    directors = people[: max(20, (config.n_movies + config.n_shows) // 3)]
+    cast_pool = people[len(directors):]
 
     def release_day(n_entries: int, gap_days: float) -> list[int]:
         """Release timestamps of a chain: mostly before the window, ~20% inside it."""
@@ -559,7 +567,11 @@ def _user_timestamps(rng: np.random.Generator, length: int, start_ts: int, end_t
     join = int(days * 0.85 * rng.random() ** 1.5)
     days_per_event = float(np.exp(rng.normal(np.log(6.0), 0.7)))
     span = int(min(days - join - 1, max(14.0, days_per_event * length)))
-    n_sessions = max(1, int(round(length / (1.0 + rng.poisson(1.5)))))
+    # Sessions of 1-4 events (a per-user binge rate), 80-160 minutes apart within a session.
+    sizes = np.minimum(1 + rng.poisson(rng.uniform(0.3, 2.0), length), 4)
+    bounds = np.cumsum(sizes)
+    n_sessions = int(np.searchsorted(bounds, length)) + 1
+    session = np.searchsorted(bounds, np.arange(length), side="right")
     day = join + rng.integers(0, span + 1, n_sessions)
     # Move about half of the sessions to the following weekend (1970-01-01 was a Thursday).
     weekday = (start_ts // DAY + day + 3) % 7  # 0 = Monday
@@ -569,7 +581,6 @@ def _user_timestamps(rng: np.random.Generator, length: int, start_ts: int, end_t
     weekend = ((start_ts // DAY + day + 3) % 7) >= 5
     hour = np.where(weekend, rng.uniform(11, 22, n_sessions), rng.uniform(18, 22.5, n_sessions))
     session_start = start_ts + day * DAY + (hour * 3600).astype(np.int64)
-    session = np.sort(rng.integers(0, n_sessions, length))
     gaps = rng.integers(80 * 60, 160 * 60, length)
     first = np.ones(length, bool)
     first[1:] = session[1:] != session[:-1]
@@ -600,10 +611,38 @@ def _seasonal_table(config: SyntheticConfig, cat: _Catalogue) -> np.ndarray:
     return boost * config.seasonal_weight
 
 
+_BLOCK = 64  # items per block of the two-level inverse-CDF sampler
+
+
+def _sample_rows(weights: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """One index per row of ``weights`` [n, nb * _BLOCK] (non-negative, each row with a positive
+    sum), drawn with probability proportional to the weight: pick a block by its sum, then an
+    item inside it. ``uniform`` in (0, 1]."""
+    n, width = weights.shape
+    blocks = weights.reshape(n, width // _BLOCK, _BLOCK)
+    cdf = np.cumsum(blocks.sum(axis=2), axis=1)
+    draw = uniform.astype(np.float32) * cdf[:, -1]
+    block = np.minimum((cdf < draw[:, None]).sum(axis=1), cdf.shape[1] - 1)
+    rows = np.arange(n)
+    rest = draw - np.where(block > 0, cdf[rows, np.maximum(block - 1, 0)], 0.0)
+    inside = blocks[rows, block]
+    position = (np.cumsum(inside, axis=1) < rest[:, None]).sum(axis=1)
+    last_positive = _BLOCK - 1 - np.argmax(inside[:, ::-1] > 0, axis=1)  # guards rounding
+    return block * _BLOCK + np.minimum(position, last_positive)
+
+
 def _generate_sequences(config: SyntheticConfig, rng: np.random.Generator, cat: _Catalogue,
                         taste: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user row, item row, timestamp) arrays of every interaction, per user chronological."""
+    """(user row, item row, timestamp) arrays of every interaction, per user chronological.
+
+    Per block of users, ``open_logits[u, i]`` holds the user's static logit (taste + popularity)
+    for the items the user may pick now — released, unseen, and first of its chain or with its
+    predecessor seen — and -inf for the others. It is updated incrementally: items are opened as
+    the user's clock passes their release date or as their predecessor is watched, and closed when
+    watched. Each step adds the time-dependent terms and samples one item per active user.
+    """
     n_users, n_items = config.n_users, len(cat.popularity)
+    width = -(-n_items // _BLOCK) * _BLOCK  # item axis padded to whole sampler blocks
     start_ts = _ts(date.fromisoformat(config.start_date))
     end_ts = start_ts + config.days * DAY
     sigma = 0.75
@@ -612,21 +651,28 @@ def _generate_sequences(config: SyntheticConfig, rng: np.random.Generator, cat: 
     lengths = np.minimum(lengths, n_items).astype(np.int64)
     times = [_user_timestamps(rng, int(n), start_ts, end_ts) for n in lengths]
 
-    seasonal = _seasonal_table(config, cat)
+    seasonal = np.zeros((12, 2, width), np.float32)
+    seasonal[:, :, :n_items] = _seasonal_table(config, cat)
     latent = cat.latent
-    latent_t = np.ascontiguousarray(latent.T)
-    affinity_all = taste @ latent_t  # [U, I]
+    latent_t = np.zeros((latent.shape[1], width), np.float32)
+    latent_t[:, :n_items] = latent.T
+    affinity_all = taste @ latent.T  # [U, I]
     aff_mean, aff_std = float(affinity_all.mean()), float(affinity_all.std() + 1e-6)
     has_pred = cat.predecessor >= 0
-    tau = 45.0 * DAY
+    pred_safe = np.maximum(cat.predecessor, 0)
+    by_release = np.argsort(cat.release_ts, kind="stable")
+    release_sorted = cat.release_ts[by_release]
+    tau = np.float32(45.0 * DAY)
+    novelty = np.float32(config.novelty_weight * 1.5)
+    momentum = np.float32(config.momentum_weight * 2.0)
     # Novelty only matters for items released shortly before or during the window.
     fresh = np.flatnonzero(cat.release_ts >= start_ts - 365 * DAY)
     fresh_release = cat.release_ts[fresh]
 
     users_out, items_out, ts_out = [], [], []
-    block = 2048
-    for lo in range(0, n_users, block):
-        hi = min(n_users, lo + block)
+    block_users = 2048
+    for lo in range(0, n_users, block_users):
+        hi = min(n_users, lo + block_users)
         b = hi - lo
         blen = lengths[lo:hi].copy()
         lmax = int(blen.max())
@@ -635,12 +681,14 @@ def _generate_sequences(config: SyntheticConfig, rng: np.random.Generator, cat: 
             ts[r, : blen[r]] = times[lo + r]
         dt = pd.to_datetime(ts.ravel(), unit="s")
         month = (dt.month.to_numpy() - 1).reshape(b, lmax)
-        weekend = (dt.dayofweek.to_numpy() >= 5).reshape(b, lmax).astype(np.int64)
-        base = (config.taste_weight * (affinity_all[lo:hi] - aff_mean) / aff_std
-                + config.popularity_weight * cat.popularity[None, :]).astype(np.float32)
-        # eligible: unseen and (first of its chain, or predecessor seen); updated incrementally.
-        eligible = np.repeat(~has_pred[None, :], b, axis=0)
+        weekend = (dt.day_of_week.to_numpy() >= 5).reshape(b, lmax).astype(np.int64)
+        base = np.full((b, width), -np.inf, np.float32)
+        base[:, :n_items] = (config.taste_weight * (affinity_all[lo:hi] - aff_mean) / aff_std
+                             + config.popularity_weight * cat.popularity[None, :])
+        open_logits = np.full((b, width), -np.inf, np.float32)
         seen = np.zeros((b, n_items), bool)
+        released = np.zeros((b, n_items), bool)
+        released_upto = np.zeros(b, np.int64)  # per user: items by_release[:k] are released
         hist = np.full((b, lmax), -1, np.int64)
         recent = np.zeros((b, latent.shape[1]), np.float32)
         for s in range(lmax):
@@ -648,20 +696,30 @@ def _generate_sequences(config: SyntheticConfig, rng: np.random.Generator, cat: 
             if len(rows) == 0:
                 break
             t = ts[rows, s]
-            released = cat.release_ts[None, :] <= t[:, None]
-            logits = base[rows] + seasonal[month[rows, s], weekend[rows, s]]
+            # Open the items released since each user's previous step.
+            upto = np.searchsorted(release_sorted, t, side="right")
+            counts = upto - released_upto[rows]
+            if counts.sum():
+                user = np.repeat(rows, counts)
+                offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+                item = by_release[np.repeat(released_upto[rows], counts) + offset]
+                released[user, item] = True
+                ok = ~has_pred[item] | seen[user, pred_safe[item]]
+                open_logits[user[ok], item[ok]] = base[user[ok], item[ok]]
+                released_upto[rows] = upto
+            logits = open_logits[rows] + seasonal[month[rows, s], weekend[rows, s]]
             if len(fresh):
                 age = (t[:, None] - fresh_release[None, :]).astype(np.float32)
-                logits[:, fresh] += np.where(
-                    age >= 0, (config.novelty_weight * 1.5) * np.exp(-age / np.float32(tau)), 0.0
-                ).astype(np.float32)
+                logits[:, fresh] += np.where(age >= 0, novelty * np.exp(-age / tau), np.float32(0.0))
             if s:
-                logits += (config.momentum_weight * 2.0) * (recent[rows] @ latent_t)
-            uniform = rng.random(logits.shape, dtype=np.float32)
-            logits -= np.log(-np.log(uniform + np.float32(1e-12)) + np.float32(1e-12))
-            logits[~(eligible[rows] & released)] = -np.inf
-            choice = logits.argmax(axis=1)
-            exhausted = ~np.isfinite(logits[np.arange(len(rows)), choice])
+                logits += momentum * (recent[rows] @ latent_t)
+            with np.errstate(invalid="ignore"):  # a row with nothing left is all -inf
+                weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+            exhausted = ~(weights.sum(axis=1) > 0)
+            uniform = 1.0 - rng.random(len(rows))  # (0, 1]
+            choice = np.zeros(len(rows), np.int64)
+            if (~exhausted).any():
+                choice[~exhausted] = _sample_rows(weights[~exhausted], uniform[~exhausted])
             # Series order: continue a recently watched show/franchise with high probability.
             follow = np.full(len(rows), -1, np.int64)
             for back in range(3, 0, -1):  # most recent last, so it wins
@@ -669,9 +727,9 @@ def _generate_sequences(config: SyntheticConfig, rng: np.random.Generator, cat: 
                     continue
                 prev = hist[rows, s - back]
                 cand = np.where(prev >= 0, cat.successor[np.maximum(prev, 0)], -1)
-                ok = np.flatnonzero(cand >= 0)
-                good = ~seen[rows[ok], cand[ok]] & (cat.release_ts[cand[ok]] <= t[ok])
-                follow[ok[good]] = cand[ok[good]]
+                ok_rows = np.flatnonzero(cand >= 0)
+                good = ~seen[rows[ok_rows], cand[ok_rows]] & released[rows[ok_rows], cand[ok_rows]]
+                follow[ok_rows[good]] = cand[ok_rows[good]]
             use_follow = (follow >= 0) & (rng.random(len(rows)) < config.follow_prob)
             choice = np.where(use_follow, follow, choice)
             done = exhausted & ~use_follow
@@ -679,10 +737,11 @@ def _generate_sequences(config: SyntheticConfig, rng: np.random.Generator, cat: 
                 blen[rows[done]] = s
                 rows, choice = rows[~done], choice[~done]
             seen[rows, choice] = True
-            eligible[rows, choice] = False
+            open_logits[rows, choice] = -np.inf
             nxt = cat.successor[choice]
-            has_next = nxt >= 0
-            eligible[rows[has_next], nxt[has_next]] = True
+            opens = nxt >= 0
+            opens[opens] = released[rows[opens], nxt[opens]]
+            open_logits[rows[opens], nxt[opens]] = base[rows[opens], nxt[opens]]
             hist[rows, s] = choice
             recent[rows] = 0.6 * recent[rows] + 0.4 * latent[choice]
         for r in range(b):
@@ -708,7 +767,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> Tables:
     user_rows, item_rows, timestamps = _generate_sequences(config, rng, cat, taste)
 
     affinity = np.einsum("nd,nd->n", taste[user_rows], cat.latent[item_rows])
-    z = (affinity - affinity.mean()) / (affinity.std() + 1e-6)
+    z = (affinity - affinity.mean()) / (affinity.std() + 1e-6) if len(affinity) else affinity
     score = 3.4 + 0.8 * z + 0.8 * cat.quality[item_rows] + rng.normal(0.0, 0.6, len(z))
     rating = np.clip(np.round(score), 1, 5).astype(np.float32)
 

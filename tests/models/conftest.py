@@ -57,3 +57,9 @@ def planted_sequences() -> dict[int, list[int]]:
 @pytest.fixture(scope="session")
 def planted_split() -> SplitData:
     return split_from_sequences(planted_sequences(), N_CHAINS * CHAIN_LEN)
+
+
+@pytest.fixture(scope="session")
+def make_split():
+    """split_from_sequences, for tests that hand-build their own sequences."""
+    return split_from_sequences

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from models.data import HistoryBatch
+from models.ease import EASEConfig
+from models.registry import MODEL_FAMILIES, build_model, config_from_dict, load_model, save_model
+from models.sasrec import SASRec
+
+FIT_OVERRIDES = {
+    "popularity": {},
+    "ease": {"l2_grid": [10.0, 100.0]},
+    "sasrec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
+}
+
+
+def test_families_are_popularity_ease_sasrec():
+    assert list(MODEL_FAMILIES) == ["popularity", "ease", "sasrec"]
+
+
+def test_build_model_applies_overrides():
+    model = build_model("sasrec", 42, {"dim": 16, "n_layers": 1})
+    assert isinstance(model, SASRec)
+    assert (model.config.n_items, model.config.dim, model.config.n_layers) == (42, 16, 1)
+    assert model.config.n_heads == 2  # untouched fields keep their defaults
+
+
+def test_unknown_family_raises():
+    with pytest.raises(ValueError, match="unknown model 'bert5rec'; known: popularity, ease, sasrec"):
+        build_model("bert5rec", 10)
+
+
+def test_unknown_override_key_raises_naming_key_and_fields():
+    with pytest.raises(ValueError, match=r"'hidden'.*'sasrec'.*dim, n_layers"):
+        build_model("sasrec", 10, {"hidden": 64})
+
+
+def test_config_from_dict_turns_lists_into_tuples():
+    config = config_from_dict("ease", {"n_items": 5, "l2_grid": [1.0, 2.0]})
+    assert config == EASEConfig(5, l2_grid=(1.0, 2.0))
+
+
+@pytest.mark.parametrize("family", list(MODEL_FAMILIES))
+def test_save_load_round_trip_gives_identical_scores(family, planted_split, tmp_path):
+    model = build_model(family, planted_split.n_items, FIT_OVERRIDES[family])
+    model.fit(planted_split, torch.device("cpu"), progress=False)
+    save_model(tmp_path / "model.pt", family, model)
+
+    loaded_family, loaded = load_model(tmp_path / "model.pt")
+
+    items = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
+    batch = HistoryBatch(items, torch.zeros_like(items), torch.tensor([1, 2]))
+    assert loaded_family == family and loaded.config == model.config
+    assert torch.equal(loaded.score(batch), model.eval().score(batch))
+
+
+def test_saved_file_is_config_and_state_dict_not_a_pickled_module(tmp_path):
+    save_model(tmp_path / "model.pt", "popularity", build_model("popularity", 7))
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(saved) == {"family", "config", "state_dict", "format_version"}
+    assert saved["config"] == {"n_items": 7} and saved["format_version"] == 1

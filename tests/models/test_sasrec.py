@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+
+from models.data import PAD, HistoryBatch
+from models.metrics import evaluate
+from models.popularity import Popularity, PopularityConfig
+from models.sasrec import CHECKPOINT_NAME, SASRec, SASRecConfig, TrainingWindows
+
+CPU = torch.device("cpu")
+TINY = dict(dim=32, n_layers=2, n_heads=2, max_len=20, dropout=0.1, lr=3e-3, batch_size=16)
+
+
+def _config(n_items: int, **overrides) -> SASRecConfig:
+    return SASRecConfig(n_items, **{**TINY, "max_epochs": 2, **overrides})
+
+
+def _batch(items) -> HistoryBatch:
+    items = torch.as_tensor(items)
+    return HistoryBatch(items, torch.zeros_like(items), torch.zeros(len(items), dtype=torch.long))
+
+
+@pytest.fixture(scope="module")
+def trained(planted_split):
+    model = SASRec(_config(planted_split.n_items, max_epochs=15, patience=3))
+    report = model.fit(planted_split, CPU, progress=False)
+    return model, report
+
+
+def test_score_shape_is_batch_by_items_plus_one():
+    model = SASRec(_config(30)).eval()
+    assert model.score(_batch([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]])).shape == (3, 31)
+
+
+def test_causal_mask_blocks_future_items():
+    model = SASRec(_config(30)).eval()
+    items = torch.tensor([[0, 0, 5, 6, 7, 8, 9]])
+    changed = items.clone()
+    changed[0, 5] = 21
+    with torch.no_grad():
+        before, after = model.encode(items), model.encode(changed)
+    torch.testing.assert_close(before[:, :5], after[:, :5], rtol=0, atol=0)
+    assert not torch.allclose(before[:, 5:], after[:, 5:])
+
+
+def test_left_padding_does_not_change_scores():
+    model = SASRec(_config(30)).eval()
+    short = model.score(_batch([[4, 9, 2]]))
+    padded = model.score(_batch([[0] * 12 + [4, 9, 2]]))
+    torch.testing.assert_close(short, padded, rtol=1e-5, atol=1e-5)
+
+
+def test_histories_longer_than_max_len_use_their_latest_items():
+    model = SASRec(_config(30)).eval()
+    latest = list(range(1, 21))  # max_len = 20
+    torch.testing.assert_close(model.score(_batch([[25, 26, 27] + latest])), model.score(_batch([latest])))
+
+
+def test_fully_padded_history_gives_finite_scores():
+    model = SASRec(_config(30)).train()  # dropout on: the pad rows must not produce NaN either
+    items = torch.tensor([[0, 0, 0, 0], [0, 0, 3, 4]])
+    assert torch.isfinite(model.score(_batch(items))).all()
+    assert torch.isfinite(model.loss(items, torch.tensor([[0, 0, 0, 0], [0, 3, 4, 5]])))
+
+
+def test_loss_ignores_padding_labels():
+    model = SASRec(_config(30, dropout=0.0)).eval()
+    items = torch.tensor([[0, 1, 2, 3]])
+    one_label = model.loss(items, torch.tensor([[0, 0, 0, 4]]))
+    logits = model.score(_batch(items))[0, 1:]
+    torch.testing.assert_close(one_label, -torch.log_softmax(logits, 0)[3])
+
+
+def test_training_windows_are_latest_items_left_padded_when_short():
+    windows = TrainingWindows({1: np.array([1, 2, 3]), 2: np.array([4, 5, 6, 7, 8]), 3: np.array([9])}, 4)
+    rows = torch.cat([b for b in windows.epoch_batches(8, torch.Generator().manual_seed(0))])
+    rows = sorted(tuple(r.tolist()) for r in rows)  # user 3 has no next item: dropped
+    assert rows[0] == (PAD, 1, 2, 3)
+    assert rows[1] in {(4, 5, 6, 7), (5, 6, 7, 8)}  # a random crop of the long sequence
+
+
+def test_loss_decreases_during_training(trained):
+    _, report = trained
+    assert report.epochs[-1].train_loss < 0.5 * report.epochs[0].train_loss
+
+
+def test_beats_popularity_on_planted_sequences(trained, planted_split):
+    model, _ = trained
+    popularity = Popularity(PopularityConfig(planted_split.n_items))
+    popularity.fit(planted_split, CPU, progress=False)
+    test = planted_split.stage("test")
+    sasrec_ndcg = evaluate(model.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
+    popularity_ndcg = evaluate(popularity.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
+    assert sasrec_ndcg > 0.8 > 0.2 > popularity_ndcg
+
+
+def test_best_epoch_weights_are_loaded_after_fit(trained, planted_split):
+    model, report = trained
+    valid = evaluate(model.score, planted_split.stage("valid"), planted_split.n_items)
+    assert valid.metrics["all"]["ndcg@10"] == pytest.approx(report.best_valid["ndcg@10"])
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(planted_split):
+    model = SASRec(_config(planted_split.n_items, lr=0.0, max_epochs=10, patience=2))
+    report = model.fit(planted_split, CPU, progress=False)  # lr 0: valid NDCG never improves
+    assert report.stopped_early and [e.epoch for e in report.epochs] == [0, 1, 2]
+    assert report.best_epoch == 0
+
+
+def test_seeded_fits_give_identical_weights(planted_split):
+    first, second = SASRec(_config(planted_split.n_items)), SASRec(_config(planted_split.n_items))
+    first.fit(planted_split, CPU, progress=False)
+    second.fit(planted_split, CPU, progress=False)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_from_checkpoint_continues_at_next_epoch(planted_split, tmp_path):
+    n = planted_split.n_items
+    straight = SASRec(_config(n, max_epochs=3, patience=100))
+    straight.fit(planted_split, CPU, progress=False)
+
+    SASRec(_config(n, max_epochs=2, patience=100)).fit(planted_split, CPU, progress=False, checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT_NAME).exists()
+    resumed, seen = SASRec(_config(n, max_epochs=3, patience=100)), []
+    report = resumed.fit(planted_split, CPU, progress=False, on_epoch=seen.append, checkpoint_dir=tmp_path)
+
+    assert [e.epoch for e in seen] == [2]
+    assert [e.epoch for e in report.epochs] == [0, 1, 2]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -78,8 +78,8 @@ def log_model_run(
 
 
 def _key(name: str) -> str:
-    """MLflow metric names allow [A-Za-z0-9_-./ ]: '@' and ':' become '_at_' and '/'."""
-    return name.replace("@", "_at_").replace(":", "/")
+    """MLflow metric names allow [A-Za-z0-9_-./: ]: '@' becomes '_at_', '+' becomes 'plus'."""
+    return name.replace("@", "_at_").replace("+", "plus").replace(":", "/")
 
 
 @task(cache=False, retries=2, **DATA_RESOURCES)

@@ -31,10 +31,10 @@ def load_model_config(spec: str) -> dict[str, dict]:
     (workflows/configs/laptop.yaml), a path to a YAML file, or inline YAML/JSON text."""
     if not spec.strip():
         return {}
-    bundled = CONFIG_DIR / f"{spec}.yaml"
-    if bundled.is_file():
-        text = bundled.read_text()
-    elif Path(spec).is_file():
+    looks_like_path = "\n" not in spec and len(spec) < 256
+    if looks_like_path and (CONFIG_DIR / f"{spec}.yaml").is_file():
+        text = (CONFIG_DIR / f"{spec}.yaml").read_text()
+    elif looks_like_path and Path(spec).is_file():
         text = Path(spec).read_text()
     else:
         text = spec

@@ -42,7 +42,7 @@ def full_pipeline(
     model_config: str = "laptop",
 ) -> pd.DataFrame:
     """Everything, end to end; returns the results table (one row per model and slice)."""
-    checked_models = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
+    checked = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
     raw = ingest(
         source=source,
         path=path,
@@ -61,12 +61,12 @@ def full_pipeline(
     )
     parts = split(interactions=valid.interactions, items=valid.items, users=valid.users, mode=split_mode, seed=seed)
     trained = train_models(
-        models=checked_models,
+        models=checked.models,
         train=parts.train,
         cases=parts.cases,
         items=parts.items,
         users=parts.users,
-        model_config=model_config,
+        model_config=checked.model_config,
     )
     evaluations = evaluate_models(trained=trained, cases=parts.cases, items=parts.items)
     return track_in_mlflow(
@@ -140,17 +140,17 @@ def train_only(
     model_config: str = "laptop",
 ) -> list[TrainedModel]:
     """Stage: train the named families (weights + learning curves), without evaluation/tracking."""
-    checked_models = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
+    checked = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
     raw = ingest(source=source, path=path, ratings_path=ratings_path, synthetic_users=synthetic_users, seed=seed)
     valid = validate(interactions=raw.interactions, items=raw.items, users=raw.users, info=raw.info)
     parts = split(interactions=valid.interactions, items=valid.items, users=valid.users, mode=split_mode, seed=seed)
     return train_models(
-        models=checked_models,
+        models=checked.models,
         train=parts.train,
         cases=parts.cases,
         items=parts.items,
         users=parts.users,
-        model_config=model_config,
+        model_config=checked.model_config,
     )
 
 

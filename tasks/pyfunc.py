@@ -7,7 +7,17 @@ import pandas as pd
 import mlflow.pyfunc
 import torch
 
+from mlflow.models import ModelSignature
+from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
 from models.data import HistoryBatch, left_pad
+from models.metrics import exclusion_mask
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec(Array("long"), "history")]),
+    outputs=Schema([ColSpec(Array("long"), "items"), ColSpec("long", "unknown_items")]),
+    params=ParamSchema([ParamSpec("k", "long", 10)]),
+)
 
 
 class TopKRecommender(mlflow.pyfunc.PythonModel):
@@ -40,8 +50,8 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         )
         with torch.inference_mode():
             scores = self.model.score(batch).float()
-        scores[:, 0] = float("-inf")
-        for row, history in enumerate(histories):  # mask what each user has already seen
-            scores[row, history] = float("-inf")
-        top = torch.topk(scores, k=min(k, scores.shape[1] - 1), dim=1).indices.numpy()
+            seen = exclusion_mask(histories, scores.shape[1] - 1)
+            seen[:, 0] = True  # padding is never recommended
+            scores = scores.masked_fill(seen, float("-inf"))
+            top = torch.topk(scores, k=min(k, scores.shape[1] - 1), dim=1).indices.numpy()
         return pd.DataFrame({"items": [list(self.raw_ids[t]) for t in top], "unknown_items": unknown})

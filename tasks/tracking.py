@@ -21,7 +21,7 @@ from flytekit.types.file import FlyteFile
 from models.registry import load_model
 from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation, TrainedModel, execution_id
 from tasks.plots import learning_curve, results_table
-from tasks.pyfunc import TopKRecommender
+from tasks.pyfunc import SIGNATURE, TopKRecommender
 
 EXPERIMENT = "cinesync"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -73,6 +73,7 @@ def log_model_run(
             python_model=TopKRecommender(),
             artifacts={"weights": weights, "item_map": str(item_map)},
             pip_requirements=PYFUNC_REQUIREMENTS,
+            signature=SIGNATURE,
         )
         return run.info.run_id
 

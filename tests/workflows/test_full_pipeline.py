@@ -72,7 +72,11 @@ def test_a_child_run_per_model_with_curves_metrics_and_artifacts(pipeline_run):
         for slice_name in ("all", "warm", "cold_user", "cold_item"):
             assert 0.0 <= metrics[f"test_{slice_name}_ndcg_at_10"] <= 1.0, (family, slice_name)
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config.json", "metrics.json", "learning_curve.png", "weights", "predictions", "model"} <= files
+        assert {"config.json", "metrics.json", "learning_curve.png", "weights", "predictions"} <= files
+        logged = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+        )
+        assert [m.name for m in logged] == ["model"], family
 
 
 def test_logged_pyfunc_returns_top_k_unseen_raw_item_ids(pipeline_run):

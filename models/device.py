@@ -10,7 +10,7 @@ import torch
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; ``"cpu"`` / ``"cuda"`` (or ``"cuda:1"``) force one."""
+    """``"auto"``: CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` force one."""
     prefer = prefer.strip().lower()
     if prefer == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -51,7 +51,7 @@ def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
     """Closed-form EASE item-item weights for one λ -> FloatTensor[n + 1, n + 1], zero diagonal."""
     a = gram.clone()
     a.diagonal().add_(l2)
-    p = torch.cholesky_inverse(torch.linalg.cholesky(a))  # Gram + λI is symmetric positive definite
+    p = torch.cholesky_inverse(torch.linalg.cholesky(a))  # Gram + λI is SPD
     b = p / (-p.diagonal()).unsqueeze(0)  # B_ij = -P_ij / P_jj
     b.diagonal().zero_()
     return b

@@ -108,7 +108,7 @@ class SASRec(nn.Module):
     # ----- the network ---------------------------------------------------------------------
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """items: LongTensor[B, L] left-padded, L <= max_len -> hidden states FloatTensor[B, L, D]."""
+        """items: LongTensor[B, L] left-padded, L <= max_len -> hidden FloatTensor[B, L, D]."""
         _, l = items.shape
         real = items != PAD
         positions = torch.arange(self.config.max_len - l, self.config.max_len, device=items.device)
@@ -234,13 +234,14 @@ class SASRec(nn.Module):
             if on_epoch is not None:
                 on_epoch(log)
             if checkpoint is not None:
+                cuda = device.type == "cuda"
                 _save_atomically(
                     {
                         "model": self.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "shuffle_rng": shuffle.get_state(),
                         "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                        "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
                         "fit": state,
                     },
                     checkpoint,

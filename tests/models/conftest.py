@@ -40,7 +40,7 @@ def split_from_sequences(sequences: dict[int, list[int]], n_items: int) -> Split
         n_items=n_items,
         train=train,
         cases=pd.DataFrame(cases),
-        items=pd.DataFrame({"item_idx": np.arange(1, n_items + 1), "item_id": np.arange(1, n_items + 1)}),
+        items=pd.DataFrame({"item_idx": np.arange(1, n_items + 1), "item_id": np.arange(n_items)}),
         users=pd.DataFrame({"user_idx": list(sequences), "user_id": list(sequences)}),
     )
 

@@ -39,7 +39,8 @@ def test_score_is_multi_hot_history_times_weights(planted_split):
     model = EASE(EASEConfig(planted_split.n_items, l2_grid=()))
     model.fit(planted_split, CPU, progress=False)
     items = torch.tensor([[0, 0, 3, 5], [1, 2, 2, 4]])  # padding and a repeat count once
-    scores = model.score(HistoryBatch(items, torch.zeros_like(items), torch.zeros(2, dtype=torch.long)))
+    users = torch.zeros(2, dtype=torch.long)
+    scores = model.score(HistoryBatch(items, torch.zeros_like(items), users))
     expected = torch.stack([model.weights[[3, 5]].sum(0), model.weights[[1, 2, 4]].sum(0)])
     torch.testing.assert_close(scores, expected)
 

@@ -25,7 +25,8 @@ def test_build_model_applies_overrides():
 
 
 def test_unknown_family_raises():
-    with pytest.raises(ValueError, match="unknown model 'bert5rec'; known: popularity, ease, sasrec"):
+    message = "unknown model 'bert5rec'; known: popularity, ease, sasrec"
+    with pytest.raises(ValueError, match=message):
         build_model("bert5rec", 10)
 
 

@@ -53,7 +53,8 @@ def test_left_padding_does_not_change_scores():
 def test_histories_longer_than_max_len_use_their_latest_items():
     model = SASRec(_config(30)).eval()
     latest = list(range(1, 21))  # max_len = 20
-    torch.testing.assert_close(model.score(_batch([[25, 26, 27] + latest])), model.score(_batch([latest])))
+    longer = model.score(_batch([[25, 26, 27] + latest]))
+    torch.testing.assert_close(longer, model.score(_batch([latest])))
 
 
 def test_fully_padded_history_gives_finite_scores():
@@ -72,7 +73,8 @@ def test_loss_ignores_padding_labels():
 
 
 def test_training_windows_are_latest_items_left_padded_when_short():
-    windows = TrainingWindows({1: np.array([1, 2, 3]), 2: np.array([4, 5, 6, 7, 8]), 3: np.array([9])}, 4)
+    sequences = {1: np.array([1, 2, 3]), 2: np.array([4, 5, 6, 7, 8]), 3: np.array([9])}
+    windows = TrainingWindows(sequences, 4)
     rows = torch.cat([b for b in windows.epoch_batches(8, torch.Generator().manual_seed(0))])
     rows = sorted(tuple(r.tolist()) for r in rows)  # user 3 has no next item: dropped
     assert rows[0] == (PAD, 1, 2, 3)
@@ -89,8 +91,10 @@ def test_beats_popularity_on_planted_sequences(trained, planted_split):
     popularity = Popularity(PopularityConfig(planted_split.n_items))
     popularity.fit(planted_split, CPU, progress=False)
     test = planted_split.stage("test")
-    sasrec_ndcg = evaluate(model.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
-    popularity_ndcg = evaluate(popularity.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
+    sasrec_ndcg, popularity_ndcg = (
+        evaluate(m.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
+        for m in (model, popularity)
+    )
     assert sasrec_ndcg > 0.8 > 0.2 > popularity_ndcg
 
 
@@ -120,10 +124,13 @@ def test_resume_from_checkpoint_continues_at_next_epoch(planted_split, tmp_path)
     straight = SASRec(_config(n, max_epochs=3, patience=100))
     straight.fit(planted_split, CPU, progress=False)
 
-    SASRec(_config(n, max_epochs=2, patience=100)).fit(planted_split, CPU, progress=False, checkpoint_dir=tmp_path)
+    interrupted = SASRec(_config(n, max_epochs=2, patience=100))
+    interrupted.fit(planted_split, CPU, progress=False, checkpoint_dir=tmp_path)
     assert (tmp_path / CHECKPOINT_NAME).exists()
     resumed, seen = SASRec(_config(n, max_epochs=3, patience=100)), []
-    report = resumed.fit(planted_split, CPU, progress=False, on_epoch=seen.append, checkpoint_dir=tmp_path)
+    report = resumed.fit(
+        planted_split, CPU, progress=False, on_epoch=seen.append, checkpoint_dir=tmp_path
+    )
 
     assert [e.epoch for e in seen] == [2]
     assert [e.epoch for e in report.epochs] == [0, 1, 2]

@@ -8,8 +8,6 @@ the right, so extra padding on the left never changes what the real positions se
 from __future__ import annotations
 
 import math
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -18,12 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from models.data import PAD, HistoryBatch, SplitData
 from models.interface import EpochLog, FitReport
+from models.training import train_loop
 
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -153,112 +150,18 @@ class SASRec(nn.Module):
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,
     ) -> FitReport:
-        from models.metrics import evaluate
-
-        cfg = self.config
-        device = torch.device(device)
-        start = time.perf_counter()
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
-        torch.manual_seed(cfg.seed)
-        shuffle = torch.Generator().manual_seed(cfg.seed)
-        self.to(device)
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
-        )
-        windows = TrainingWindows(data.train_sequences(), cfg.max_len + 1)
-        valid_cases = data.stage("valid")
-
-        state = {"epoch": 0, "best_epoch": -1, "best_metric": -math.inf, "best_state": None,
-                 "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
-        checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
-        if checkpoint is not None and checkpoint.exists():
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            self.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            shuffle.set_state(saved["shuffle_rng"])
-            torch.set_rng_state(saved["torch_rng"])
-            if device.type == "cuda" and saved.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(saved["cuda_rng"], device)
-            state = saved["fit"]
-
-        bar = tqdm(
-            range(state["epoch"], cfg.max_epochs),
-            initial=state["epoch"],
-            total=cfg.max_epochs,
-            desc="sasrec",
-            disable=not progress,
-        )
-        for epoch in bar:
-            if state["stopped_early"]:
-                break
-            tick = time.perf_counter()
-            self.train()
-            total, n_batches = 0.0, 0
-            for batch in windows.epoch_batches(cfg.batch_size, shuffle):
-                batch = batch.to(device, non_blocking=True)
-                loss = self.loss(batch[:, :-1], batch[:, 1:])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach()
-                n_batches += 1
-            train_loss = float(total / max(n_batches, 1))
-
-            valid: dict[str, float] = {}
-            last = epoch + 1 == cfg.max_epochs
-            if len(valid_cases) and ((epoch + 1) % cfg.eval_every == 0 or last):
-                self.eval()
-                result = evaluate(
-                    self.score,
-                    valid_cases,
-                    cfg.n_items,
-                    device=device,
-                    batch_size=cfg.eval_batch_size,
-                    max_len=cfg.max_len,
-                )
-                valid = {k: float(v) for k, v in result.metrics["all"].items()}
-                if valid["ndcg@10"] > state["best_metric"]:
-                    state.update(best_metric=valid["ndcg@10"], best_epoch=epoch, bad_evals=0)
-                    state["best_state"] = _cpu_copy(self.state_dict())
-                else:
-                    state["bad_evals"] += 1
-                    state["stopped_early"] = state["bad_evals"] >= cfg.patience
-            elif not len(valid_cases):  # nothing to choose on: the latest epoch is the best
-                state.update(best_epoch=epoch, best_state=_cpu_copy(self.state_dict()))
-
-            log = EpochLog(epoch, train_loss, valid, time.perf_counter() - tick)
-            state["history"].append(_log_dict(log))
-            state["epoch"] = epoch + 1
-            bar.set_postfix(loss=f"{train_loss:.4f}", ndcg10=f"{state['best_metric']:.4f}")
-            if on_epoch is not None:
-                on_epoch(log)
-            if checkpoint is not None:
-                cuda = device.type == "cuda"
-                _save_atomically(
-                    {
-                        "model": self.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "shuffle_rng": shuffle.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
-                        "fit": state,
-                    },
-                    checkpoint,
-                )
-        bar.close()
-
-        if state["best_state"] is not None:
-            self.load_state_dict(state["best_state"])
-        self.eval()
-        epochs = [EpochLog(**h) for h in state["history"]]
-        best = next((e for e in epochs if e.epoch == state["best_epoch"]), None)
-        return FitReport(
-            epochs=epochs,
-            best_epoch=max(state["best_epoch"], 0),
-            best_valid=dict(best.valid) if best else {},
-            wall_seconds=time.perf_counter() - start,
-            stopped_early=state["stopped_early"],
+        """Next-item training on every position of each user's (cropped) training sequence."""
+        windows = TrainingWindows(data.train_sequences(), self.config.max_len + 1)
+        return train_loop(
+            self,
+            data,
+            device,
+            name="sasrec",
+            epoch_batches=lambda generator: windows.epoch_batches(self.config.batch_size, generator),
+            batch_loss=lambda batch: self.loss(batch[:, :-1], batch[:, 1:]),
+            progress=progress,
+            on_epoch=on_epoch,
+            checkpoint_dir=checkpoint_dir,
         )
 
 
@@ -304,19 +207,3 @@ class TrainingWindows:
             index = end[rows].unsqueeze(1) - w + column  # [b, w] flat positions
             real = column >= (w - kept[rows]).unsqueeze(1)
             yield torch.where(real, self.flat[index.clamp(min=0)], PAD)
-
-
-def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-def _log_dict(log: EpochLog) -> dict:
-    return {"epoch": log.epoch, "train_loss": log.train_loss, "valid": dict(log.valid),
-            "seconds": log.seconds}  # fmt: skip
-
-
-def _save_atomically(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)

@@ -5,7 +5,8 @@ import torch
 from models.data import PAD, HistoryBatch
 from models.metrics import evaluate
 from models.popularity import Popularity, PopularityConfig
-from models.sasrec import CHECKPOINT_NAME, SASRec, SASRecConfig, TrainingWindows
+from models.sasrec import SASRec, SASRecConfig, TrainingWindows
+from models.training import CHECKPOINT_NAME
 
 CPU = torch.device("cpu")
 TINY = dict(dim=32, n_layers=2, n_heads=2, max_len=20, dropout=0.1, lr=3e-3, batch_size=16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-import pandas as pd
+import numpy as np
 from flytekit import Deck, task
 from flytekit.types.file import FlyteFile
 
@@ -25,8 +25,9 @@ def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> 
     """
     device = pick_device()
     test_cases = cases[cases["stage"] == "test"].reset_index(drop=True)
-    item_ids = items.set_index("item_idx")["item_id"]
     n_items = int(items["item_idx"].max())
+    raw_id = np.zeros(n_items + 1, dtype=np.int64)  # item_idx -> raw item id; 0 stays 0 (no item)
+    raw_id[items["item_idx"].to_numpy()] = items["item_id"].to_numpy()
     evaluations, fit_reports, seconds = [], {}, {}
     deck_curves = []
     for model_file in trained:
@@ -38,8 +39,8 @@ def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> 
         )
         elapsed = time.perf_counter() - started
         per_case = result.per_case.copy()
-        per_case["target_item_id"] = per_case["target_item"].map(item_ids).astype("int64")
-        per_case["top_item_ids"] = [item_ids.reindex(top).tolist() for top in per_case["top_items"]]
+        per_case["target_item_id"] = raw_id[per_case["target_item"].to_numpy()]
+        per_case["top_item_ids"] = list(raw_id[np.stack(per_case["top_items"].to_numpy())])
         out = work_dir(f"evaluation-{family}")
         per_case.to_parquet(out / "test_predictions.parquet", index=False)
         evaluations.append(

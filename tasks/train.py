@@ -9,7 +9,6 @@ parallel branches.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 

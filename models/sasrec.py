@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from models.data import PAD, HistoryBatch, SplitData
 from models.interface import EpochLog, FitReport
@@ -31,7 +32,9 @@ class SASRecConfig:
     n_heads: int = 2
     max_len: int = 200
     dropout: float = 0.2
-    loss: Literal["ce"] = "ce"  # "sampled" / "gbce" slot into SASRec.loss
+    loss: Literal["ce", "sampled", "gbce"] = "ce"
+    n_negatives: int = 256  # for "sampled" (popularity-sampled, logQ-corrected) and "gbce" (uniform)
+    gbce_t: float = 0.75  # gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128
@@ -41,6 +44,9 @@ class SASRecConfig:
     seed: int = 0
     num_threads: int | None = None
     eval_batch_size: int = 512
+    mixed_precision: Literal["none", "bf16"] = "none"  # bf16 autocast on CUDA
+    compile: bool = False  # torch.compile the training loss
+    gradient_checkpointing: bool = False  # recompute block activations in backward
 
 
 class CausalSelfAttention(nn.Module):
@@ -81,11 +87,14 @@ class Block(nn.Module):
         return x + self.dropout(self.ffn(self.ln_ffn(x)))
 
 
+LOSSES = ("ce", "sampled", "gbce")
+
+
 class SASRec(nn.Module):
     def __init__(self, config: SASRecConfig):
         super().__init__()
-        if config.loss != "ce":
-            raise ValueError(f"SASRec loss {config.loss!r} is not implemented; known: ce")
+        if config.loss not in LOSSES:
+            raise ValueError(f"SASRec loss {config.loss!r} is unknown; known: {', '.join(LOSSES)}")
         self.config = config
         # Built under the config's seed so that a config alone fixes the initial weights.
         with torch.random.fork_rng(devices=[]):
@@ -118,20 +127,53 @@ class SASRec(nn.Module):
         attend = (causal & real.unsqueeze(1)) | eye
         attend = attend.unsqueeze(1)  # [B, 1, L, L], broadcast over heads
         for block in self.blocks:
-            x = block(x, attend) * real.unsqueeze(-1)
+            if self.config.gradient_checkpointing and self.training:
+                x = checkpoint(block, x, attend, use_reentrant=False) * real.unsqueeze(-1)
+            else:
+                x = block(x, attend) * real.unsqueeze(-1)
         return self.ln_out(x)
 
     def loss(self, batch_items: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Full-softmax cross-entropy at every position whose label is not PAD.
+        """The configured next-item loss at every position whose label is not PAD.
 
         batch_items, labels: LongTensor[B, L] (labels = the next item of each position).
         """
         hidden = self.encode(batch_items)
         target = labels != PAD
-        # Softmax over the real items 1..n_items only (padding is never a next item): the
-        # logits skip embedding row 0, so item i is column i - 1.
-        logits = hidden[target] @ self.item_emb.weight[1:].T  # [N, n_items]
-        return F.cross_entropy(logits, labels[target] - 1)
+        h, positives = hidden[target], labels[target]  # [N, D], [N]
+        if self.config.loss == "ce":
+            # Softmax over the real items 1..n_items only (padding is never a next item): the
+            # logits skip embedding row 0, so item i is column i - 1.
+            return F.cross_entropy(h @ self.item_emb.weight[1:].T, positives - 1)
+        if self.config.loss == "sampled":
+            return self._sampled_softmax(h, positives)
+        return self._gbce(h, positives)
+
+    def _sampled_softmax(self, h: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Softmax over the positive and n_negatives items drawn by training popularity, shared
+        by the batch; logits are corrected by -log Q(item) so the estimate is unbiased
+        (Yi et al. 2019), and a negative that equals the positive is masked out."""
+        negatives = torch.multinomial(self.sampling_probs, self.config.n_negatives, replacement=True)
+        log_q = self.sampling_probs.clamp_min(1e-12).log()
+        pos_logit = (h * self.item_emb(positives)).sum(-1) - log_q[positives]
+        neg_logit = h @ self.item_emb(negatives).T - log_q[negatives]
+        neg_logit = neg_logit.masked_fill(negatives.unsqueeze(0) == positives.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos_logit.unsqueeze(1), neg_logit], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(positives))
+
+    def _gbce(self, h: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """gBCE (Petrov & Macdonald 2023): BCE with the positive's probability raised to beta,
+        which undoes the overconfidence that uniform negative sampling gives BCE."""
+        k, n = self.config.n_negatives, self.config.n_items
+        negatives = torch.randint(1, n + 1, (h.shape[0], k), device=h.device)
+        alpha = k / max(n - 1, 1)
+        beta = alpha * (self.config.gbce_t * (1 - 1 / alpha) + 1 / alpha)
+        pos_logit = (h * self.item_emb(positives)).sum(-1)
+        neg_logit = torch.einsum("nd,nkd->nk", h, self.item_emb(negatives))
+        accidental = negatives == positives.unsqueeze(1)
+        pos_loss = -beta * F.logsigmoid(pos_logit)
+        neg_loss = -F.logsigmoid(-neg_logit).masked_fill(accidental, 0.0).sum(-1)
+        return (pos_loss + neg_loss).mean()
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
@@ -152,6 +194,10 @@ class SASRec(nn.Module):
     ) -> FitReport:
         """Next-item training on every position of each user's (cropped) training sequence."""
         windows = TrainingWindows(data.train_sequences(), self.config.max_len + 1)
+        counts = torch.bincount(torch.as_tensor(data.train["item_idx"].to_numpy(np.int64, copy=True)), minlength=self.config.n_items + 1)
+        counts[PAD] = 0
+        # The sampled-softmax proposal Q: training popularity (not saved with the weights).
+        self.register_buffer("sampling_probs", counts.float() / counts.sum().clamp_min(1), persistent=False)
         return train_loop(
             self,
             data,

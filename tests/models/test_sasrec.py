@@ -137,3 +137,51 @@ def test_resume_from_checkpoint_continues_at_next_epoch(planted_split, tmp_path)
     assert [e.epoch for e in report.epochs] == [0, 1, 2]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+# gBCE pushes 32 sigmoid negatives per positive: on 60 items it learns slowly (gSASRec trains
+# for hundreds of epochs), so its bar here is "well above popularity" (~0.03), not convergence.
+@pytest.mark.parametrize("loss, bar", [("sampled", 0.4), ("gbce", 0.09)])
+def test_sampled_losses_learn_the_planted_sequences(planted_split, loss, bar):
+    config = _config(planted_split.n_items, loss=loss, n_negatives=32, lr=1e-2, max_epochs=25, patience=5)
+    report = SASRec(config).fit(planted_split, CPU, progress=False)
+    assert report.epochs[-1].train_loss < report.epochs[0].train_loss
+    assert report.best_valid["ndcg@10"] > bar
+
+
+def test_sampled_softmax_masks_a_negative_that_is_the_positive():
+    model = SASRec(_config(5, loss="sampled", n_negatives=8)).eval()
+    model.register_buffer("sampling_probs", torch.tensor([0.0, 1.0, 0, 0, 0, 0]), persistent=False)
+    h = torch.randn(3, 32)
+    # every negative drawn is item 1 == the positive: only the positive logit is left
+    assert model._sampled_softmax(h, torch.tensor([1, 1, 1])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gbce_with_t_zero_is_plain_bce():
+    torch.manual_seed(0)
+    model = SASRec(_config(50, loss="gbce", n_negatives=4, gbce_t=0.0)).eval()
+    h, positives = torch.randn(6, 32), torch.randint(1, 51, (6,))
+    torch.manual_seed(1)
+    got = model._gbce(h, positives)
+    torch.manual_seed(1)
+    negatives = torch.randint(1, 51, (6, 4))
+    pos = (h * model.item_emb(positives)).sum(-1)
+    neg = torch.einsum("nd,nkd->nk", h, model.item_emb(negatives))
+    bce = -torch.nn.functional.logsigmoid(pos) - torch.nn.functional.logsigmoid(-neg).masked_fill(negatives == positives[:, None], 0).sum(-1)
+    assert got.item() == pytest.approx(bce.mean().item(), rel=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    items = torch.randint(1, 31, (4, 10))
+    grads = []
+    for flag in (False, True):
+        model = SASRec(_config(30, dropout=0.0, gradient_checkpointing=flag)).train()
+        model.loss(items[:, :-1], items[:, 1:]).backward()
+        grads.append(model.item_emb.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(ValueError, match="SASRec loss 'bpr' is unknown; known: ce, sampled, gbce"):
+        SASRec(_config(10, loss="bpr"))

@@ -1,0 +1,440 @@
+"""Side-by-side benchmark against RecBole: its SASRec and BERT4Rec on OUR split, OUR evaluator.
+
+    python benchmarks/peer_recbole.py setup                     # .venv-recbole (RecBole 1.2.1, CPU torch)
+    python benchmarks/peer_recbole.py run --path ../shared/data/ml-100k --name ml-100k \
+        --models SASRec,BERT4Rec
+    python benchmarks/peer_recbole.py run --path ../shared/data/ml-1m --name ml-1m-u2999 \
+        --ratings-path ../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz --models SASRec
+    python benchmarks/peer_recbole.py collect --path ... --name ...   # re-evaluate finished runs
+
+RecBole runs in its own virtual environment (it needs ``numpy<2`` and ``setuptools<70``, which this
+project does not use), through ``benchmarks/recbole_worker.py``. The data go over as plain files:
+
+1. The dataset is read by path, validated, and split by ``models.split.leave_one_out_split``
+   (standard mode, seed 0), as in ``benchmarks/baselines.py``.
+2. Each user's full sequence in OUR order (training part, validation target, test target) is
+   written as one RecBole ``.inter`` file whose timestamps are the positions 0, 1, 2, ... in that
+   order, so RecBole's own leave-one-out for sequential models (``LS: valid_and_test``, ``TO``,
+   grouped by user, full ranking) trains on exactly our training part, validates on our
+   validation targets and tests on our test targets. The worker verifies that per user (targets
+   and the model's input sequences) and the counts are part of the result.
+3. RecBole trains with its defaults (max length 50; SASRec with CE and no negative sampling;
+   early stopping on validation NDCG@10 with eval_step 1 and stopping_step 10; CPU; seed 0),
+   then scores every test user's input (history up to the test target) with the best model.
+4. The worker's ranks (OUR tie rule, history excluded) and top-100 lists are re-evaluated here
+   with ``models.metrics.metrics_from_ranks``; the ranks are also recomputed independently from
+   the saved score matrix with ``models.metrics.target_ranks`` (``rank_check_mismatches``).
+
+Users with fewer than 3 interactions are training-only in our split; they are written as they
+are and RecBole's leave-one-out also leaves them training-only (its training pairs from a user
+of n interactions are the n - 1 next-item pairs inside the sequence, the same pairs ours see).
+RecBole needs 4 interactions to cut a validation AND a test item: for a user with exactly 3 it
+keeps (i1 -> i2) as a training pair and has no validation case, while ours validates on i2. Their
+number is reported as ``users_with_3_interactions`` (0 on every MovieLens release: >= 20 each).
+
+Writes ``benchmarks/results/recbole-<name>.json`` and ``.md``; a re-run of some models keeps the
+other models' rows of the same dataset checksum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.data import SplitData
+from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+WORKER = REPO / "benchmarks" / "recbole_worker.py"
+CONSTRAINTS = REPO / "benchmarks" / "recbole-constraints.txt"
+VENV = REPO / ".venv-recbole"
+WORKDIR = REPO / "outputs" / "recbole"  # ignored by git
+MODELS = ("SASRec", "BERT4Rec")
+
+# torch 2.13's metadata asks for setuptools>=77.0.3 while RecBole 1.2.1 needs setuptools<70, so
+# pip cannot resolve both in one step: the peer packages first, then setuptools is pinned back.
+PEER_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "torch==2.13.0")
+PEER_SETUPTOOLS = "setuptools<70"
+# Only the worker process gets this: torch >= 2.6 loads with weights_only=True by default, and
+# RecBole's test step reloads its own checkpoint, which pickles its Config object.
+PEER_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+
+INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
+
+
+# --------------------------------------------------------------------------------------------
+# Peer environment
+
+
+def venv_python(venv: Path = VENV) -> Path:
+    return venv / "bin" / "python"
+
+
+def setup(venv: Path = VENV, constraints: Path = CONSTRAINTS, refreeze: bool = False) -> None:
+    """Create the peer venv; install exactly the recorded versions when the constraints exist.
+
+    ``refreeze`` (or a missing constraints file) resolves the loose requirements and records the
+    installed versions in ``constraints``.
+    """
+    if not venv_python(venv).exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv_python(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
+    pinned = constraints.is_file() and not refreeze
+    with tempfile.TemporaryDirectory() as tmp:
+        step1 = list(pip) + list(PEER_REQUIREMENTS)
+        setuptools_spec = PEER_SETUPTOOLS
+        if pinned:
+            lines = [ln.strip() for ln in constraints.read_text().splitlines()]
+            lines = [ln for ln in lines if ln and not ln.startswith("#")]
+            others = [ln for ln in lines if not ln.lower().startswith("setuptools==")]
+            setuptools_spec = next((ln for ln in lines if ln.lower().startswith("setuptools==")), PEER_SETUPTOOLS)
+            step1_constraints = Path(tmp) / "constraints.txt"
+            step1_constraints.write_text("\n".join(others) + "\n")
+            step1 += ["-c", str(step1_constraints)]
+        subprocess.run(step1, check=True)
+        subprocess.run(list(pip) + [setuptools_spec], check=True)
+    check = "import recbole, torch, numpy; from recbole.trainer import Trainer; print(recbole.__version__, torch.__version__, numpy.__version__)"
+    subprocess.run([str(venv_python(venv)), "-c", check], check=True)
+    if not pinned:
+        frozen = subprocess.run(
+            [str(venv_python(venv)), "-m", "pip", "freeze", "--all", "--exclude", "pip"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        constraints.write_text(
+            "# Exact versions in .venv-recbole (written by `benchmarks/peer_recbole.py setup`).\n"
+            "# torch's metadata wants setuptools>=77.0.3; setup installs setuptools last, on purpose.\n"
+            + frozen
+        )
+    print(f"peer venv ready: {venv}")
+
+
+def worker_command(spec_path: Path, python: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of the worker subprocess; PEER_ENV is set in that env only, never here."""
+    argv = [str(python or venv_python()), str(WORKER), str(spec_path)]
+    env = {**os.environ, **PEER_ENV}
+    return argv, env
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+
+
+def recbole_sequences(data: SplitData) -> tuple[pd.DataFrame, dict[str, list[int]], dict[str, int]]:
+    """Our split as RecBole input.
+
+    Returns (inter, sequences, counts): ``inter`` has columns user_id, item_id (raw ids) and
+    timestamp = 0, 1, 2, ... in OUR order per user (training part, validation target, test
+    target); ``sequences`` maps each raw user id (str) with evaluation cases to its full raw item
+    sequence; ``counts`` says how many users fall in each handling case.
+    """
+    if set(data.cases["slice"]) - {"warm"}:
+        raise ValueError("the RecBole comparison needs a standard-mode split (no cold holdouts)")
+    cases = data.cases
+    parts = [
+        pd.DataFrame({"user_idx": data.train["user_idx"].to_numpy(np.int64),
+                      "item_idx": data.train["item_idx"].to_numpy(np.int64), "part": 0}),
+    ]
+    for part, stage in ((1, "valid"), (2, "test")):
+        stage_cases = cases[cases["stage"] == stage]
+        parts.append(pd.DataFrame({"user_idx": stage_cases["user_idx"].to_numpy(np.int64),
+                                   "item_idx": stage_cases["target_item"].to_numpy(np.int64), "part": part}))
+    frame = pd.concat(parts, ignore_index=True)
+    # Training rows are already in our order per user; a stable sort keeps it.
+    frame = frame.sort_values(["user_idx", "part"], kind="stable").reset_index(drop=True)
+    position = frame.groupby("user_idx").cumcount().to_numpy(np.int64)
+    user_ids = data.users.set_index("user_idx")["user_id"]
+    item_ids = data.items.set_index("item_idx")["item_id"]
+    inter = pd.DataFrame({
+        "user_id": user_ids.loc[frame["user_idx"]].to_numpy(np.int64),
+        "item_id": item_ids.loc[frame["item_idx"]].to_numpy(np.int64),
+        "timestamp": position.astype(np.float64),
+    })
+
+    test_users = set(cases.loc[cases["stage"] == "test", "user_idx"].to_numpy(np.int64).tolist())
+    lengths = frame.groupby("user_idx").size()
+    raw_user = dict(zip(data.users["user_idx"].to_numpy(np.int64), data.users["user_id"].to_numpy(np.int64)))
+    sequences: dict[str, list[int]] = {}
+    for user_idx, group in inter.groupby(frame["user_idx"].to_numpy(), sort=True):
+        if int(user_idx) in test_users:
+            sequences[str(int(raw_user[int(user_idx)]))] = group["item_id"].astype(int).tolist()
+    counts = {
+        "users": int(len(lengths)),
+        "users_with_cases": int(len(test_users)),
+        "users_train_only": int((lengths < 3).sum()),
+        "users_with_3_interactions": int((lengths == 3).sum()),
+        "rows": int(len(inter)),
+    }
+    return inter, sequences, counts
+
+
+def recbole_dataset_name(name: str) -> str:
+    # Never a name RecBole ships presets for (its ml-100k.yaml would change the loaded columns).
+    return "cinesync_" + re.sub(r"[^A-Za-z0-9_]+", "_", name)
+
+
+def write_atomic_files(data: SplitData, folder: Path, dataset: str) -> dict[str, int]:
+    """Write ``folder/<dataset>/<dataset>.inter`` and ``folder/sequences.json``; return counts."""
+    inter, sequences, counts = recbole_sequences(data)
+    target = folder / dataset
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / f"{dataset}.inter", "w") as handle:
+        handle.write("\t".join(INTER_HEADER) + "\n")
+        inter.to_csv(handle, sep="\t", header=False, index=False, float_format="%.0f")
+    (folder / "sequences.json").write_text(json.dumps(sequences))
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# Re-evaluation with the project's evaluator
+
+
+def evaluate_predictions(predictions: list[dict], data: SplitData, ks=(10, 20)) -> dict:
+    """Metrics of the worker's per-user ranks and top lists, with ``models.metrics``.
+
+    Checks that the users and targets are exactly our test cases (raises otherwise) and maps raw
+    item ids to item_idx for coverage.
+    """
+    test = data.stage("test")
+    user_id = dict(zip(data.users["user_idx"].to_numpy(np.int64), data.users["user_id"].to_numpy(np.int64)))
+    item_idx = dict(zip(data.items["item_id"].to_numpy(np.int64), data.items["item_idx"].to_numpy(np.int64)))
+    expected = {int(user_id[u]): int(t) for u, t in zip(test["user_idx"], test["target_item"])}
+    got = {int(p["user_id"]): int(item_idx[int(p["target_item_id"])]) for p in predictions}
+    if len(got) != len(predictions) or got != expected:
+        missing = len(set(expected) - set(got))
+        wrong = sum(1 for u, t in got.items() if expected.get(u) != t)
+        raise ValueError(f"predictions do not match our test cases: {missing} users missing, {wrong} wrong targets")
+    ranks = np.array([int(p["rank"]) for p in predictions], dtype=np.int64)
+    top = [[int(item_idx[i]) for i in p["top_item_ids"]] for p in predictions]
+    return metrics_from_ranks(ranks, top, data.n_items, ks)
+
+
+def rank_check(scores_path: Path, predictions: list[dict], data: SplitData) -> int:
+    """How many worker ranks differ from ``models.metrics.target_ranks`` on the saved scores."""
+    saved = np.load(scores_path)
+    scores, columns, users = saved["scores"], saved["column_item_ids"], saved["user_ids"]
+    item_idx = dict(zip(data.items["item_id"].to_numpy(np.int64), data.items["item_idx"].to_numpy(np.int64)))
+    ours = np.full((len(users), data.n_items + 1), -np.inf, dtype=np.float32)
+    real = columns > 0
+    ours[:, [item_idx[int(i)] for i in columns[real]]] = scores[:, real]
+    test = data.stage("test")
+    user_idx = dict(zip(data.users["user_id"].to_numpy(np.int64), data.users["user_idx"].to_numpy(np.int64)))
+    by_user = test.set_index("user_idx")
+    rows = by_user.loc[[user_idx[int(u)] for u in users]]
+    exclude = exclusion_mask(list(rows["history"]), data.n_items)
+    targets = torch.from_numpy(rows["target_item"].to_numpy(np.int64, copy=True))
+    recomputed = target_ranks(torch.from_numpy(ours), targets, exclude).numpy()
+    worker = {int(p["user_id"]): int(p["rank"]) for p in predictions}
+    return int(sum(worker[int(u)] != int(r) for u, r in zip(users, recomputed)))
+
+
+def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
+    worker = json.loads((out_dir / "result.json").read_text())
+    predictions = json.loads((out_dir / "predictions.json").read_text())
+    metrics = evaluate_predictions(predictions, data)
+    return {
+        "model": model,
+        "library": f"recbole {worker['environment']['recbole']}",
+        "hr@10": metrics["hr@10"],
+        "ndcg@10": metrics["ndcg@10"],
+        "mrr": metrics["mrr"],
+        "hr@20": metrics["hr@20"],
+        "ndcg@20": metrics["ndcg@20"],
+        "coverage@10": metrics["coverage@10"],
+        "n_cases": metrics["n_cases"],
+        "best_valid_ndcg@10": worker["best_valid_ndcg@10"],
+        "best_valid_ndcg@10_recbole": worker["best_valid_ndcg@10_recbole"],
+        "best_epoch": worker["best_epoch"],
+        "epochs_run": worker["epochs_run"],
+        "seconds_to_best_valid": worker["seconds_to_best_valid"],
+        "seconds_per_epoch": worker["seconds_per_epoch"],
+        "train_seconds_per_epoch": worker["train_seconds_per_epoch"],
+        "fit_seconds": worker["fit_seconds"],
+        "total_seconds": worker["total_seconds"],
+        "peak_rss_mib": worker["peak_rss_mib"],
+        "recbole_test_result": worker["test_result_recbole"],
+        "recbole_best_valid_result": worker["best_valid_result_recbole"],
+        "checks": {
+            "test_target_mismatches": worker["test_target_mismatches"],
+            "test_input_mismatches": worker["test_input_mismatches"],
+            "valid_target_mismatches": max((e["valid_target_mismatches"] for e in worker["epochs"]), default=0),
+            "rank_check_mismatches": rank_check(out_dir / "test_scores.npz", predictions, data),
+            "train_pairs_recbole": worker["train_pairs"],
+            "valid_cases_recbole": worker["valid_cases"],
+            "test_cases_recbole": worker["test_cases"],
+        },
+        "config": worker["recbole_config"],
+        "environment": worker["environment"],
+        "epochs": worker["epochs"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Runner
+
+
+def load_split(path: str, name: str, ratings_path: str | None):
+    from data_contracts.sources.movielens import read_movielens
+    from data_contracts.suites import ContractConfig
+    from data_contracts.validate import validate_tables
+    from models.split import leave_one_out_split
+
+    tables = read_movielens(path, ratings_path=ratings_path, name=name)
+    validate_tables(tables.interactions, tables.items, tables.users, ContractConfig(), dataset=name)
+    data, summary = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="standard", seed=0)
+    return tables, data, summary
+
+
+def run_worker(spec: dict, out_dir: Path, python: Path | None = None) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = out_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    argv, env = worker_command(spec_path, python)
+    log_path = out_dir / "worker.log"
+    print(f"[peer_recbole] {spec['model']}: {' '.join(argv)} (log {log_path})", flush=True)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(argv, env=env, cwd=out_dir, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            if "[cinesync]" in line or "Error" in line or "Traceback" in line:
+                print(line.rstrip(), flush=True)
+        code = process.wait()
+    if code != 0:
+        tail = log_path.read_text().splitlines()[-30:]
+        raise RuntimeError(f"RecBole worker for {spec['model']} failed ({code}):\n" + "\n".join(tail))
+
+
+def result_paths(out: Path, name: str) -> tuple[Path, Path]:
+    return out / f"recbole-{name}.json", out / f"recbole-{name}.md"
+
+
+def benchmark(args: argparse.Namespace, train: bool) -> dict:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
+    started = time.perf_counter()
+    tables, data, summary = load_split(args.path, args.name, args.ratings_path)
+    workdir = Path(args.workdir) / args.name
+    dataset = recbole_dataset_name(args.name)
+    conversion = write_atomic_files(data, workdir / "data", dataset)
+    print(f"[peer_recbole] {args.name}: {conversion} -> {workdir}", flush=True)
+    prep_seconds = time.perf_counter() - started
+
+    json_path, md_path = result_paths(Path(args.out), args.name)
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
+    rows = {}
+    if previous and previous.get("dataset_sha256") == tables.checksum:
+        rows = {r["model"]: r for r in previous.get("results", [])}
+    for model in models:
+        out_dir = workdir / model
+        if train:
+            spec = {
+                "model": model,
+                "dataset": dataset,
+                "data_path": str(workdir / "data"),
+                "sequences_path": str(workdir / "data" / "sequences.json"),
+                "out_dir": str(out_dir),
+                "seed": args.seed,
+                "device": args.device,
+                "max_epochs": args.max_epochs,
+                "overrides": json.loads(args.overrides),
+            }
+            run_worker(spec, out_dir, Path(args.python) if args.python else None)
+        row = model_row(model, out_dir, data)
+        row["max_epochs"] = args.max_epochs
+        rows[model] = row
+        print(f"[peer_recbole] {args.name} RecBole {model}: test NDCG@10 {row['ndcg@10']:.4f} "
+              f"HR@10 {row['hr@10']:.4f} MRR {row['mrr']:.4f}; best epoch {row['best_epoch']} of "
+              f"{row['epochs_run']}, {row['seconds_to_best_valid']}s to best", flush=True)
+        result = {
+            "dataset": args.name,
+            "path": str(args.path),
+            "ratings_path": args.ratings_path,
+            "dataset_sha256": tables.checksum,
+            "split": {"mode": "standard", "seed": 0, **summary.to_dict()},
+            "n_test_cases": int(len(data.stage("test"))),
+            "conversion": conversion,
+            "prep_seconds": round(prep_seconds, 1),
+            "protocol": "DESIGN.md full ranking; ranks and top lists recomputed by models.metrics",
+            "results": [rows[m] for m in MODELS if m in rows],
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+        md_path.write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    first = result["results"][0] if result["results"] else {"environment": {}}
+    env = first["environment"]
+    lines = [
+        f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, "
+        f"{result['n_test_cases']} test cases, RecBole {env.get('recbole', '?')} in its own venv, "
+        f"torch {env.get('torch', '?')}, {env.get('device', '?')}, {env.get('torch_threads', '?')} threads)",
+        "",
+        "Metrics: our evaluator (full ranking, history excluded, ties against the target). "
+        "RecBole's own test numbers (history not excluded, NDCG/MRR cut at 10) for reference.",
+        "",
+        "| model | HR@10 | NDCG@10 | MRR | best valid NDCG@10 (ours / RecBole's) | epochs (best) | "
+        "s to best valid | s per epoch | peak RSS MiB | RecBole's test NDCG@10 / HR@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["results"]:
+        rb = r["recbole_test_result"]
+        lines.append(
+            f"| RecBole {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['mrr']:.4f} | "
+            f"{r['best_valid_ndcg@10']:.4f} / {r['best_valid_ndcg@10_recbole']:.4f} | "
+            f"{r['epochs_run']} ({r['best_epoch']}) | {r['seconds_to_best_valid']:.0f} | "
+            f"{r['seconds_per_epoch']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{rb.get('ndcg@10', float('nan')):.4f} / {rb.get('hit@10', float('nan')):.4f} |"
+        )
+    lines += ["", "Epochs are RecBole's 0-based indices; the clock starts at the first training epoch "
+              "(dataset loading excluded) and ends with the best epoch's validation."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_setup = sub.add_parser("setup", help="create .venv-recbole")
+    p_setup.add_argument("--venv", default=str(VENV))
+    p_setup.add_argument("--refreeze", action="store_true", help="resolve anew and rewrite recbole-constraints.txt")
+    for command, text in (("run", "train RecBole models and evaluate them"),
+                          ("collect", "re-evaluate finished worker outputs without training")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("--path", required=True, help="MovieLens folder (any release format)")
+        p.add_argument("--name", required=True, help="dataset name used in the results")
+        p.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
+        p.add_argument("--models", default="SASRec,BERT4Rec")
+        p.add_argument("--max-epochs", type=int, default=None, help="cap RecBole's epochs (default: its 300)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+        p.add_argument("--overrides", default="{}", help="JSON of extra RecBole config values")
+        p.add_argument("--python", default=None, help="python of the peer venv (default .venv-recbole)")
+        p.add_argument("--workdir", default=str(WORKDIR))
+        p.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    if args.command == "setup":
+        setup(Path(args.venv), refreeze=args.refreeze)
+    else:
+        benchmark(args, train=args.command == "run")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""Runs one RecBole model inside RecBole's own virtual environment (``.venv-recbole``).
+
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 .venv-recbole/bin/python benchmarks/recbole_worker.py spec.json
+
+Started by ``benchmarks/peer_recbole.py``; imports nothing from this project. Everything it
+needs arrives as plain data next to the spec:
+
+- ``<data_path>/<dataset>/<dataset>.inter``: every user's full sequence in OUR order (rank-based
+  timestamps), so RecBole's own leave-one-out (``LS: valid_and_test``, order ``TO``) cuts it
+  exactly where our split does;
+- ``sequences.json``: ``{raw user id: [raw item ids, our order]}`` for the users that have
+  evaluation cases; used to verify RecBole's targets and inputs, and as the full histories
+  excluded under OUR protocol.
+
+The worker trains with RecBole's defaults plus the spec's overrides (``valid_metric NDCG@10``,
+CPU, seed, optional epoch cap), records each epoch (training seconds, RecBole's own validation
+metrics, validation NDCG@10/HR@10 under OUR protocol, wall clock since training began with our
+own extra scoring subtracted), runs RecBole's own test evaluation (it reloads the best checkpoint
+with ``torch.load``: that is why the env var above is needed with torch >= 2.6), then scores every
+test user's input (history up to the test target) with the best model's ``full_sort_predict``
+and writes, per user, the target's rank under OUR tie rule and the top-100 raw item ids.
+
+OUR protocol (DESIGN.md): candidates are every catalogue item except the user's full input
+history (the target itself always stays a candidate); rank = 1 + the number of other candidates
+scoring >= the target. RecBole's own sequential full-sort evaluation excludes no history item;
+its numbers are kept for reference only.
+
+Outputs in ``spec["out_dir"]``: ``result.json`` (config, epochs, timings, checks, RecBole's
+metrics), ``predictions.json`` (per test user: raw user id, raw target id, rank, top-100 raw item
+ids), ``test_scores.npz`` (the raw score matrix and the raw item id of each column, for an
+independent re-ranking by the project's evaluator).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from logging import getLogger
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# RecBole itself is imported inside build_config/main, so that the ranking code above them can
+# be unit-tested from the project's environment, where RecBole is not installed.
+
+TOP_N = 100
+
+
+def _peak_rss_mib() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _exclusion(histories: list[list[int]], n_columns: int) -> torch.Tensor:
+    """BoolTensor[B, n_columns], True at every internal item id of each history (never col 0)."""
+    mask = torch.zeros(len(histories), n_columns, dtype=torch.bool)
+    for row, history in enumerate(histories):
+        if history:
+            mask[row, torch.as_tensor(history, dtype=torch.long)] = True
+    mask[:, 0] = False
+    return mask
+
+
+def protocol_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor, top_n: int = TOP_N
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks LongTensor[B], top LongTensor[B, top_n]) under OUR tie rule, in column ids.
+
+    Candidates: every column but 0 and the excluded ones; the target always is one. rank = 1 +
+    other candidates scoring >= the target. Top lists hold the best other candidates with the
+    target inserted at position rank - 1 (ties broken against the target, as in
+    models.metrics.top_k_items); 0 pads rows with fewer candidates.
+    """
+    batch, n_columns = scores.shape
+    candidates = ~exclude
+    candidates[:, 0] = False
+    candidates.scatter_(1, targets.unsqueeze(1), True)
+    target_scores = scores.gather(1, targets.unsqueeze(1))
+    ranks = ((scores >= target_scores) & candidates).sum(dim=1)
+    others = candidates.clone()
+    others.scatter_(1, targets.unsqueeze(1), False)
+    k = min(top_n, n_columns)
+    _, top_idx = scores.masked_fill(~others, float("-inf")).topk(k, dim=1)
+    top_idx = torch.where(others.gather(1, top_idx), top_idx, torch.zeros_like(top_idx))
+    if k < top_n:
+        top_idx = torch.cat([top_idx, top_idx.new_zeros(batch, top_n - k)], dim=1)
+    position = torch.arange(top_n).unsqueeze(0)
+    target_pos = (ranks - 1).unsqueeze(1)
+    source = torch.where(position < target_pos, position, position - 1).clamp(min=0)
+    top = top_idx.gather(1, source)
+    top = torch.where(position == target_pos, targets.unsqueeze(1), top)
+    keep = top > 0  # zero padding may sit in front of real items after the insertion
+    key = torch.where(keep, position, position + top_n)
+    top = top.gather(1, key.argsort(dim=1, stable=True))
+    return ranks, top
+
+
+class ProtocolScorer:
+    """Scores a RecBole full-sort dataloader under OUR protocol and checks targets and inputs."""
+
+    def __init__(self, dataset, config, sequences: dict[str, list[str]]):
+        self.uid_field = config["USER_ID_FIELD"]
+        self.iid_field = config["ITEM_ID_FIELD"]
+        self.seq_field = self.iid_field + config["LIST_SUFFIX"]
+        self.len_field = config["ITEM_LIST_LENGTH_FIELD"]
+        self.max_len = config["MAX_ITEM_LIST_LENGTH"]
+        self.user_tokens = np.asarray(dataset.field2id_token[self.uid_field])
+        self.item_tokens = np.asarray(dataset.field2id_token[self.iid_field])
+        item_id = dataset.field2token_id[self.iid_field]
+        # Internal item ids of each user's full sequence in OUR order.
+        self.sequences = {str(u): [item_id[str(i)] for i in seq] for u, seq in sequences.items()}
+        self.n_columns = dataset.item_num
+
+    @torch.no_grad()
+    def run(self, model, loader, stage: str, device) -> dict:
+        """stage "valid": target = second-to-last item; "test": the last item."""
+        cut = 2 if stage == "valid" else 1
+        model.eval()
+        users, targets_out, ranks_out, tops, score_rows = [], [], [], [], []
+        target_mismatch = input_mismatch = 0
+        for interaction, _, _, positive_i in loader:
+            scores = model.full_sort_predict(interaction.to(device)).view(-1, self.n_columns)
+            scores = scores.float().cpu()
+            user_tokens = self.user_tokens[interaction[self.uid_field].cpu().numpy()]
+            targets = positive_i.cpu().long()
+            seq_in = interaction[self.seq_field].cpu().numpy()
+            seq_len = interaction[self.len_field].cpu().numpy()
+            histories = []
+            for row, user in enumerate(user_tokens):
+                full = self.sequences[user]
+                ours_target = full[-cut]
+                history = full[:-cut]
+                if int(targets[row]) != ours_target:
+                    target_mismatch += 1
+                if list(seq_in[row, : seq_len[row]]) != history[-self.max_len :]:
+                    input_mismatch += 1
+                histories.append(history)
+            ranks, top = protocol_ranks(scores, targets, _exclusion(histories, self.n_columns))
+            users.append(user_tokens)
+            targets_out.append(targets.numpy())
+            ranks_out.append(ranks.numpy())
+            tops.append(top.numpy())
+            score_rows.append(scores.numpy())
+        ranks_np = np.concatenate(ranks_out) if ranks_out else np.zeros(0, dtype=np.int64)
+        return {
+            "users": np.concatenate(users) if users else np.zeros(0, dtype=object),
+            "targets": np.concatenate(targets_out) if targets_out else np.zeros(0, dtype=np.int64),
+            "ranks": ranks_np,
+            "top": np.concatenate(tops) if tops else np.zeros((0, TOP_N), dtype=np.int64),
+            "scores": np.concatenate(score_rows) if score_rows else None,
+            "target_mismatch": target_mismatch,
+            "input_mismatch": input_mismatch,
+        }
+
+
+def _ndcg_hr(ranks: np.ndarray, k: int = 10) -> tuple[float, float]:
+    if len(ranks) == 0:
+        return math.nan, math.nan
+    r = ranks.astype(np.float64)
+    hit = r <= k
+    return float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()), float(hit.mean())
+
+
+def build_config(spec: dict):
+    from recbole.config import Config
+
+    config_dict = {
+        "data_path": spec["data_path"],
+        "checkpoint_dir": str(Path(spec["out_dir"]) / "saved"),
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "TIME_FIELD": "timestamp",
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        # RecBole's defaults for sequential models, written out so nothing depends on the name.
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+        "train_neg_sample_args": None,
+        "MAX_ITEM_LIST_LENGTH": 50,
+        "valid_metric": "NDCG@10",
+        "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"],
+        "topk": [10, 20],
+        "eval_step": 1,
+        "stopping_step": 10,
+        "seed": spec["seed"],
+        "reproducibility": True,
+        "use_gpu": spec.get("device", "cpu") != "cpu",
+        "gpu_id": "0" if spec.get("device", "cpu") != "cpu" else "",
+        "show_progress": False,
+        "save_dataset": False,
+        "save_dataloaders": False,
+    }
+    if spec["model"] == "SASRec":
+        config_dict["loss_type"] = "CE"
+    if spec.get("max_epochs"):
+        config_dict["epochs"] = int(spec["max_epochs"])
+    config_dict.update(spec.get("overrides", {}))
+    return Config(model=spec["model"], dataset=spec["dataset"], config_dict=config_dict)
+
+
+def main(spec_path: str) -> None:
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    spec = json.loads(Path(spec_path).read_text())
+    out_dir = Path(spec["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sequences = json.loads(Path(spec["sequences_path"]).read_text())
+    started = time.time()
+
+    config = build_config(spec)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    device = config["device"]
+    model = get_model(config["model"])(config, train_data._dataset).to(device)
+    logger.info(model)
+    scorer = ProtocolScorer(dataset, config, sequences)
+    prep_seconds = time.time() - started
+
+    epochs: list[dict] = []
+    clock = {"fit_start": None, "overhead": 0.0, "epoch": -1, "train_seconds": 0.0}
+    base = get_trainer(config["MODEL_TYPE"], config["model"])
+
+    class RecordingTrainer(base):
+        """RecBole's trainer, unchanged, plus a per-epoch record (our scoring is off the clock)."""
+
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            if clock["fit_start"] is None:
+                clock["fit_start"] = time.time()
+            t0 = time.time()
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+            clock["epoch"] = epoch_idx
+            clock["train_seconds"] = time.time() - t0
+            clock["loss"] = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
+            return loss
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            t0 = time.time()
+            valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+            valid_end = time.time()
+            ours = scorer.run(self.model, valid_data, "valid", self.device)
+            ndcg, hr = _ndcg_hr(ours["ranks"])
+            record = {
+                "epoch": clock["epoch"],
+                "train_loss": clock["loss"],
+                "train_seconds": round(clock["train_seconds"], 2),
+                "valid_seconds": round(valid_end - t0, 2),
+                "elapsed_seconds": round(valid_end - clock["fit_start"] - clock["overhead"], 2),
+                "wall_clock": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(valid_end)),
+                "valid_ndcg@10_recbole": float(valid_score),
+                "valid_result_recbole": {k: float(v) for k, v in valid_result.items()},
+                "valid_ndcg@10": ndcg,
+                "valid_hr@10": hr,
+                "valid_target_mismatches": ours["target_mismatch"],
+                "valid_input_mismatches": ours["input_mismatch"],
+                "peak_rss_mib": round(_peak_rss_mib(), 1),
+                "load_avg_1m": round(os.getloadavg()[0], 2),  # the machine may be shared
+            }
+            epochs.append(record)
+            clock["overhead"] += time.time() - valid_end
+            logger.info(
+                f"[cinesync] epoch {record['epoch']}: train {record['train_seconds']}s, "
+                f"RecBole valid NDCG@10 {valid_score:.4f}, our-protocol valid NDCG@10 {ndcg:.4f}, "
+                f"elapsed {record['elapsed_seconds']}s"
+            )
+            (out_dir / "epochs.json").write_text(json.dumps(epochs, indent=1))
+            return valid_score, valid_result
+
+    trainer = RecordingTrainer(config, model)
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    fit_seconds = time.time() - clock["fit_start"] - clock["overhead"]
+    # RecBole's own test step: reloads the best checkpoint (torch.load of a pickled Config).
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    logger.info(f"[cinesync] RecBole test result: {dict(test_result)}")
+
+    ours = scorer.run(trainer.model, test_data, "test", device)
+    item_tokens = scorer.item_tokens
+    predictions = [
+        {
+            "user_id": int(user),
+            "target_item_id": int(item_tokens[target]),
+            "rank": int(rank),
+            "top_item_ids": [int(item_tokens[i]) for i in top if i > 0],
+        }
+        for user, target, rank, top in zip(ours["users"], ours["targets"], ours["ranks"], ours["top"])
+    ]
+    (out_dir / "predictions.json").write_text(json.dumps(predictions))
+    column_ids = np.array([0] + [int(t) for t in item_tokens[1:]], dtype=np.int64)
+    np.savez_compressed(
+        out_dir / "test_scores.npz",
+        scores=ours["scores"].astype(np.float32),
+        column_item_ids=column_ids,  # raw item id of each score column (0 = RecBole's padding)
+        user_ids=np.array([int(u) for u in ours["users"]], dtype=np.int64),
+    )
+
+    # RecBole keeps the LAST epoch reaching the best score (its early stopping compares with >=).
+    best = None
+    if epochs:
+        top_score = max(e["valid_ndcg@10_recbole"] for e in epochs)
+        best = [e for e in epochs if e["valid_ndcg@10_recbole"] >= top_score][-1]
+    n_test = len(ours["ranks"])
+    n_expected = len(sequences)
+    result = {
+        "model": spec["model"],
+        "recbole_config": {
+            key: (value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value))
+            for key, value in config.final_config_dict.items()
+            if key in (
+                "epochs", "train_batch_size", "learning_rate", "learner", "MAX_ITEM_LIST_LENGTH",
+                "n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob",
+                "attn_dropout_prob", "loss_type", "mask_ratio", "ft_ratio", "eval_step",
+                "stopping_step", "valid_metric", "seed", "train_neg_sample_args", "eval_args",
+                "weight_decay", "eval_batch_size", "device",
+            )
+        },
+        "n_items_recbole": int(dataset.item_num - 1),
+        "n_users_recbole": int(dataset.user_num - 1),
+        "train_pairs": int(len(train_data._dataset)),
+        "valid_cases": int(len(valid_data._dataset)),
+        "test_cases": n_test,
+        "expected_test_cases": n_expected,
+        "test_target_mismatches": int(ours["target_mismatch"] + abs(n_expected - n_test)),
+        "test_input_mismatches": int(ours["input_mismatch"]),
+        "epochs": epochs,
+        "epochs_run": len(epochs),
+        "best_epoch": best["epoch"] if best else None,
+        "best_valid_ndcg@10_recbole": float(best_valid_score),
+        "best_valid_result_recbole": {k: float(v) for k, v in (best_valid_result or {}).items()},
+        "best_valid_ndcg@10": best["valid_ndcg@10"] if best else None,
+        "seconds_to_best_valid": best["elapsed_seconds"] if best else None,
+        "seconds_per_epoch": round(float(np.mean([e["train_seconds"] + e["valid_seconds"] for e in epochs])), 2) if epochs else None,
+        "train_seconds_per_epoch": round(float(np.mean([e["train_seconds"] for e in epochs])), 2) if epochs else None,
+        "fit_seconds": round(fit_seconds, 1),
+        "prep_seconds": round(prep_seconds, 1),
+        "total_seconds": round(time.time() - started, 1),
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "test_result_recbole": {k: float(v) for k, v in test_result.items()},
+        "environment": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "recbole": __import__("recbole").__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "device": str(device),
+            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"),
+        },
+    }
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    if result["test_target_mismatches"]:
+        raise SystemExit(
+            f"RecBole's test targets differ from ours for {result['test_target_mismatches']} users "
+            f"(see {out_dir / 'result.json'})"
+        )
+    logger.info(f"[cinesync] done: {out_dir / 'result.json'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: recbole_worker.py SPEC.json")
+    main(sys.argv[1])

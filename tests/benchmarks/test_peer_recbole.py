@@ -1,0 +1,216 @@
+"""The RecBole peer runner's conversion, re-evaluation and subprocess env (no RecBole needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benchmarks import peer_recbole, recbole_worker
+from benchmarks.peer_recbole import (
+    INTER_HEADER,
+    PEER_ENV,
+    evaluate_predictions,
+    rank_check,
+    recbole_sequences,
+    worker_command,
+    write_atomic_files,
+)
+from models.metrics import exclusion_mask, target_ranks, top_k_items
+from models.split import leave_one_out_split
+
+FLAG = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def split_of(rows):
+    """Standard split of (user_id, item_id, timestamp) rows given in file order."""
+    users, items, ts = zip(*rows)
+    interactions = pd.DataFrame({
+        "user_id": np.array(users, dtype=np.int64),
+        "item_id": np.array(items, dtype=np.int64),
+        "rating": np.ones(len(rows), dtype=np.float32),
+        "timestamp": np.array(ts, dtype=np.int64),
+    })
+    item_table = pd.DataFrame({"item_id": sorted(set(items))})
+    user_table = pd.DataFrame({"user_id": sorted(set(users))})
+    data, _ = leave_one_out_split(interactions, item_table, user_table, mode="standard", seed=0)
+    return data
+
+
+# Raw ids deliberately unlike their indices; user 7 has timestamp ties (file order decides) and
+# rows out of time order; user 3 has 2 interactions (train only), user 9 exactly 3.
+ROWS = [
+    (7, 50, 100), (7, 40, 100), (5, 11, 1), (7, 30, 90), (5, 12, 2), (7, 20, 300),
+    (5, 13, 3), (7, 10, 200), (5, 14, 4), (3, 50, 5), (3, 40, 6), (9, 30, 1), (9, 20, 2),
+    (9, 10, 3), (5, 15, 5), (7, 60, 100),
+]
+
+
+def recbole_order(inter: pd.DataFrame) -> dict[int, list[int]]:
+    """Per-user item sequences as RecBole orders them (sort by user, then timestamp)."""
+    ordered = inter.sort_values(["user_id", "timestamp"], kind="stable")
+    return {int(u): g["item_id"].astype(int).tolist() for u, g in ordered.groupby("user_id")}
+
+
+def raw_maps(data):
+    users = dict(zip(data.users["user_idx"], data.users["user_id"]))
+    items = dict(zip(data.items["item_idx"], data.items["item_id"]))
+    return users, items
+
+
+def test_converted_sequences_end_with_our_valid_and_test_targets():
+    data = split_of(ROWS)
+    inter, sequences, counts = recbole_sequences(data)
+    users, items = raw_maps(data)
+    ordered = recbole_order(inter)
+    test = data.stage("test").set_index("user_idx")
+    valid = data.stage("valid").set_index("user_idx")
+    assert set(test.index) == set(valid.index) and len(test) == 3  # users 5, 7, 9
+    for user_idx, case in test.iterrows():
+        seq = ordered[users[user_idx]]
+        assert seq[-1] == items[case["target_item"]]
+        assert seq[-2] == items[valid.loc[user_idx, "target_item"]]
+        assert seq[:-1] == [items[i] for i in case["history"]]  # the test input, in our order
+        assert sequences[str(users[user_idx])] == seq
+    # Ties at t=100 keep file order: 50, 40, 60; then 10 (t=200), 20 (t=300).
+    assert ordered[7] == [30, 50, 40, 60, 10, 20]
+    for _, group in inter.groupby("user_id"):
+        assert group["timestamp"].is_unique
+    assert counts == {"users": 4, "users_with_cases": 3, "users_train_only": 1,
+                      "users_with_3_interactions": 1, "rows": len(ROWS)}
+
+
+def test_train_only_users_are_written_but_have_no_cases():
+    data = split_of(ROWS)
+    inter, sequences, _ = recbole_sequences(data)
+    assert recbole_order(inter)[3] == [50, 40]
+    assert "3" not in sequences
+
+
+def test_atomic_inter_file_round_trips(tmp_path):
+    data = split_of(ROWS)
+    write_atomic_files(data, tmp_path, "cinesync_toy")
+    path = tmp_path / "cinesync_toy" / "cinesync_toy.inter"
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == list(INTER_HEADER)
+    back = pd.read_csv(path, sep="\t")
+    back.columns = ["user_id", "item_id", "timestamp"]
+    inter, sequences, _ = recbole_sequences(data)
+    assert recbole_order(back) == recbole_order(inter)
+    assert json.loads((tmp_path / "sequences.json").read_text()) == sequences
+
+
+def test_recbole_dataset_name_avoids_recbole_presets():
+    assert peer_recbole.recbole_dataset_name("ml-100k") == "cinesync_ml_100k"
+
+
+def predictions_for(data, ranks, tops):
+    """Worker-style predictions (raw ids) for every test case, in test-case order."""
+    users, items = raw_maps(data)
+    test = data.stage("test")
+    return [
+        {"user_id": int(users[u]), "target_item_id": int(items[t]), "rank": int(r),
+         "top_item_ids": [int(items[i]) for i in top]}
+        for u, t, r, top in zip(test["user_idx"], test["target_item"], ranks, tops)
+    ]
+
+
+def test_reevaluation_reproduces_hand_computed_metrics():
+    data = split_of(ROWS)  # 3 test cases, 11 items
+    ranks = [1, 3, 15]
+    tops = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 3, 4, 5, 6, 7, 8, 9, 10, 1], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    metrics = evaluate_predictions(predictions_for(data, ranks, tops), data)
+    assert metrics["hr@10"] == pytest.approx(2 / 3)
+    assert metrics["ndcg@10"] == pytest.approx((1.0 + 1.0 / math.log2(4)) / 3)
+    assert metrics["mrr"] == pytest.approx((1.0 + 1 / 3 + 1 / 15) / 3)
+    assert metrics["hr@20"] == pytest.approx(1.0)
+    assert metrics["ndcg@20"] == pytest.approx((1.0 + 0.5 + 1.0 / math.log2(16)) / 3)
+    assert metrics["coverage@10"] == pytest.approx(10 / 11)
+    assert metrics["n_cases"] == 3
+
+
+def test_reevaluation_rejects_predictions_for_other_targets():
+    data = split_of(ROWS)
+    predictions = predictions_for(data, [1, 1, 1], [list(range(1, 11))] * 3)
+    predictions[0]["target_item_id"] = next(
+        i for i in data.items["item_id"] if i != predictions[0]["target_item_id"])
+    with pytest.raises(ValueError, match="wrong targets"):
+        evaluate_predictions(predictions, data)
+    with pytest.raises(ValueError, match="missing"):
+        evaluate_predictions(predictions_for(data, [1, 1, 1], [list(range(1, 11))] * 3)[:2], data)
+
+
+def test_worker_ranks_and_top_lists_follow_our_evaluator():
+    generator = torch.Generator().manual_seed(0)
+    batch, n_columns = 16, 40
+    scores = torch.randint(0, 6, (batch, n_columns), generator=generator).float()  # many ties
+    targets = torch.randint(1, n_columns, (batch,), generator=generator)
+    histories = [torch.randint(1, n_columns, (int(n),), generator=generator).tolist()
+                 for n in torch.randint(0, 30, (batch,), generator=generator)]
+    histories[0] = histories[0] + [int(targets[0])]  # a repeat target stays a candidate
+    exclude = exclusion_mask(histories, n_columns - 1)
+    ranks, top = recbole_worker.protocol_ranks(scores, targets, recbole_worker._exclusion(histories, n_columns), top_n=20)
+    expected = target_ranks(scores, targets, exclude)
+    assert torch.equal(ranks, expected)
+    assert torch.equal(top, top_k_items(scores, exclude, targets, 20, ranks=expected))
+
+
+def test_rank_check_recomputes_ranks_with_project_evaluator(tmp_path):
+    data = split_of(ROWS)
+    users, items = raw_maps(data)
+    test = data.stage("test")
+    rng = np.random.default_rng(0)
+    # RecBole's columns: 0 = padding, then the raw items in some other order.
+    column_ids = np.array([0] + list(rng.permutation(data.items["item_id"].to_numpy())), dtype=np.int64)
+    scores = rng.integers(0, 4, size=(len(test), len(column_ids))).astype(np.float32)
+    path = tmp_path / "test_scores.npz"
+    user_ids = np.array([users[u] for u in test["user_idx"]], dtype=np.int64)
+    np.savez(path, scores=scores, column_item_ids=column_ids, user_ids=user_ids)
+    # Ranks by hand, under our rule, in raw-id space.
+    ranks = []
+    for row, (_, case) in enumerate(test.iterrows()):
+        target = items[case["target_item"]]
+        history = {items[i] for i in case["history"]} - {target}
+        by_item = dict(zip(column_ids[1:], scores[row, 1:]))
+        ranks.append(sum(1 for i, s in by_item.items() if i not in history and s >= by_item[target]))
+    predictions = predictions_for(data, ranks, [list(range(1, 11))] * len(test))
+    assert rank_check(path, predictions, data) == 0
+    predictions[1]["rank"] += 1
+    assert rank_check(path, predictions, data) == 1
+
+
+def test_worker_command_sets_weights_only_flag_in_its_own_env_only(monkeypatch, tmp_path):
+    monkeypatch.delenv(FLAG, raising=False)
+    argv, env = worker_command(tmp_path / "spec.json", python=tmp_path / "python")
+    assert argv == [str(tmp_path / "python"), str(peer_recbole.WORKER), str(tmp_path / "spec.json")]
+    assert env[FLAG] == "1" and PEER_ENV == {FLAG: "1"}
+    assert FLAG not in os.environ
+
+
+def test_worker_subprocess_sees_flag_and_parent_does_not(monkeypatch, tmp_path):
+    monkeypatch.delenv(FLAG, raising=False)
+    fake_worker = tmp_path / "fake_worker.py"
+    fake_worker.write_text(
+        "import json, os, pathlib, sys\n"
+        "spec = json.loads(pathlib.Path(sys.argv[1]).read_text())\n"
+        "pathlib.Path(spec['out_dir'], 'flag.txt').write_text(os.environ.get('%s', 'unset'))\n" % FLAG
+    )
+    monkeypatch.setattr(peer_recbole, "WORKER", fake_worker)
+    out_dir = tmp_path / "out"
+    peer_recbole.run_worker({"model": "SASRec", "out_dir": str(out_dir)}, out_dir, python=sys.executable)
+    assert (out_dir / "flag.txt").read_text() == "1"
+    assert FLAG not in os.environ
+
+
+def test_failed_worker_raises_with_log_tail(monkeypatch, tmp_path):
+    fake_worker = tmp_path / "fake_worker.py"
+    fake_worker.write_text("raise SystemExit('RecBole exploded')\n")
+    monkeypatch.setattr(peer_recbole, "WORKER", fake_worker)
+    with pytest.raises(RuntimeError, match="RecBole exploded"):
+        peer_recbole.run_worker({"model": "SASRec"}, tmp_path / "out", python=sys.executable)

@@ -1,0 +1,210 @@
+import pytest
+import torch
+
+from models.data import HistoryBatch
+from models.metrics import evaluate
+from models.popularity import Popularity, PopularityConfig
+from models.temporal_attention import (
+    DAY,
+    TemporalAttention,
+    TemporalAttentionConfig,
+    TimedTrainingWindows,
+    interval_buckets,
+    seasonal_features,
+    weekday_and_month,
+)
+
+CPU = torch.device("cpu")
+TINY = dict(dim=32, n_layers=2, n_heads=2, max_len=20, dropout=0.1, lr=3e-3, batch_size=16)
+ALL_OFF = dict(seasonal_encoding=False, time_intervals=False, seasonal_decomposition=False)
+FLAGS = ("seasonal_encoding", "time_intervals", "seasonal_decomposition")
+T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC, a Tuesday
+
+
+def _config(n_items: int, **overrides) -> TemporalAttentionConfig:
+    return TemporalAttentionConfig(n_items, **{**TINY, "max_epochs": 2, **overrides})
+
+
+def _batch(items, timestamps) -> HistoryBatch:
+    items, timestamps = torch.as_tensor(items), torch.as_tensor(timestamps)
+    return HistoryBatch(items, timestamps, torch.zeros(len(items), dtype=torch.long))
+
+
+def _irregular_times(n: int, start: int = T0) -> list[int]:
+    gaps = [60, 3_600, 2 * DAY, 300, 9 * DAY, 40, 5 * DAY, 7_200, 31 * DAY, 90]
+    return [start + sum(gaps[i % len(gaps)] for i in range(k)) for k in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trained(planted_split):
+    model = TemporalAttention(_config(planted_split.n_items, max_epochs=12, patience=3))
+    report = model.fit(planted_split, CPU, progress=False)
+    return model, report
+
+
+def test_score_shape_is_batch_by_items_plus_one():
+    model = TemporalAttention(_config(30)).eval()
+    items = [[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]]
+    times = [[0, 0] + _irregular_times(2), _irregular_times(4), [0, 0, 0, T0]]
+    assert model.score(_batch(items, times)).shape == (3, 31)
+
+
+@pytest.mark.parametrize("change", ["item", "timestamp"])
+def test_causal_mask_blocks_future_items_and_timestamps(change):
+    model = TemporalAttention(_config(30)).eval()
+    items = torch.tensor([[0, 0, 5, 6, 7, 8, 9]])
+    times = torch.tensor([[0, 0] + _irregular_times(5)])
+    new_items, new_times = items.clone(), times.clone()
+    if change == "item":
+        new_items[0, 5] = 21
+    else:
+        new_times[0, 5:] += 40 * DAY + 123
+    with torch.no_grad():
+        before, after = model.encode(items, times), model.encode(new_items, new_times)
+    torch.testing.assert_close(before[:, :5], after[:, :5], rtol=0, atol=0)
+    assert not torch.allclose(before[:, 5:], after[:, 5:])
+
+
+def test_seasonal_encoding_is_weekly_periodic_and_tells_weekdays_apart():
+    weekly = slice(0, 2 * 3)  # the week block comes first
+    t = torch.tensor([T0, T0 + 7 * DAY, T0 + 14 * DAY, T0 + DAY, T0 + 3 * DAY])
+    features = seasonal_features(t, harmonics=3)
+    assert features.shape == (5, 18)
+    torch.testing.assert_close(features[1, weekly], features[0, weekly], rtol=0, atol=1e-6)
+    torch.testing.assert_close(features[2, weekly], features[0, weekly], rtol=0, atol=1e-6)
+    assert (features[3, weekly] - features[0, weekly]).abs().max() > 0.1
+    assert (features[4, weekly] - features[3, weekly]).abs().max() > 0.1
+
+
+def test_calendar_matches_python_datetime():
+    from datetime import datetime, timezone
+
+    t = torch.tensor([0, 951_782_400, T0, 1_709_164_800, 4_102_444_799])  # incl. 29 Feb 2000/2024
+    weekday, month = weekday_and_month(t)
+    for s, w, m in zip(t.tolist(), weekday.tolist(), month.tolist()):
+        d = datetime.fromtimestamp(s, timezone.utc)
+        assert (w, m) == (d.weekday(), d.month - 1)
+
+
+def test_interval_buckets_are_log_spaced_and_clipped_at_time_span():
+    delta = torch.tensor([0, 59, 60, 3_600, DAY, 30 * DAY, 10 * 365 * DAY])
+    buckets = interval_buckets(delta, time_span=256)
+    assert buckets[0] == 0 and (buckets.diff() > 0).all() and buckets[-1] == 255
+    assert interval_buckets(torch.tensor([-DAY]), 256) == buckets[4]
+
+
+def test_interval_attention_depends_only_on_time_differences():
+    model = TemporalAttention(_config(30, seasonal_encoding=False, seasonal_decomposition=False))
+    model.eval()
+    items = [[0, 3, 9, 4, 12, 7]]
+    times = torch.tensor([[0] + _irregular_times(5)])
+    shifted = torch.where(times > 0, times + 123 * DAY + 4_567, 0)
+    scores = model.score(_batch(items, times))
+    torch.testing.assert_close(model.score(_batch(items, shifted)), scores, rtol=0, atol=0)
+    stretched = torch.where(times > 0, T0 + (times - T0) * 3, 0)  # other intervals: other scores
+    assert not torch.allclose(model.score(_batch(items, stretched)), scores)
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+def test_each_ablation_flag_removes_its_parameters_and_effect(flag):
+    alone = TemporalAttention(_config(30, **{**ALL_OFF, flag: True})).eval()
+    off = TemporalAttention(_config(30, **ALL_OFF)).eval()
+    prefix = {"seasonal_encoding": "seasonal_proj", "time_intervals": "blocks.0.attn.interval_",
+              "seasonal_decomposition": "profile_mlp"}[flag]  # fmt: skip
+    assert any(name.startswith(prefix) for name in alone.state_dict())
+    assert set(off.state_dict()) < set(alone.state_dict())
+    assert not any(n.startswith(("seasonal_proj", "profile_mlp")) or "interval_" in n
+                   for n in off.state_dict())  # fmt: skip
+    if flag == "time_intervals":  # a zero-initialised scalar bias: make the key term count
+        torch.nn.init.normal_(alone.blocks[0].attn.interval_key.weight, std=1.0)
+
+    items = [[0, 3, 9, 4, 12, 7]]
+    times = torch.tensor([[0] + _irregular_times(5)])
+    other = torch.where(times > 0, T0 + (times - T0) * 3 + 2 * DAY, 0)
+    assert not torch.allclose(alone.score(_batch(items, times)), alone.score(_batch(items, other)))
+    torch.testing.assert_close(
+        off.score(_batch(items, times)), off.score(_batch(items, other)), rtol=0, atol=0
+    )
+
+
+def test_left_padding_does_not_change_real_positions():
+    model = TemporalAttention(_config(30)).eval()
+    times = _irregular_times(4)
+    with torch.no_grad():
+        short = model.encode(torch.tensor([[4, 9, 2, 5]]), torch.tensor([times]))
+        padded = model.encode(
+            torch.tensor([[0] * 9 + [4, 9, 2, 5]]), torch.tensor([[0] * 9 + times])
+        )
+    torch.testing.assert_close(padded[:, 9:], short, rtol=1e-5, atol=1e-5)
+
+
+def test_fully_padded_history_gives_finite_scores_and_loss():
+    model = TemporalAttention(_config(30)).train()  # dropout on: pad rows must not give NaN
+    items = torch.tensor([[0, 0, 0, 0], [0, 0, 3, 4]])
+    times = torch.tensor([[0, 0, 0, 0], [0, 0, T0, T0 + 60]])
+    assert torch.isfinite(model.score(_batch(items, times))).all()
+    loss = model.loss(items, times, torch.tensor([[0, 0, 0, 0], [0, 0, 4, 5]]))
+    assert torch.isfinite(loss)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    items = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    times = torch.tensor([[0] + _irregular_times(4), _irregular_times(5)])
+    labels = torch.tensor([[0, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
+    grads = []
+    for flag in (False, True):
+        model = TemporalAttention(_config(30, dropout=0.0, gradient_checkpointing=flag)).train()
+        model.loss(items, times, labels).backward()
+        grads.append(model.item_emb.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_training_windows_carry_aligned_timestamps():
+    windows = TimedTrainingWindows(
+        items=torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9]).numpy(),
+        timestamps=torch.tensor([10, 20, 30, 40, 50, 60, 70, 80, 90]).numpy(),
+        lengths=torch.tensor([3, 5, 1]).numpy(),
+        width=4,
+    )
+    pairs = [p for p in windows.epoch_batches(8, torch.Generator().manual_seed(0))]
+    items = torch.cat([p[0] for p in pairs])
+    times = torch.cat([p[1] for p in pairs])
+    rows = sorted(zip(map(tuple, items.tolist()), map(tuple, times.tolist())))
+    assert rows[0] == ((0, 1, 2, 3), (0, 10, 20, 30))  # the last user has no next item
+    assert rows[1] in {((4, 5, 6, 7), (40, 50, 60, 70)), ((5, 6, 7, 8), (50, 60, 70, 80))}
+
+
+def test_loss_decreases_during_training(trained):
+    _, report = trained
+    assert report.epochs[-1].train_loss < 0.6 * report.epochs[0].train_loss
+
+
+def test_beats_popularity_on_planted_sequences(trained, planted_split):
+    model, _ = trained
+    popularity = Popularity(PopularityConfig(planted_split.n_items))
+    popularity.fit(planted_split, CPU, progress=False)
+    test = planted_split.stage("test")
+    model_ndcg, popularity_ndcg = (
+        evaluate(m.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
+        for m in (model, popularity)
+    )
+    assert model_ndcg > 0.8 > 0.2 > popularity_ndcg
+
+
+def test_save_load_round_trip_gives_identical_scores(trained, tmp_path):
+    model, _ = trained
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    loaded = TemporalAttention(model.config)
+    loaded.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    loaded.eval()
+    batch = _batch([[0, 1, 2, 3], [4, 5, 6, 7]], [[0] + _irregular_times(3), _irregular_times(4)])
+    torch.testing.assert_close(loaded.score(batch), model.score(batch), rtol=0, atol=0)
+
+
+def test_seeded_fits_give_identical_weights(planted_split):
+    config = _config(planted_split.n_items, max_epochs=1)
+    first, second = TemporalAttention(config), TemporalAttention(config)
+    first.fit(planted_split, CPU, progress=False)
+    second.fit(planted_split, CPU, progress=False)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name

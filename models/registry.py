@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.bert4rec import BERT4Rec, BERT4RecConfig
 from models.ease import EASE, EASEConfig
 from models.popularity import Popularity, PopularityConfig
 from models.sasrec import SASRec, SASRecConfig
@@ -23,6 +24,7 @@ MODEL_FAMILIES: dict[str, tuple[type, type]] = {
     "popularity": (PopularityConfig, Popularity),
     "ease": (EASEConfig, EASE),
     "sasrec": (SASRecConfig, SASRec),
+    "bert4rec": (BERT4RecConfig, BERT4Rec),
 }
 
 
@@ -45,12 +47,20 @@ def config_from_dict(family: str, values: dict[str, Any]) -> Any:
     return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def build_model(family: str, n_items: int, overrides: dict[str, Any] | None = None) -> nn.Module:
-    """A fresh model of ``family`` for a catalogue of ``n_items``, config defaults ← overrides."""
+def build_model(
+    family: str, n_items: int, overrides: dict[str, Any] | None = None, *, n_users: int = 0
+) -> nn.Module:
+    """A fresh model of ``family`` for a catalogue of ``n_items``, config defaults ← overrides.
+
+    ``n_users`` (the split's) fills the config's ``n_users`` field where the family has one.
+    """
     overrides = dict(overrides or {})
     if overrides.pop("n_items", n_items) != n_items:
         raise ValueError(f"n_items comes from the catalogue ({n_items}), not from overrides")
-    return _family(family)[1](config_from_dict(family, {"n_items": n_items, **overrides}))
+    config_cls, model_cls = _family(family)
+    if "n_users" in {f.name for f in fields(config_cls)}:
+        overrides.setdefault("n_users", n_users)
+    return model_cls(config_from_dict(family, {"n_items": n_items, **overrides}))
 
 
 def save_model(path: str | Path, family: str, model: nn.Module) -> None:

@@ -76,7 +76,7 @@ def fit_family(
     data = split_data(train, cases, items, users)
     device = pick_device()
     seed_everything(int(overrides.get("seed", 0)))
-    model = build_model(family, data.n_items, overrides).to(device)
+    model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     checkpoints = _restore_checkpoints(family)
     started = time.perf_counter()
     report = model.fit(
@@ -139,10 +139,17 @@ def train_sasrec(train: Table, cases: Table, items: Table, users: Table, model_c
     return fit_family("sasrec", train, cases, items, users, model_config)
 
 
+@task(cache=TRAIN_CACHE, retries=2, **LARGE_GPU)
+def train_bert4rec(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
+    """BERT4Rec: bidirectional transformer trained with Cloze masking."""
+    return fit_family("bert4rec", train, cases, items, users, model_config)
+
+
 TRAIN_TASKS = {
     "popularity": train_popularity,
     "ease": train_ease,
     "sasrec": train_sasrec,
+    "bert4rec": train_bert4rec,
 }
 
 

@@ -24,7 +24,7 @@ from tasks.tracking import track_in_mlflow
 from tasks.train import train_models
 from tasks.validate import validate
 
-DEFAULT_MODELS = ["popularity", "ease", "sasrec"]
+DEFAULT_MODELS = ["popularity", "ease", "sasrec", "bert4rec"]
 
 
 @workflow

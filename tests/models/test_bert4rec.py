@@ -198,6 +198,15 @@ def test_seeded_fits_give_identical_weights(planted_split):
         assert torch.equal(a, b), name
 
 
+def test_options_leave_the_shared_initial_weights_unchanged():
+    plain = BERT4Rec(_config(30)).state_dict()
+    both = BERT4Rec(_config(30, use_user_embedding=True, n_users=10, multitask_weight=0.5))
+    extra = {k: v for k, v in both.state_dict().items() if k not in plain}
+    assert {k.split(".")[0] for k in extra} == {"user_emb", "rating_head", "preference_head"}
+    for name, value in plain.items():
+        assert torch.equal(value, both.state_dict()[name]), name
+
+
 def test_user_embedding_changes_the_loss_and_fits(planted_split):
     batch = _masked_batch()
     plain = BERT4Rec(_config(30, dropout=0.0)).eval()

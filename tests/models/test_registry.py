@@ -10,11 +10,12 @@ FIT_OVERRIDES = {
     "popularity": {},
     "ease": {"l2_grid": [10.0, 100.0]},
     "sasrec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
+    "bert4rec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
 }
 
 
-def test_families_are_popularity_ease_sasrec():
-    assert list(MODEL_FAMILIES) == ["popularity", "ease", "sasrec"]
+def test_every_family_is_registered_with_its_fit_overrides():
+    assert list(MODEL_FAMILIES) == list(FIT_OVERRIDES)
 
 
 def test_build_model_applies_overrides():
@@ -25,7 +26,7 @@ def test_build_model_applies_overrides():
 
 
 def test_unknown_family_raises():
-    message = "unknown model 'bert5rec'; known: popularity, ease, sasrec"
+    message = "unknown model 'bert5rec'; known: popularity, ease, sasrec, bert4rec"
     with pytest.raises(ValueError, match=message):
         build_model("bert5rec", 10)
 
@@ -59,3 +60,8 @@ def test_saved_file_is_config_and_state_dict_not_a_pickled_module(tmp_path):
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert set(saved) == {"family", "config", "state_dict", "format_version"}
     assert saved["config"] == {"n_items": 7} and saved["format_version"] == 1
+
+
+def test_build_model_fills_n_users_for_families_with_user_embeddings():
+    model = build_model("bert4rec", 30, {"use_user_embedding": True, "dim": 16}, n_users=7)
+    assert model.config.n_users == 7

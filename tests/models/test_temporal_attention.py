@@ -37,7 +37,7 @@ def _irregular_times(n: int, start: int = T0) -> list[int]:
 
 @pytest.fixture(scope="module")
 def trained(planted_split):
-    model = TemporalAttention(_config(planted_split.n_items, max_epochs=12, patience=3))
+    model = TemporalAttention(_config(planted_split.n_items, max_epochs=10, patience=3))
     report = model.fit(planted_split, CPU, progress=False)
     return model, report
 

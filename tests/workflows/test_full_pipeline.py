@@ -13,8 +13,9 @@ from workflows.full import full_pipeline, validate_data
 TINY_CONFIG = """
 sasrec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 3, patience: 2}
 ease: {l2_grid: [50.0, 500.0]}
+bert4rec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
 """
-MODELS = ["popularity", "ease", "sasrec"]
+MODELS = ["popularity", "ease", "sasrec", "bert4rec"]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_predictions_parquet_lets_anyone_recompute_the_metrics(pipeline_run):
 
 
 def test_unknown_model_name_fails_before_any_work():
-    with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec"):
+    with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec, bert4rec"):
         full_pipeline(synthetic_users=100, models=["sasrec", "transformer-xl"])
 
 

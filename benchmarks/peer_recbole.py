@@ -318,6 +318,22 @@ def run_worker(spec: dict, out_dir: Path, python: Path | None = None) -> None:
         raise RuntimeError(f"RecBole worker for {spec['model']} failed ({code}):\n" + "\n".join(tail))
 
 
+def progress(out_dir: Path) -> str:
+    """One line on a worker still running (or killed): its epochs so far, from epochs.json."""
+    path = out_dir / "epochs.json"
+    if not path.is_file():
+        return f"no epoch finished yet in {out_dir}"
+    epochs = json.loads(path.read_text())
+    best = max(epochs, key=lambda e: e["valid_ndcg@10_recbole"])
+    last = epochs[-1]
+    return (
+        f"{len(epochs)} epochs, last {last['epoch']} at {last['elapsed_seconds']:.0f}s "
+        f"(RecBole valid NDCG@10 {last['valid_ndcg@10_recbole']:.4f}, ours {last['valid_ndcg@10']:.4f}); "
+        f"best so far epoch {best['epoch']} (RecBole {best['valid_ndcg@10_recbole']:.4f}, "
+        f"ours {best['valid_ndcg@10']:.4f}) at {best['elapsed_seconds']:.0f}s"
+    )
+
+
 def result_paths(out: Path, name: str) -> tuple[Path, Path]:
     return out / f"recbole-{name}.json", out / f"recbole-{name}.md"
 
@@ -331,13 +347,17 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     tables, data, summary = load_split(args.path, args.name, args.ratings_path)
     workdir = Path(args.workdir) / args.name
     dataset = recbole_dataset_name(args.name)
-    conversion = write_atomic_files(data, workdir / "data", dataset)
+    if train:
+        conversion = write_atomic_files(data, workdir / "data", dataset)
+    else:  # never rewrite the input of a worker that may still be running
+        conversion = recbole_sequences(data)[2]
     print(f"[peer_recbole] {args.name}: {conversion} -> {workdir}", flush=True)
     prep_seconds = time.perf_counter() - started
 
     json_path, md_path = result_paths(Path(args.out), args.name)
     previous = json.loads(json_path.read_text()) if json_path.is_file() else None
-    rows = {}
+    rows: dict[str, dict] = {}
+    result = previous or {}
     if previous and previous.get("dataset_sha256") == tables.checksum:
         rows = {r["model"]: r for r in previous.get("results", [])}
     for model in models:
@@ -355,8 +375,11 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
                 "overrides": json.loads(args.overrides),
             }
             run_worker(spec, out_dir, Path(args.python) if args.python else None)
+        if not train and not (out_dir / "result.json").is_file():
+            print(f"[peer_recbole] {args.name} RecBole {model}: not finished; {progress(out_dir)}", flush=True)
+            continue
         row = model_row(model, out_dir, data)
-        row["max_epochs"] = args.max_epochs
+        row["max_epochs"] = json.loads((out_dir / "spec.json").read_text()).get("max_epochs")
         rows[model] = row
         print(f"[peer_recbole] {args.name} RecBole {model}: test NDCG@10 {row['ndcg@10']:.4f} "
               f"HR@10 {row['hr@10']:.4f} MRR {row['mrr']:.4f}; best epoch {row['best_epoch']} of "
@@ -376,7 +399,7 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1))
         md_path.write_text(markdown(result))
-    print(markdown(result))
+        print(markdown(result), flush=True)
     return result
 
 

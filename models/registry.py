@@ -17,6 +17,7 @@ from models.bert4rec import BERT4Rec, BERT4RecConfig
 from models.ease import EASE, EASEConfig
 from models.popularity import Popularity, PopularityConfig
 from models.sasrec import SASRec, SASRecConfig
+from models.temporal_attention import TemporalAttention, TemporalAttentionConfig
 
 FORMAT_VERSION = 1
 
@@ -25,6 +26,7 @@ MODEL_FAMILIES: dict[str, tuple[type, type]] = {
     "ease": (EASEConfig, EASE),
     "sasrec": (SASRecConfig, SASRec),
     "bert4rec": (BERT4RecConfig, BERT4Rec),
+    "temporal_attention": (TemporalAttentionConfig, TemporalAttention),
 }
 
 

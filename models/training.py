@@ -101,9 +101,9 @@ def train_loop(
         last = epoch + 1 == cfg.max_epochs
         if len(valid_cases) and ((epoch + 1) % cfg.eval_every == 0 or last):
             model.eval()
-            with autocast():
-                result = evaluate(model.score, valid_cases, cfg.n_items, device=device,
-                                  batch_size=cfg.eval_batch_size, max_len=cfg.max_len)  # fmt: skip
+            # fp32 scoring (no autocast): bf16 rounding would create ties, which rank against the target
+            result = evaluate(model.score, valid_cases, cfg.n_items, device=device,
+                              batch_size=cfg.eval_batch_size, max_len=cfg.max_len)  # fmt: skip
             valid = {k: float(v) for k, v in result.metrics["all"].items()}
             if valid["ndcg@10"] > state["best_metric"]:
                 state.update(best_metric=valid["ndcg@10"], best_epoch=epoch, bad_evals=0)

@@ -14,7 +14,7 @@ from models.data import HistoryBatch, left_pad
 from models.metrics import exclusion_mask
 
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(Array("long"), "history")]),
+    inputs=Schema([ColSpec(Array("long"), "history"), ColSpec(Array("long"), "history_timestamps", required=False)]),
     outputs=Schema([ColSpec(Array("long"), "items"), ColSpec("long", "unknown_items")]),
     params=ParamSchema([ParamSpec("k", "long", 10)]),
 )
@@ -23,8 +23,9 @@ SIGNATURE = ModelSignature(
 class TopKRecommender(mlflow.pyfunc.PythonModel):
     """Loads ``weights`` (models.registry format) and ``item_map`` (parquet item_idx,item_id).
 
-    ``predict`` takes a DataFrame with a ``history`` column (list of raw item ids, oldest first)
-    and optionally ``k``; returns a DataFrame with ``items`` (top-k raw item ids, history
+    ``predict`` takes a DataFrame with a ``history`` column (list of raw item ids, oldest first),
+    optionally ``history_timestamps`` (unix seconds, aligned; time-aware models such as
+    temporal_attention need them) and the param ``k``; returns a DataFrame with ``items`` (top-k raw item ids, history
     excluded) and ``unknown_items`` (how many history ids the model has never seen).
     """
 
@@ -41,11 +42,17 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", 10))
-        histories = [[self.index_of[i] for i in h if i in self.index_of] for h in model_input["history"]]
-        unknown = [len(h) - len(known) for h, known in zip(model_input["history"], histories)]
+        raw = list(model_input["history"])
+        if "history_timestamps" in model_input:
+            times = list(model_input["history_timestamps"])
+        else:
+            times = [[0] * len(h) for h in raw]
+        known = [[(self.index_of[i], t) for i, t in zip(h, ts) if i in self.index_of] for h, ts in zip(raw, times)]
+        histories = [[i for i, _ in pairs] for pairs in known]
+        unknown = [len(h) - len(pairs) for h, pairs in zip(raw, known)]
         batch = HistoryBatch(
             items=left_pad(histories, self.max_len),
-            timestamps=torch.zeros((len(histories), self.max_len), dtype=torch.long),
+            timestamps=left_pad([[t for _, t in pairs] for pairs in known], self.max_len),
             users=torch.zeros(len(histories), dtype=torch.long),
         )
         with torch.inference_mode():

@@ -145,11 +145,20 @@ def train_bert4rec(train: Table, cases: Table, items: Table, users: Table, model
     return fit_family("bert4rec", train, cases, items, users, model_config)
 
 
+@task(cache=TRAIN_CACHE, retries=2, **LARGE_GPU)
+def train_temporal_attention(
+    train: Table, cases: Table, items: Table, users: Table, model_config: str = ""
+) -> TrainedModel:
+    """TAT-TV: causal attention with seasonal encodings, time-interval bias and activity profile."""
+    return fit_family("temporal_attention", train, cases, items, users, model_config)
+
+
 TRAIN_TASKS = {
     "popularity": train_popularity,
     "ease": train_ease,
     "sasrec": train_sasrec,
     "bert4rec": train_bert4rec,
+    "temporal_attention": train_temporal_attention,
 }
 
 

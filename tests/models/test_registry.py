@@ -11,6 +11,7 @@ FIT_OVERRIDES = {
     "ease": {"l2_grid": [10.0, 100.0]},
     "sasrec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
     "bert4rec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
+    "temporal_attention": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
 }
 
 
@@ -26,7 +27,7 @@ def test_build_model_applies_overrides():
 
 
 def test_unknown_family_raises():
-    message = "unknown model 'bert5rec'; known: popularity, ease, sasrec, bert4rec"
+    message = "unknown model 'bert5rec'; known: popularity, ease, sasrec, bert4rec, temporal_attention"
     with pytest.raises(ValueError, match=message):
         build_model("bert5rec", 10)
 

@@ -14,8 +14,9 @@ TINY_CONFIG = """
 sasrec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 3, patience: 2}
 ease: {l2_grid: [50.0, 500.0]}
 bert4rec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
+temporal_attention: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
 """
-MODELS = ["popularity", "ease", "sasrec", "bert4rec"]
+MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention"]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_predictions_parquet_lets_anyone_recompute_the_metrics(pipeline_run):
 
 
 def test_unknown_model_name_fails_before_any_work():
-    with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec, bert4rec"):
+    with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec, bert4rec, temporal_attention"):
         full_pipeline(synthetic_users=100, models=["sasrec", "transformer-xl"])
 
 
@@ -118,3 +119,14 @@ def test_validate_stage_fails_naming_the_broken_expectation(tmp_path):
     ).to_csv(folder / "interactions.csv", index=False)
     with pytest.raises(Exception, match=r"(?s)rating.*1"):
         validate_data(source="generic", path=str(folder))
+
+
+def test_time_aware_pyfunc_uses_the_given_timestamps(pipeline_run):
+    _, client = pipeline_run
+    run = next(r for r in _runs(client) if r.data.tags.get("model_family") == "temporal_attention")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    folder = Path(client.download_artifacts(run.info.run_id, "predictions"))
+    history = list(pd.read_parquet(next(folder.glob("*.parquet")))["target_item_id"].unique()[:4])
+    frame = pd.DataFrame({"history": [history, history], "history_timestamps": [[1_600_000_000 + d * 86_400 for d in range(4)], [1_600_000_000 + d * 3_600 for d in range(4)]]})
+    out = model.predict(frame, params={"k": 5})
+    assert all(len(items) == 5 and not set(items) & set(history) for items in out["items"])

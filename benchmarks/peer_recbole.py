@@ -33,7 +33,11 @@ keeps (i1 -> i2) as a training pair and has no validation case, while ours valid
 number is reported as ``users_with_3_interactions`` (0 on every MovieLens release: >= 20 each).
 
 Writes ``benchmarks/results/recbole-<name>.json`` and ``.md``; a re-run of some models keeps the
-other models' rows of the same dataset checksum.
+other models' rows of the same dataset checksum. Work files live in ``outputs/recbole/<name>/``
+(``<model>/epochs.json`` grows by one record per epoch). The worker saves its whole training state
+after every epoch (``<model>/last.pth``); running the same ``run`` command again after the process
+was killed continues exactly where it stopped (same losses, same predictions; the time lost to the
+kill is not counted). ``--fresh`` starts over.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -296,17 +301,31 @@ def load_split(path: str, name: str, ratings_path: str | None):
     return tables, data, summary
 
 
+def _running_worker(out_dir: Path) -> int | None:
+    """PID of a worker of an earlier attempt still running on ``out_dir`` (its runner was killed)."""
+    try:
+        pid = int((out_dir / "worker.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if "recbole_worker" in cmdline else None
+
+
 def run_worker(spec: dict, out_dir: Path, python: Path | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    while (pid := _running_worker(out_dir)) is not None:
+        print(f"[peer_recbole] waiting for the worker of an earlier attempt (pid {pid})", flush=True)
+        time.sleep(30)
     spec_path = out_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     argv, env = worker_command(spec_path, python)
     log_path = out_dir / "worker.log"
     print(f"[peer_recbole] {spec['model']}: {' '.join(argv)} (log {log_path})", flush=True)
-    with open(log_path, "w") as log:
+    with open(log_path, "a") as log:
         process = subprocess.Popen(argv, env=env, cwd=out_dir, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
         assert process.stdout is not None
+        (out_dir / "worker.pid").write_text(str(process.pid))
         for line in process.stdout:
             log.write(line)
             log.flush()
@@ -373,7 +392,11 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
                 "device": args.device,
                 "max_epochs": args.max_epochs,
                 "overrides": json.loads(args.overrides),
+                # Continue from out_dir/last.pth (written after every epoch) when a killed run left one.
+                "resume": not args.fresh,
             }
+            if args.fresh and out_dir.exists():
+                shutil.rmtree(out_dir)
             run_worker(spec, out_dir, Path(args.python) if args.python else None)
         if not train and not (out_dir / "result.json").is_file():
             print(f"[peer_recbole] {args.name} RecBole {model}: not finished; {progress(out_dir)}", flush=True)
@@ -446,6 +469,8 @@ def main() -> None:
         p.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
         p.add_argument("--models", default="SASRec,BERT4Rec")
         p.add_argument("--max-epochs", type=int, default=None, help="cap RecBole's epochs (default: its 300)")
+        p.add_argument("--fresh", action="store_true",
+                       help="delete a previous attempt of these models instead of resuming it")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
         p.add_argument("--overrides", default="{}", help="JSON of extra RecBole config values")

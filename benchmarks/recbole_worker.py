@@ -25,6 +25,10 @@ history (the target itself always stays a candidate); rank = 1 + the number of o
 scoring >= the target. RecBole's own sequential full-sort evaluation excludes no history item;
 its numbers are kept for reference only.
 
+After every epoch the whole training state (model, optimizer, early-stopping counters, every RNG
+including the training loader's generator, the epoch records) goes to ``last.pth``; with
+``spec["resume"]`` a restarted worker continues from it exactly.
+
 Outputs in ``spec["out_dir"]``: ``result.json`` (config, epochs, timings, checks, RecBole's
 metrics), ``predictions.json`` (per test user: raw user id, raw target id, rank, top-100 raw item
 ids), ``test_scores.npz`` (the raw score matrix and the raw item id of each column, for an
@@ -37,6 +41,7 @@ import json
 import math
 import os
 import platform
+import random
 import resource
 import sys
 import time
@@ -228,7 +233,8 @@ def main(spec_path: str) -> None:
     prep_seconds = time.time() - started
 
     epochs: list[dict] = []
-    clock = {"fit_start": None, "overhead": 0.0, "epoch": -1, "train_seconds": 0.0}
+    resumes: list[dict] = []
+    clock = {"fit_start": None, "overhead": 0.0, "offset": 0.0, "epoch": -1, "train_seconds": 0.0}
     base = get_trainer(config["MODEL_TYPE"], config["model"])
 
     class RecordingTrainer(base):
@@ -255,7 +261,7 @@ def main(spec_path: str) -> None:
                 "train_loss": clock["loss"],
                 "train_seconds": round(clock["train_seconds"], 2),
                 "valid_seconds": round(valid_end - t0, 2),
-                "elapsed_seconds": round(valid_end - clock["fit_start"] - clock["overhead"], 2),
+                "elapsed_seconds": round(clock["offset"] + valid_end - clock["fit_start"] - clock["overhead"], 2),
                 "wall_clock": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(valid_end)),
                 "valid_ndcg@10_recbole": float(valid_score),
                 "valid_result_recbole": {k: float(v) for k, v in valid_result.items()},
@@ -277,8 +283,65 @@ def main(spec_path: str) -> None:
             return valid_score, valid_result
 
     trainer = RecordingTrainer(config, model)
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    fit_seconds = time.time() - clock["fit_start"] - clock["overhead"]
+    last_path = out_dir / "last.pth"
+    identity = {k: spec.get(k) for k in ("model", "dataset", "seed", "device", "max_epochs", "overrides")}
+
+    def save_last(epoch_idx, valid_score):
+        """After each validation (RecBole's callback): everything needed to continue exactly."""
+        t0 = time.time()
+        state = {
+            "identity": identity,
+            "epoch": epoch_idx,
+            "finished": trainer.cur_step > trainer.stopping_step or epoch_idx + 1 >= trainer.epochs,
+            "state_dict": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "cur_step": trainer.cur_step,
+            "best_valid_score": trainer.best_valid_score,
+            "best_valid_result": trainer.best_valid_result,
+            "saved_model_file": trainer.saved_model_file,
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "train_loader": train_data.generator.get_state(),
+            },
+            "epochs": epochs,
+            "resumes": resumes,
+        }
+        torch.save(state, last_path.with_suffix(".tmp"))
+        os.replace(last_path.with_suffix(".tmp"), last_path)  # a kill never leaves half a file
+        clock["overhead"] += time.time() - t0
+
+    finished = False
+    if spec.get("resume") and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        if state["identity"] != identity:
+            raise SystemExit(f"{last_path} belongs to another run ({state['identity']}); start fresh")
+        trainer.model.load_state_dict(state["state_dict"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.start_epoch = state["epoch"] + 1
+        trainer.cur_step = state["cur_step"]
+        trainer.best_valid_score = state["best_valid_score"]
+        trainer.best_valid_result = state["best_valid_result"]
+        trainer.saved_model_file = state["saved_model_file"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        train_data.generator.set_state(state["rng"]["train_loader"])
+        epochs.extend(state["epochs"])
+        resumes.extend(state["resumes"])
+        resumes.append({"after_epoch": state["epoch"], "wall_clock": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        clock["offset"] = epochs[-1]["elapsed_seconds"] if epochs else 0.0
+        finished = state["finished"]
+        logger.info(f"[cinesync] resumed after epoch {state['epoch']} (finished: {finished})")
+
+    if finished:
+        best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+    else:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=True, show_progress=False, callback_fn=save_last
+        )
+    fit_seconds = epochs[-1]["elapsed_seconds"] if epochs else 0.0
     # RecBole's own test step: reloads the best checkpoint (torch.load of a pickled Config).
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     logger.info(f"[cinesync] RecBole test result: {dict(test_result)}")
@@ -341,6 +404,7 @@ def main(spec_path: str) -> None:
         "seconds_per_epoch": round(float(np.mean([e["train_seconds"] + e["valid_seconds"] for e in epochs])), 2) if epochs else None,
         "train_seconds_per_epoch": round(float(np.mean([e["train_seconds"] for e in epochs])), 2) if epochs else None,
         "fit_seconds": round(fit_seconds, 1),
+        "resumes": resumes,  # restarts after the process was killed; time lost to kills is excluded
         "prep_seconds": round(prep_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
         "peak_rss_mib": round(_peak_rss_mib(), 1),

@@ -67,7 +67,7 @@ def test_a_child_run_per_model_with_curves_metrics_and_artifacts(pipeline_run):
     sasrec = children["sasrec"]
     assert sasrec.data.params["config.dim"] == "16"
     curve = client.get_metric_history(sasrec.info.run_id, "valid_ndcg_at_10")
-    assert 1 <= len(curve) <= 3 and [m.step for m in curve] == sorted(m.step for m in curve)
+    assert len(curve) in (1, 2, 3) and [m.step for m in curve] == sorted(m.step for m in curve)
     assert len(client.get_metric_history(sasrec.info.run_id, "train_loss")) == len(curve)
     for family, run in children.items():
         metrics = run.data.metrics

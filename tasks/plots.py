@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def learning_curve(fit_report: dict, family: str, path: Path) -> Path:
@@ -20,6 +21,7 @@ def learning_curve(fit_report: dict, family: str, path: Path) -> Path:
     xs = [e["epoch"] for e in epochs]
     ax_loss.plot(xs, [e["train_loss"] for e in epochs], color="tab:blue", marker=".", label="train loss")
     ax_loss.set_xlabel("epoch" if family != "ease" else "L2 grid step")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_ylabel("train loss", color="tab:blue")
     ax_val = ax_loss.twinx()
     ax_val.plot(xs, [e["valid"].get("ndcg@10", float("nan")) for e in epochs], color="tab:orange", marker=".")

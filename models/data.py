@@ -54,10 +54,12 @@ class SplitData:
 
     def train_sequences(self) -> dict[int, np.ndarray]:
         """user_idx -> chronological array of training item_idx."""
-        return {
-            int(u): g["item_idx"].to_numpy(np.int64)
-            for u, g in self.train.groupby("user_idx", sort=True)
-        }
+        users = self.train["user_idx"].to_numpy(np.int64)
+        items = self.train["item_idx"].to_numpy(np.int64, copy=True)
+        order = np.argsort(users, kind="stable")  # train is user-ordered; stable keeps time order
+        users, items = users[order], items[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        return dict(zip(users[starts].tolist(), np.split(items, starts[1:])))
 
 
 @dataclass

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,57 +40,85 @@ BENCHMARK_OVERRIDES = {
 }
 
 
-def run(path: str, name: str, ratings_path: str | None, models: list[str], device: str, overrides: dict) -> dict:
+def load_standard_split(path: str, name: str, ratings_path: str | None):
+    """Read, validate and split (standard leave-one-out, seed 0) -> (tables, data, summary, seconds)."""
     started = time.perf_counter()
     tables = read_movielens(path, ratings_path=ratings_path, name=name)
     validate_tables(tables.interactions, tables.items, tables.users, ContractConfig(), dataset=name)
     data, summary = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="standard", seed=0)
-    prep_seconds = time.perf_counter() - started
+    return tables, data, summary, time.perf_counter() - started
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak CUDA memory allocated on ``device``, or the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_and_score(family: str, data, overrides: dict, device: torch.device, label: str = "") -> dict:
+    """Train one model (seeded), score the test cases, and return its results row."""
+    seed_everything(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
+    t0 = time.perf_counter()
+    report = model.fit(data, device, progress=True)
+    train_seconds = time.perf_counter() - t0
+    max_len = getattr(model.config, "max_len", 200)
+    m = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=max_len).metrics["all"]
+    elapsed = 0.0
+    curve = []  # [epoch, seconds since training started (end of that epoch), valid NDCG@10]
+    for e in report.epochs:
+        elapsed += e.seconds
+        curve.append([e.epoch, round(elapsed, 2), e.valid.get("ndcg@10")])
+    to_best = next((c[1] for c in curve if c[0] == report.best_epoch), train_seconds)
+    print(f"{label or family}: test NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hr@10']:.4f} MRR {m['mrr']:.4f} "
+          f"(best epoch {report.best_epoch}, {train_seconds:.0f}s)", flush=True)
+    return {
+        "model": family,
+        "hr@10": m["hr@10"],
+        "ndcg@10": m["ndcg@10"],
+        "mrr": m["mrr"],
+        "hr@20": m["hr@20"],
+        "ndcg@20": m["ndcg@20"],
+        "coverage@10": m["coverage@10"],
+        "best_valid_ndcg@10": report.best_valid.get("ndcg@10"),
+        "best_epoch": report.best_epoch,
+        "epochs_run": len(report.epochs),
+        "train_seconds": round(train_seconds, 1),
+        "seconds_to_best_valid": round(to_best, 1),
+        "seconds_per_epoch": round(elapsed / max(len(curve), 1), 2),
+        "peak_memory_mib": round(peak_memory_mib(device), 1),
+        "valid_curve": curve,
+        "config": asdict(model.config),
+    }
+
+
+def hardware(device: torch.device) -> dict:
+    return {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "cpu_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
+
+
+def run(path: str, name: str, ratings_path: str | None, models: list[str], device: str, overrides: dict) -> dict:
+    tables, data, summary, prep_seconds = load_standard_split(path, name, ratings_path)
     dev = pick_device(device)
-    test_cases = data.stage("test")
-    rows = []
-    for family in models:
-        seed_everything(0)
-        model = build_model(family, data.n_items, overrides.get(family, {}), n_users=data.n_users).to(dev)
-        t0 = time.perf_counter()
-        report = model.fit(data, dev, progress=True)
-        train_seconds = time.perf_counter() - t0
-        max_len = getattr(model.config, "max_len", 200)
-        result = evaluate(model.score, test_cases, data.n_items, device=dev, max_len=max_len)
-        m = result.metrics["all"]
-        rows.append(
-            {
-                "model": family,
-                "hr@10": m["hr@10"],
-                "ndcg@10": m["ndcg@10"],
-                "mrr": m["mrr"],
-                "hr@20": m["hr@20"],
-                "ndcg@20": m["ndcg@20"],
-                "coverage@10": m["coverage@10"],
-                "best_valid_ndcg@10": report.best_valid.get("ndcg@10"),
-                "best_epoch": report.best_epoch,
-                "epochs_run": len(report.epochs),
-                "train_seconds": round(train_seconds, 1),
-                "config": asdict(model.config),
-            }
-        )
-        print(f"{name} {family}: test NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hr@10']:.4f} MRR {m['mrr']:.4f} ({train_seconds:.0f}s)")
+    rows = [train_and_score(family, data, overrides.get(family, {}), dev, f"{name} {family}") for family in models]
     return {
         "dataset": name,
         "path": str(path),
         "ratings_path": ratings_path,
         "dataset_sha256": tables.checksum,
         "split": {"mode": "standard", "seed": 0, **asdict(summary)},
-        "n_test_cases": len(test_cases),
+        "n_test_cases": len(data.stage("test")),
         "prep_seconds": round(prep_seconds, 1),
-        "hardware": {
-            "device": str(dev),
-            "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
-            "cpu_threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "hardware": hardware(dev),
         "results": rows,
     }
 
@@ -101,13 +130,14 @@ def markdown(result: dict) -> str:
         + (f" {result['hardware']['gpu']}" if result["hardware"]["gpu"] else f", {result['hardware']['cpu_threads']} threads")
         + ")",
         "",
-        "| model | HR@10 | NDCG@10 | MRR | best valid NDCG@10 | epochs (best) | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| model | HR@10 | NDCG@10 | MRR | best valid NDCG@10 | epochs (best) | s to best valid | s/epoch | train s | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["results"]:
         lines.append(
             f"| {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['mrr']:.4f} | "
-            f"{(r['best_valid_ndcg@10'] or 0):.4f} | {r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds']} |"
+            f"{(r['best_valid_ndcg@10'] or 0):.4f} | {r['epochs_run']} ({r['best_epoch']}) | {r.get('seconds_to_best_valid', '')} | "
+            f"{r.get('seconds_per_epoch', '')} | {r['train_seconds']} | {r.get('peak_memory_mib', '')} |"
         )
     return "\n".join(lines) + "\n"
 

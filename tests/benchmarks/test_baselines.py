@@ -35,3 +35,22 @@ def test_benchmark_writes_json_and_table_for_every_model(tmp_path, monkeypatch):
     assert result["results"][1]["config"]["dim"] == 16 and result["results"][1]["epochs_run"] == 2
     assert all(0.0 <= r["ndcg@10"] <= 1.0 for r in result["results"])
     assert "| sasrec |" in (tmp_path / "out" / "baselines-tiny-cpu.md").read_text()
+
+
+def test_benchmark_rows_carry_the_validation_curve_and_timings(tmp_path, monkeypatch):
+    _write_ml1m(tmp_path / "ml")
+    tiny = {"sasrec": {"dim": 16, "n_layers": 1, "max_len": 10, "max_epochs": 3}}
+    monkeypatch.setattr(
+        "sys.argv",
+        ["baselines.py", "--path", str(tmp_path / "ml"), "--name", "tiny", "--models", "sasrec",
+         "--models-config", json.dumps(tiny), "--out", str(tmp_path / "out"), "--device", "cpu", "--tag", "seq"],
+    )
+    main()
+    row = json.loads((tmp_path / "out" / "seq-tiny-cpu.json").read_text())["results"][0]
+    curve = row["valid_curve"]
+    assert [c[0] for c in curve] == [0, 1, 2]
+    assert all(b[1] > a[1] for a, b in zip(curve, curve[1:]))  # cumulative seconds
+    best = max(curve, key=lambda c: c[2])
+    assert row["best_epoch"] == best[0] and row["best_valid_ndcg@10"] == best[2]
+    assert row["seconds_to_best_valid"] == round(best[1], 1)
+    assert row["seconds_per_epoch"] > 0 and row["peak_memory_mib"] > 10

@@ -1,0 +1,164 @@
+"""One table: our sequential models next to RecBole's, same data, same split, same evaluator.
+
+    python benchmarks/side_by_side.py --name ml-100k \
+        --ours benchmarks/results/sequential-ml-100k-cpu.json \
+        --recbole benchmarks/results/recbole-ml-100k.json
+
+``--ours`` is a ``baselines.py`` (or ``sweep.py``: its chosen trial) result, repeatable,
+``--recbole`` a ``peer_recbole.py`` result; all must have been measured on the same dataset file (same sha256).
+Pairs are ours ``sasrec`` with RecBole ``SASRec`` and ours ``bert4rec`` with RecBole ``BERT4Rec``.
+
+Besides each side's NDCG@10 / HR@10 / MRR, time to its best validation epoch, seconds per
+epoch and peak memory, the table gives *our time to RecBole's best*: the wall time until our
+validation NDCG@10 (our protocol) first reached the best validation NDCG@10 RecBole's model
+reached (same protocol), read off our per-epoch validation curve. The issue's bars are checked
+and written next to the numbers. Writes ``side-by-side-<name>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.baselines import RESULTS
+
+PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec"}
+
+# Issue 3's bars: minimum test NDCG@10 for our SASRec, minimum ratio of ours to RecBole's,
+# maximum ratio of our time to RecBole's best validation over RecBole's time to it.
+BARS = {
+    "ml-100k": {"sasrec": {"min_ndcg@10": 0.10, "min_ratio": 1.3, "max_time_ratio": 0.1}, "bert4rec": {"min_ratio": 1.0}},
+    "ml-1m-u2999": {"sasrec": {"min_ndcg@10": 0.15, "min_ratio": 1.3}, "bert4rec": {"min_ratio": 1.0}},
+}
+
+
+def seconds_to_reach(curve: list, target: float) -> float | None:
+    """First wall time in ``curve`` ([epoch, seconds, valid NDCG@10] rows) at which NDCG@10 >= target."""
+    for _, seconds, ndcg in curve:
+        if ndcg is not None and ndcg >= target:
+            return float(seconds)
+    return None
+
+
+def ours_rows(ours: dict) -> dict[str, dict]:
+    if "trials" in ours:  # a sweep: its trial chosen on validation
+        return {ours["family"]: ours["trials"][ours["chosen"]]}
+    return {r["model"]: r for r in ours["results"]}
+
+
+def compare(ours: list[dict], recbole: dict, name: str) -> dict:
+    """``ours``: one or more of our result files (later files win for a family in several)."""
+    mine: dict[str, dict] = {}
+    for result in ours:
+        if result["dataset_sha256"] != recbole["dataset_sha256"]:
+            raise SystemExit(
+                f"the results were measured on different data: ours sha256 {result['dataset_sha256'][:16]}…, "
+                f"RecBole's {recbole['dataset_sha256'][:16]}…"
+            )
+        mine.update(ours_rows(result))
+    theirs = {r["model"]: r for r in recbole["results"]}
+    pairs = []
+    for family, peer in PAIRS.items():
+        if family not in mine or peer not in theirs:
+            continue
+        a, b = mine[family], theirs[peer]
+        reach = seconds_to_reach(a.get("valid_curve", []), b["best_valid_ndcg@10"])
+        row = {
+            "model": family,
+            "ours": {k: a.get(k) for k in ("ndcg@10", "hr@10", "mrr", "best_valid_ndcg@10", "best_epoch", "epochs_run",
+                                          "seconds_to_best_valid", "seconds_per_epoch", "peak_memory_mib")},
+            "recbole": {k: b.get(k) for k in ("ndcg@10", "hr@10", "mrr", "best_valid_ndcg@10", "best_epoch", "epochs_run",
+                                             "seconds_to_best_valid", "seconds_per_epoch")} | {"peak_memory_mib": b.get("peak_rss_mib")},
+            "ndcg@10_ratio": a["ndcg@10"] / b["ndcg@10"] if b["ndcg@10"] else None,
+            "ours_seconds_to_recbole_best_valid": reach,
+            "time_ratio": reach / b["seconds_to_best_valid"] if reach is not None and b["seconds_to_best_valid"] else None,
+        }
+        row["bars"] = check_bars(row, BARS.get(name, {}).get(family, {}))
+        pairs.append(row)
+    return {
+        "dataset": name,
+        "dataset_sha256": recbole["dataset_sha256"],
+        "ours_hardware": ours[-1].get("hardware"),
+        "recbole_environment": next((r["environment"] for r in recbole["results"]), None),
+        "pairs": pairs,
+    }
+
+
+def check_bars(row: dict, bars: dict) -> dict[str, bool | None]:
+    checks: dict[str, bool | None] = {}
+    if "min_ndcg@10" in bars:
+        checks[f"test NDCG@10 >= {bars['min_ndcg@10']}"] = row["ours"]["ndcg@10"] >= bars["min_ndcg@10"]
+    if "min_ratio" in bars:
+        r = row["ndcg@10_ratio"]
+        checks[f"NDCG@10 >= {bars['min_ratio']} x RecBole"] = None if r is None else r >= bars["min_ratio"]
+    if "max_time_ratio" in bars:
+        t = row["time_ratio"]
+        checks[f"time to RecBole's best valid <= {bars['max_time_ratio']} x RecBole's"] = None if t is None else t <= bars["max_time_ratio"]
+    return checks
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown(result: dict) -> str:
+    hw = result.get("ours_hardware") or {}
+    env = result.get("recbole_environment") or {}
+    lines = [
+        f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, our evaluator for both; "
+        f"ours: {hw.get('device', '?')}, {hw.get('cpu_threads', '?')} threads; RecBole {env.get('recbole', '?')}: "
+        f"{env.get('device', '?')}, {env.get('torch_threads', '?')} threads)",
+        "",
+        "| model | library | test NDCG@10 | HR@10 | MRR | best valid NDCG@10 | epochs (best) | s to best valid | s/epoch | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in result["pairs"]:
+        for side, label in (("ours", "CineSync"), ("recbole", "RecBole")):
+            s = p[side]
+            lines.append(
+                f"| {p['model']} | {label} | {_fmt(s['ndcg@10'])} | {_fmt(s['hr@10'])} | {_fmt(s['mrr'])} | "
+                f"{_fmt(s['best_valid_ndcg@10'])} | {s['epochs_run']} ({s['best_epoch']}) | "
+                f"{_fmt(s['seconds_to_best_valid'], 0)} | {_fmt(s['seconds_per_epoch'], 1)} | {_fmt(s['peak_memory_mib'], 0)} |"
+            )
+    lines.append("")
+    for p in result["pairs"]:
+        reach = p["ours_seconds_to_recbole_best_valid"]
+        lines.append(
+            f"- {p['model']}: ours / RecBole test NDCG@10 = {_fmt(p['ndcg@10_ratio'], 2)}×; ours reached RecBole's best "
+            f"validation NDCG@10 ({p['recbole']['best_valid_ndcg@10']:.4f}) after "
+            + (f"{reach:.0f} s = {p['time_ratio']:.3f}× RecBole's {p['recbole']['seconds_to_best_valid']:.0f} s" if reach is not None else "– (never)")
+        )
+        for bar, ok in p["bars"].items():
+            lines.append(f"  - bar: {bar}: {'met' if ok else 'not met' if ok is False else 'not measurable'}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="dataset name (as in both results)")
+    parser.add_argument("--ours", required=True, action="append",
+                        help="baselines.py or sweep.py result JSON (repeat to combine files)")
+    parser.add_argument("--recbole", default=None, help="peer_recbole.py result JSON (default results/recbole-<name>.json)")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    recbole_path = Path(args.recbole or Path(args.out) / f"recbole-{args.name}.json")
+    for path in (*map(Path, args.ours), recbole_path):
+        if not path.is_file():
+            raise SystemExit(f"result file not found: {path}")
+    ours = [json.loads(Path(p).read_text()) for p in args.ours]
+    recbole = json.loads(recbole_path.read_text())
+    result = compare(ours, recbole, args.name)
+    if not result["pairs"]:
+        raise SystemExit(f"no model measured on both sides: ours {sorted(k for o in ours for k in ours_rows(o))}, "
+                         f"RecBole {[r['model'] for r in recbole['results']]}")
+    out = Path(args.out)
+    (out / f"side-by-side-{args.name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"side-by-side-{args.name}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

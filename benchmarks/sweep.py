@@ -1,0 +1,101 @@
+"""Try several configurations of one model family and choose by validation, never by test.
+
+    python benchmarks/sweep.py --path ../shared/data/ml-100k --name ml-100k --family sasrec \
+        --grid '[{"dropout": 0.5}, {"batch_size": 32}, {"weight_decay": 0.1}]'
+
+Every configuration is ``BENCHMARK_OVERRIDES[family]`` (from ``baselines.py``) updated by
+``--base`` and then by one grid entry. Each is trained and scored exactly as ``baselines.py``
+does (standard split, seed 0, early stopping on validation NDCG@10). The test numbers are
+recorded for every trial but the *chosen* trial is the one with the best validation NDCG@10.
+
+Results accumulate in ``benchmarks/results/sweep-<family>-<name>-<device>.json`` (+ ``.md``): a
+trial whose full configuration was already measured on the same data is not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks.baselines import BENCHMARK_OVERRIDES, RESULTS, hardware, load_standard_split, train_and_score
+from models.device import pick_device
+
+
+def _changed(config: dict, reference: dict) -> dict:
+    return {k: v for k, v in config.items() if reference.get(k) != v}
+
+
+def markdown(result: dict) -> str:
+    chosen = result.get("chosen")
+    lines = [
+        f"**{result['family']} on {result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, "
+        f"{result['hardware']['device']}, {result['hardware']['cpu_threads']} threads); chosen by validation: "
+        f"trial {chosen}",
+        "",
+        "| trial | changed from the benchmark config | best valid NDCG@10 | test NDCG@10 | HR@10 | MRR | epochs (best) | s to best valid | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, t in enumerate(result["trials"]):
+        mark = " **(chosen)**" if i == chosen else ""
+        lines.append(
+            f"| {i}{mark} | `{json.dumps(t['changed'])}` | {t['best_valid_ndcg@10']:.4f} | {t['ndcg@10']:.4f} | "
+            f"{t['hr@10']:.4f} | {t['mrr']:.4f} | {t['epochs_run']} ({t['best_epoch']}) | "
+            f"{t['seconds_to_best_valid']} | {t['seconds_per_epoch']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", required=True, help="MovieLens folder (any release format)")
+    parser.add_argument("--name", required=True, help="dataset name used in the results")
+    parser.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
+    parser.add_argument("--family", required=True)
+    parser.add_argument("--base", default="{}", help="JSON overrides applied to every trial")
+    parser.add_argument("--grid", required=True, help="JSON list of per-trial overrides")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+
+    grid = json.loads(args.grid)
+    if not isinstance(grid, list) or not all(isinstance(g, dict) for g in grid):
+        raise SystemExit(f"--grid must be a JSON list of objects, got {args.grid!r}")
+    base = {**BENCHMARK_OVERRIDES.get(args.family, {}), **json.loads(args.base)}
+    tables, data, summary, _ = load_standard_split(args.path, args.name, args.ratings_path)
+    device = pick_device(args.device)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"sweep-{args.family}-{args.name}-{device.type}"
+    result = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+    if result.get("dataset_sha256") != tables.checksum:
+        result = {"trials": []}
+    reference = BENCHMARK_OVERRIDES.get(args.family, {})
+    for entry in grid:
+        overrides = {**base, **entry}
+        done = [t for t in result["trials"] if all(t["config"].get(k) == v for k, v in overrides.items())]
+        if done:
+            print(f"already measured: {json.dumps(overrides)} -> valid {done[0]['best_valid_ndcg@10']:.4f}")
+            continue
+        row = train_and_score(args.family, data, overrides, device, f"{args.name} {args.family} {json.dumps(entry)}")
+        row["changed"] = _changed(overrides, reference)
+        result["trials"].append(row)
+        result.update(
+            family=args.family,
+            dataset=args.name,
+            path=str(args.path),
+            ratings_path=args.ratings_path,
+            dataset_sha256=tables.checksum,
+            split={"mode": "standard", "seed": 0, **asdict(summary)},
+            hardware=hardware(device),
+            chosen=max(range(len(result["trials"])), key=lambda i: result["trials"][i]["best_valid_ndcg@10"] or 0),
+        )
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        stem.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -32,6 +32,7 @@ class SASRecConfig:
     n_heads: int = 2
     max_len: int = 200
     dropout: float = 0.2
+    ffn_dim: int | None = None  # point-wise feed-forward width; None = dim (the original SASRec)
     loss: Literal["ce", "sampled", "gbce"] = "ce"
     n_negatives: int = 256  # for "sampled" (popularity-sampled, logQ-corrected) and "gbce" (uniform)
     gbce_t: float = 0.75  # gBCE calibration: 0 = plain BCE, 1 = fully calibrated (gSASRec)
@@ -70,15 +71,15 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block with SASRec's point-wise feed-forward (hidden size = dim)."""
+    """Pre-LN transformer block with SASRec's point-wise feed-forward (width ffn_dim)."""
 
-    def __init__(self, dim: int, n_heads: int, dropout: float):
+    def __init__(self, dim: int, n_heads: int, dropout: float, ffn_dim: int):
         super().__init__()
         self.ln_attn = nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, n_heads, dropout)
         self.ln_ffn = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+            nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim)
         )
         self.dropout = nn.Dropout(dropout)
 
@@ -103,7 +104,8 @@ class SASRec(nn.Module):
             self.pos_emb = nn.Embedding(config.max_len, config.dim)
             self.emb_dropout = nn.Dropout(config.dropout)
             self.blocks = nn.ModuleList(
-                Block(config.dim, config.n_heads, config.dropout) for _ in range(config.n_layers)
+                Block(config.dim, config.n_heads, config.dropout, config.ffn_dim or config.dim)
+                for _ in range(config.n_layers)
             )
             self.ln_out = nn.LayerNorm(config.dim)
             nn.init.normal_(self.item_emb.weight, std=0.02)

@@ -33,6 +33,13 @@ def test_score_shape_is_batch_by_items_plus_one():
     assert model.score(_batch([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]])).shape == (3, 31)
 
 
+def test_ffn_dim_sets_the_feed_forward_width_and_defaults_to_dim():
+    assert SASRec(_config(30)).blocks[0].ffn[0].out_features == 32
+    wide = SASRec(_config(30, ffn_dim=128)).eval()
+    assert wide.blocks[0].ffn[0].out_features == 128 and wide.blocks[0].ffn[3].in_features == 128
+    assert torch.isfinite(wide.score(_batch([[0, 1, 2, 3]]))).all()
+
+
 def test_causal_mask_blocks_future_items():
     model = SASRec(_config(30)).eval()
     items = torch.tensor([[0, 0, 5, 6, 7, 8, 9]])

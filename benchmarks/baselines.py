@@ -68,7 +68,9 @@ def train_and_score(family: str, data, overrides: dict, device: torch.device, la
     report = model.fit(data, device, progress=True)
     train_seconds = time.perf_counter() - t0
     max_len = getattr(model.config, "max_len", 200)
-    m = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=max_len).metrics["all"]
+    result = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=max_len)
+    m = result.metrics["all"]
+    raw_user = dict(zip(data.users["user_idx"].tolist(), data.users["user_id"].tolist()))
     elapsed = 0.0
     curve = []  # [epoch, seconds since training started (end of that epoch), valid NDCG@10]
     for e in report.epochs:
@@ -93,6 +95,8 @@ def train_and_score(family: str, data, overrides: dict, device: torch.device, la
         "seconds_per_epoch": round(elapsed / max(len(curve), 1), 2),
         "peak_memory_mib": round(peak_memory_mib(device), 1),
         "valid_curve": curve,
+        # rank of each test target, by raw user id: lets side_by_side.py pair the cases of two runs
+        "test_ranks_by_user": {str(raw_user[u]): int(r) for u, r in zip(result.per_case["user_idx"], result.per_case["rank"])},
         "config": asdict(model.config),
     }
 

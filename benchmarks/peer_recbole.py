@@ -279,6 +279,7 @@ def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
             "valid_cases_recbole": worker["valid_cases"],
             "test_cases_recbole": worker["test_cases"],
         },
+        "test_ranks_by_user": {str(int(p["user_id"])): int(p["rank"]) for p in predictions},
         "config": worker["recbole_config"],
         "environment": worker["environment"],
         "epochs": worker["epochs"],

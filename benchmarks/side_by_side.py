@@ -12,7 +12,8 @@ Besides each side's NDCG@10 / HR@10 / MRR, time to its best validation epoch, se
 epoch and peak memory, the table gives *our time to RecBole's best*: the wall time until our
 validation NDCG@10 (our protocol) first reached the best validation NDCG@10 RecBole's model
 reached (same protocol), read off our per-epoch validation curve. The issue's bars are checked
-and written next to the numbers. Writes ``side-by-side-<name>.json`` and ``.md``.
+and written next to the numbers; when both results carry per-user test ranks, a paired bootstrap
+over the test users gives a 95% interval for the NDCG@10 ratio and difference. Writes ``side-by-side-<name>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.baselines import RESULTS
 
@@ -39,6 +42,31 @@ def seconds_to_reach(curve: list, target: float) -> float | None:
         if ndcg is not None and ndcg >= target:
             return float(seconds)
     return None
+
+
+def paired_bootstrap(ranks_a: dict[str, int], ranks_b: dict[str, int], n_resamples: int = 2000, seed: int = 0) -> dict:
+    """95% intervals of NDCG@10(a) - NDCG@10(b) and of their ratio, resampling the shared test users."""
+    users = sorted(set(ranks_a) & set(ranks_b))
+    if len(users) != len(ranks_a) or len(users) != len(ranks_b):
+        raise SystemExit(f"the two runs scored different test users ({len(ranks_a)} vs {len(ranks_b)}, {len(users)} shared)")
+
+    def gains(ranks):
+        r = np.array([ranks[u] for u in users], dtype=np.float64)
+        return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+
+    a, b = gains(ranks_a), gains(ranks_b)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(users), size=(n_resamples, len(users)))
+    mean_a, mean_b = a[idx].mean(1), b[idx].mean(1)
+    diff = mean_a - mean_b
+    ratio = mean_a / np.maximum(mean_b, 1e-12)
+    return {
+        "n_cases": len(users),
+        "n_resamples": n_resamples,
+        "ndcg@10_diff_ci95": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))],
+        "ndcg@10_ratio_ci95": [float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975))],
+        "share_of_resamples_ours_better": float((diff > 0).mean()),
+    }
 
 
 def ours_rows(ours: dict) -> dict[str, dict]:
@@ -74,6 +102,8 @@ def compare(ours: list[dict], recbole: dict, name: str) -> dict:
             "ours_seconds_to_recbole_best_valid": reach,
             "time_ratio": reach / b["seconds_to_best_valid"] if reach is not None and b["seconds_to_best_valid"] else None,
         }
+        if "test_ranks_by_user" in a and "test_ranks_by_user" in b:
+            row["bootstrap"] = paired_bootstrap(a["test_ranks_by_user"], b["test_ranks_by_user"])
         row["bars"] = check_bars(row, BARS.get(name, {}).get(family, {}))
         pairs.append(row)
     return {
@@ -131,6 +161,12 @@ def markdown(result: dict) -> str:
             f"validation NDCG@10 ({p['recbole']['best_valid_ndcg@10']:.4f}) after "
             + (f"{reach:.0f} s = {p['time_ratio']:.3f}× RecBole's {p['recbole']['seconds_to_best_valid']:.0f} s" if reach is not None else "– (never)")
         )
+        if "bootstrap" in p:
+            bs = p["bootstrap"]
+            lo, hi = bs["ndcg@10_ratio_ci95"]
+            dlo, dhi = bs["ndcg@10_diff_ci95"]
+            lines.append(f"  - paired bootstrap over the {bs['n_cases']} test users ({bs['n_resamples']} resamples): "
+                         f"ratio 95% interval [{lo:.2f}, {hi:.2f}], difference [{dlo:+.4f}, {dhi:+.4f}]")
         for bar, ok in p["bars"].items():
             lines.append(f"  - bar: {bar}: {'met' if ok else 'not met' if ok is False else 'not measurable'}")
     return "\n".join(lines) + "\n"

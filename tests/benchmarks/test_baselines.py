@@ -54,3 +54,5 @@ def test_benchmark_rows_carry_the_validation_curve_and_timings(tmp_path, monkeyp
     assert row["best_epoch"] == best[0] and row["best_valid_ndcg@10"] == best[2]
     assert row["seconds_to_best_valid"] == round(best[1], 1)
     assert row["seconds_per_epoch"] > 0 and row["peak_memory_mib"] > 10
+    ranks = row["test_ranks_by_user"]
+    assert sorted(map(int, ranks)) == list(range(1, 41)) and all(r >= 1 for r in ranks.values())

@@ -62,3 +62,29 @@ def test_main_writes_json_and_table(tmp_path, monkeypatch):
     written = json.loads((tmp_path / "side-by-side-ml-100k.json").read_text())
     assert written["pairs"][0]["model"] == "sasrec"
     assert "bar: test NDCG@10 >= 0.1: met" in (tmp_path / "side-by-side-ml-100k.md").read_text()
+
+
+def test_paired_bootstrap_intervals():
+    from benchmarks.side_by_side import paired_bootstrap
+
+    ranks = {str(u): (u % 15) + 1 for u in range(200)}
+    same = paired_bootstrap(ranks, dict(ranks), n_resamples=200)
+    assert same["ndcg@10_diff_ci95"] == [0.0, 0.0] and same["ndcg@10_ratio_ci95"] == [1.0, 1.0]
+    better = paired_bootstrap({u: 1 for u in ranks}, ranks, n_resamples=200)
+    assert better["ndcg@10_ratio_ci95"][0] > 1.0 and better["share_of_resamples_ours_better"] == 1.0
+
+
+def test_paired_bootstrap_refuses_different_test_users():
+    from benchmarks.side_by_side import paired_bootstrap
+
+    with pytest.raises(SystemExit, match="different test users"):
+        paired_bootstrap({"1": 1, "2": 3}, {"1": 1, "3": 2})
+
+
+def test_compare_adds_the_bootstrap_when_both_sides_have_ranks():
+    ours, recbole = _ours(), _recbole()
+    ours["results"][0]["test_ranks_by_user"] = {"1": 1, "2": 5, "3": 40}
+    recbole["results"][0]["test_ranks_by_user"] = {"1": 2, "2": 5, "3": 90}
+    pair = compare([ours], recbole, "ml-100k")["pairs"][0]
+    assert pair["bootstrap"]["n_cases"] == 3
+    assert "paired bootstrap over the 3 test users" in markdown(compare([ours], recbole, "ml-100k"))

@@ -13,7 +13,7 @@ epoch and peak memory, the table gives *our time to RecBole's best*: the wall ti
 validation NDCG@10 (our protocol) first reached the best validation NDCG@10 RecBole's model
 reached (same protocol), read off our per-epoch validation curve. The issue's bars are checked
 and written next to the numbers; when both results carry per-user test ranks, a paired bootstrap
-over the test users gives a 95% interval for the NDCG@10 ratio and difference. Writes ``side-by-side-<name>.json`` and ``.md``.
+over the test users gives a 95% interval for the NDCG@10 ratio and difference. Writes ``side-by-side-<name>.json``, ``.md`` and a ``.png`` of both validation curves against wall time.
 """
 
 from __future__ import annotations
@@ -104,6 +104,10 @@ def compare(ours: list[dict], recbole: dict, name: str) -> dict:
         }
         if "test_ranks_by_user" in a and "test_ranks_by_user" in b:
             row["bootstrap"] = paired_bootstrap(a["test_ranks_by_user"], b["test_ranks_by_user"])
+        row["curves"] = {
+            "ours": [[c[1], c[2]] for c in a.get("valid_curve", [])],
+            "recbole": [[e["elapsed_seconds"], e["valid_ndcg@10"]] for e in b.get("epochs", [])],
+        }
         row["bars"] = check_bars(row, BARS.get(name, {}).get(family, {}))
         pairs.append(row)
     return {
@@ -172,6 +176,31 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(result: dict, path: Path) -> None:
+    """Validation NDCG@10 (our protocol) against wall time, both libraries, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = result["pairs"]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 4), squeeze=False)
+    for ax, p in zip(axes[0], pairs):
+        for side, label, style in (("ours", "CineSync", "o-"), ("recbole", "RecBole", "s-")):
+            points = [(t, v) for t, v in p["curves"][side] if v is not None]
+            if points:
+                ax.plot(*zip(*points), style, markersize=3, label=label)
+        ax.axhline(p["recbole"]["best_valid_ndcg@10"], color="grey", linestyle=":", label="RecBole's best")
+        ax.set_xscale("log")
+        ax.set_xlabel("wall seconds since training started (log)")
+        ax.set_ylabel("validation NDCG@10 (our protocol)")
+        ax.set_title(f"{p['model']} on {result['dataset']}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="dataset name (as in both results)")
@@ -193,6 +222,7 @@ def main() -> None:
     out = Path(args.out)
     (out / f"side-by-side-{args.name}.json").write_text(json.dumps(result, indent=1))
     (out / f"side-by-side-{args.name}.md").write_text(markdown(result))
+    plot(result, out / f"side-by-side-{args.name}.png")
     print(markdown(result))
 
 

@@ -25,7 +25,9 @@ def _recbole(sha="a" * 64):
         "results": [{
             "model": "SASRec", "ndcg@10": 0.08, "hr@10": 0.15, "mrr": 0.07, "best_valid_ndcg@10": 0.075,
             "best_epoch": 18, "epochs_run": 24, "seconds_to_best_valid": 3000.0, "seconds_per_epoch": 165.0,
-            "peak_rss_mib": 4000.0, "environment": {"recbole": "1.2.1", "device": "cpu", "torch_threads": 1},
+            "peak_rss_mib": 4000.0,
+            "epochs": [{"elapsed_seconds": 300.0, "valid_ndcg@10": 0.05}, {"elapsed_seconds": 600.0, "valid_ndcg@10": 0.075}],
+            "environment": {"recbole": "1.2.1", "device": "cpu", "torch_threads": 1},
         }],
     }
 
@@ -62,6 +64,9 @@ def test_main_writes_json_and_table(tmp_path, monkeypatch):
     written = json.loads((tmp_path / "side-by-side-ml-100k.json").read_text())
     assert written["pairs"][0]["model"] == "sasrec"
     assert "bar: test NDCG@10 >= 0.1: met" in (tmp_path / "side-by-side-ml-100k.md").read_text()
+    assert written["pairs"][0]["curves"]["ours"][0] == [10.0, 0.03]
+    assert written["pairs"][0]["curves"]["recbole"] == [[300.0, 0.05], [600.0, 0.075]]
+    assert (tmp_path / "side-by-side-ml-100k.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_paired_bootstrap_intervals():

@@ -261,6 +261,7 @@ def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
         "best_valid_ndcg@10": worker["best_valid_ndcg@10"],
         "best_valid_ndcg@10_recbole": worker["best_valid_ndcg@10_recbole"],
         "best_epoch": worker["best_epoch"],
+        "selected_on": worker.get("selected_on", "RecBole's metric"),
         "epochs_run": worker["epochs_run"],
         "seconds_to_best_valid": worker["seconds_to_best_valid"],
         "seconds_per_epoch": worker["seconds_per_epoch"],
@@ -354,8 +355,13 @@ def progress(out_dir: Path) -> str:
     )
 
 
-def result_paths(out: Path, name: str) -> tuple[Path, Path]:
-    return out / f"recbole-{name}.json", out / f"recbole-{name}.md"
+def result_paths(out: Path, name: str, select_on: str = "recbole") -> tuple[Path, Path]:
+    stem = f"recbole-{name}" if select_on == "recbole" else f"recbole-{name}-select-{select_on}"
+    return out / f"{stem}.json", out / f"{stem}.md"
+
+
+def worker_dir(workdir: Path, model: str, select_on: str = "recbole") -> Path:
+    return workdir / (model if select_on == "recbole" else f"{model}-select-{select_on}")
 
 
 def benchmark(args: argparse.Namespace, train: bool) -> dict:
@@ -374,14 +380,14 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     print(f"[peer_recbole] {args.name}: {conversion} -> {workdir}", flush=True)
     prep_seconds = time.perf_counter() - started
 
-    json_path, md_path = result_paths(Path(args.out), args.name)
+    json_path, md_path = result_paths(Path(args.out), args.name, args.select_on)
     previous = json.loads(json_path.read_text()) if json_path.is_file() else None
     rows: dict[str, dict] = {}
     result = previous or {}
     if previous and previous.get("dataset_sha256") == tables.checksum:
         rows = {r["model"]: r for r in previous.get("results", [])}
     for model in models:
-        out_dir = workdir / model
+        out_dir = worker_dir(workdir, model, args.select_on)
         if train:
             spec = {
                 "model": model,
@@ -395,6 +401,7 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
                 "overrides": json.loads(args.overrides),
                 # Continue from out_dir/last.pth (written after every epoch) when a killed run left one.
                 "resume": not args.fresh,
+                "select_on": args.select_on,
             }
             if args.fresh and out_dir.exists():
                 shutil.rmtree(out_dir)
@@ -473,6 +480,9 @@ def main() -> None:
         p.add_argument("--fresh", action="store_true",
                        help="delete a previous attempt of these models instead of resuming it")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--select-on", default="recbole", choices=("recbole", "ours"),
+                       help="validation number RecBole's early stopping and best epoch use: its own metric "
+                            "(default, as RecBole users run it) or our protocol's (history excluded)")
         p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
         p.add_argument("--overrides", default="{}", help="JSON of extra RecBole config values")
         p.add_argument("--python", default=None, help="python of the peer venv (default .venv-recbole)")

@@ -236,6 +236,9 @@ def main(spec_path: str) -> None:
     resumes: list[dict] = []
     clock = {"fit_start": None, "overhead": 0.0, "offset": 0.0, "epoch": -1, "train_seconds": 0.0}
     base = get_trainer(config["MODEL_TYPE"], config["model"])
+    # Which validation number RecBole's early stopping and best-epoch choice read: its own
+    # (default, what a RecBole user gets) or our protocol's (history excluded), for a like-for-like run.
+    select_key = "valid_ndcg@10" if spec.get("select_on", "recbole") == "ours" else "valid_ndcg@10_recbole"
 
     class RecordingTrainer(base):
         """RecBole's trainer, unchanged, plus a per-epoch record (our scoring is off the clock)."""
@@ -280,11 +283,13 @@ def main(spec_path: str) -> None:
                 f"elapsed {record['elapsed_seconds']}s"
             )
             (out_dir / "epochs.json").write_text(json.dumps(epochs, indent=1))
-            return valid_score, valid_result
+            return record[select_key], valid_result
 
     trainer = RecordingTrainer(config, model)
     last_path = out_dir / "last.pth"
     identity = {k: spec.get(k) for k in ("model", "dataset", "seed", "device", "max_epochs", "overrides")}
+    if spec.get("select_on", "recbole") != "recbole":
+        identity["select_on"] = spec["select_on"]
 
     def save_last(epoch_idx, valid_score):
         """After each validation (RecBole's callback): everything needed to continue exactly."""
@@ -369,8 +374,8 @@ def main(spec_path: str) -> None:
     # RecBole keeps the LAST epoch reaching the best score (its early stopping compares with >=).
     best = None
     if epochs:
-        top_score = max(e["valid_ndcg@10_recbole"] for e in epochs)
-        best = [e for e in epochs if e["valid_ndcg@10_recbole"] >= top_score][-1]
+        top_score = max(e[select_key] for e in epochs)
+        best = [e for e in epochs if e[select_key] >= top_score][-1]
     n_test = len(ours["ranks"])
     n_expected = len(sequences)
     result = {
@@ -397,7 +402,8 @@ def main(spec_path: str) -> None:
         "epochs": epochs,
         "epochs_run": len(epochs),
         "best_epoch": best["epoch"] if best else None,
-        "best_valid_ndcg@10_recbole": float(best_valid_score),
+        "selected_on": "our protocol" if select_key == "valid_ndcg@10" else "RecBole's metric",
+        "best_valid_ndcg@10_recbole": best["valid_ndcg@10_recbole"] if best else float(best_valid_score),
         "best_valid_result_recbole": {k: float(v) for k, v in (best_valid_result or {}).items()},
         "best_valid_ndcg@10": best["valid_ndcg@10"] if best else None,
         "seconds_to_best_valid": best["elapsed_seconds"] if best else None,

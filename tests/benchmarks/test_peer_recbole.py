@@ -214,3 +214,12 @@ def test_failed_worker_raises_with_log_tail(monkeypatch, tmp_path):
     monkeypatch.setattr(peer_recbole, "WORKER", fake_worker)
     with pytest.raises(RuntimeError, match="RecBole exploded"):
         peer_recbole.run_worker({"model": "SASRec"}, tmp_path / "out", python=sys.executable)
+
+
+def test_runs_selected_on_our_validation_get_their_own_folder_and_results(tmp_path):
+    from benchmarks.peer_recbole import result_paths, worker_dir
+
+    assert worker_dir(tmp_path, "SASRec") == tmp_path / "SASRec"
+    assert worker_dir(tmp_path, "SASRec", "ours") == tmp_path / "SASRec-select-ours"
+    assert result_paths(tmp_path, "ml-100k")[0].name == "recbole-ml-100k.json"
+    assert result_paths(tmp_path, "ml-100k", "ours")[1].name == "recbole-ml-100k-select-ours.md"

@@ -148,11 +148,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--path, --name, --ratings-path: the MovieLens data a benchmark reads (by path, never copied)."""
     parser.add_argument("--path", required=True, help="MovieLens folder (any release format)")
     parser.add_argument("--name", required=True, help="dataset name used in the results")
     parser.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_arguments(parser)
     parser.add_argument("--models", default="popularity,ease,sasrec")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tag", default="baselines", help="results file prefix")

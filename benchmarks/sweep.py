@@ -19,7 +19,14 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.baselines import BENCHMARK_OVERRIDES, RESULTS, hardware, load_standard_split, train_and_score
+from benchmarks.baselines import (
+    BENCHMARK_OVERRIDES,
+    RESULTS,
+    add_dataset_arguments,
+    hardware,
+    load_standard_split,
+    train_and_score,
+)
 from models.device import pick_device
 
 
@@ -49,9 +56,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", required=True, help="MovieLens folder (any release format)")
-    parser.add_argument("--name", required=True, help="dataset name used in the results")
-    parser.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
+    add_dataset_arguments(parser)
     parser.add_argument("--family", required=True)
     parser.add_argument("--base", default="{}", help="JSON overrides applied to every trial")
     parser.add_argument("--grid", required=True, help="JSON list of per-trial overrides")

@@ -28,6 +28,7 @@ from benchmarks.baselines import (
     train_and_score,
 )
 from models.device import pick_device
+from models.registry import config_from_dict
 
 
 def _changed(config: dict, reference: dict) -> dict:
@@ -80,7 +81,9 @@ def main() -> None:
     reference = BENCHMARK_OVERRIDES.get(args.family, {})
     for entry in grid:
         overrides = {**base, **entry}
-        done = [t for t in result["trials"] if all(t["config"].get(k) == v for k, v in overrides.items())]
+        # Compare whole configs (defaults filled in), not just the keys this trial names.
+        want = json.loads(json.dumps(asdict(config_from_dict(args.family, {"n_items": data.n_items, **overrides}))))
+        done = [t for t in result["trials"] if all(t["config"].get(k) == v for k, v in want.items() if k != "n_users")]
         if done:
             print(f"already measured: {json.dumps(overrides)} -> valid {done[0]['best_valid_ndcg@10']:.4f}")
             continue

@@ -34,6 +34,13 @@ def test_sweep_chooses_the_best_validation_trial_and_skips_measured_ones(tmp_pat
     assert "**(chosen)**" in (tmp_path / "out" / "sweep-sasrec-tiny-cpu.md").read_text()
 
 
+def test_a_trial_differing_only_by_a_default_is_not_taken_for_a_measured_one(tmp_path, monkeypatch):
+    _write_ml1m(tmp_path / "ml")
+    _run(monkeypatch, tmp_path, [{"lr": 1e-2}])
+    result = _run(monkeypatch, tmp_path, [{}])  # the default lr (1e-3): a different config
+    assert [t["config"]["lr"] for t in result["trials"]] == [1e-2, 1e-3]
+
+
 def test_sweep_rejects_a_grid_that_is_not_a_list_of_objects(tmp_path, monkeypatch):
     _write_ml1m(tmp_path / "ml")
     with pytest.raises(SystemExit, match="--grid must be a JSON list"):

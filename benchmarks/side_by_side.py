@@ -115,6 +115,7 @@ def compare(ours: list[dict], recbole: dict, name: str) -> dict:
         "dataset_sha256": recbole["dataset_sha256"],
         "ours_hardware": ours[-1].get("hardware"),
         "recbole_environment": next((r["environment"] for r in recbole["results"]), None),
+        "recbole_selected_on": sorted({r.get("selected_on", "RecBole's metric") for r in recbole["results"]}),
         "pairs": pairs,
     }
 
@@ -144,7 +145,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, our evaluator for both; "
         f"ours: {hw.get('device', '?')}, {hw.get('cpu_threads', '?')} threads; RecBole {env.get('recbole', '?')}: "
-        f"{env.get('device', '?')}, {env.get('torch_threads', '?')} threads)",
+        f"{env.get('device', '?')}, {env.get('torch_threads', '?')} threads; RecBole's best epoch chosen on "
+        f"{' / '.join(result.get('recbole_selected_on') or ['?'])})",
         "",
         "| model | library | test NDCG@10 | HR@10 | MRR | best valid NDCG@10 | epochs (best) | s to best valid | s/epoch | peak MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -220,10 +222,20 @@ def main() -> None:
         raise SystemExit(f"no model measured on both sides: ours {sorted(k for o in ours for k in ours_rows(o))}, "
                          f"RecBole {[r['model'] for r in recbole['results']]}")
     out = Path(args.out)
-    (out / f"side-by-side-{args.name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"side-by-side-{args.name}.md").write_text(markdown(result))
-    plot(result, out / f"side-by-side-{args.name}.png")
+    stem = output_stem(recbole_path, args.name)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(markdown(result))
+    plot(result, out / f"{stem}.png")
     print(markdown(result))
+
+
+def output_stem(recbole_path: Path, name: str) -> str:
+    """``side-by-side-<name>`` plus whatever follows ``recbole-<name>`` in the peer file's name,
+    so that comparisons against RecBole's two selections (``recbole-ml-100k.json`` and
+    ``recbole-ml-100k-select-ours.json``) do not overwrite each other."""
+    prefix = f"recbole-{name}"
+    suffix = recbole_path.stem.removeprefix(prefix) if recbole_path.stem.startswith(prefix) else ""
+    return f"side-by-side-{name}{suffix}"
 
 
 if __name__ == "__main__":

@@ -93,3 +93,22 @@ def test_compare_adds_the_bootstrap_when_both_sides_have_ranks():
     pair = compare([ours], recbole, "ml-100k")["pairs"][0]
     assert pair["bootstrap"]["n_cases"] == 3
     assert "paired bootstrap over the 3 test users" in markdown(compare([ours], recbole, "ml-100k"))
+
+
+def test_outputs_are_named_after_the_peer_file_so_both_selections_coexist(tmp_path, monkeypatch):
+    from benchmarks.side_by_side import output_stem
+
+    assert output_stem(tmp_path / "recbole-ml-100k.json", "ml-100k") == "side-by-side-ml-100k"
+    assert output_stem(tmp_path / "recbole-ml-100k-select-ours.json", "ml-100k") == "side-by-side-ml-100k-select-ours"
+    assert output_stem(tmp_path / "peer.json", "ml-100k") == "side-by-side-ml-100k"
+
+    peer = _recbole()
+    peer["results"][0]["selected_on"] = "our protocol"
+    (tmp_path / "ours.json").write_text(json.dumps(_ours()))
+    (tmp_path / "recbole-ml-100k-select-ours.json").write_text(json.dumps(peer))
+    monkeypatch.setattr("sys.argv", ["side_by_side.py", "--name", "ml-100k", "--ours", str(tmp_path / "ours.json"),
+                                     "--recbole", str(tmp_path / "recbole-ml-100k-select-ours.json"), "--out", str(tmp_path)])
+    main()
+    table = (tmp_path / "side-by-side-ml-100k-select-ours.md").read_text()
+    assert "best epoch chosen on our protocol" in table
+    assert not (tmp_path / "side-by-side-ml-100k.md").exists()

@@ -37,7 +37,11 @@ other models' rows of the same dataset checksum. Work files live in ``outputs/re
 (``<model>/epochs.json`` grows by one record per epoch). The worker saves its whole training state
 after every epoch (``<model>/last.pth``); running the same ``run`` command again after the process
 was killed continues exactly where it stopped (same losses, same predictions; the time lost to the
-kill is not counted). ``--fresh`` starts over.
+kill is not counted). ``--fresh`` starts over. To end a run early but still get its test numbers
+(say, before the machine is taken away), create ``STOP`` in the model's work folder
+(``touch outputs/recbole/<name>/<model>[-select-ours]/STOP``): the worker finishes the current
+epoch, tests the best epoch so far and writes its result marked ``stopped_on_request_after_epoch``;
+the same ``run`` command later continues training from there.
 """
 
 from __future__ import annotations
@@ -263,6 +267,7 @@ def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
         "best_epoch": worker["best_epoch"],
         "selected_on": worker.get("selected_on", "RecBole's metric"),
         "epochs_run": worker["epochs_run"],
+        "stopped_on_request_after_epoch": worker.get("stopped_on_request_after_epoch"),
         "seconds_to_best_valid": worker["seconds_to_best_valid"],
         "seconds_per_epoch": worker["seconds_per_epoch"],
         "train_seconds_per_epoch": worker["train_seconds_per_epoch"],
@@ -318,6 +323,7 @@ def run_worker(spec: dict, out_dir: Path, python: Path | None = None) -> None:
     while (pid := _running_worker(out_dir)) is not None:
         print(f"[peer_recbole] waiting for the worker of an earlier attempt (pid {pid})", flush=True)
         time.sleep(30)
+    (out_dir / "STOP").unlink(missing_ok=True)  # a stop request belongs to the run it was made for
     spec_path = out_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     argv, env = worker_command(spec_path, python)
@@ -434,6 +440,10 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     return result
 
 
+def cut_short(row: dict) -> str:
+    return "" if row.get("stopped_on_request_after_epoch") is None else " \\*"
+
+
 def markdown(result: dict) -> str:
     first = result["results"][0] if result["results"] else {"environment": {}}
     env = first["environment"]
@@ -454,12 +464,15 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| RecBole {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['mrr']:.4f} | "
             f"{r['best_valid_ndcg@10']:.4f} / {r['best_valid_ndcg@10_recbole']:.4f} | "
-            f"{r['epochs_run']} ({r['best_epoch']}) | {r['seconds_to_best_valid']:.0f} | "
+            f"{r['epochs_run']} ({r['best_epoch']}){cut_short(r)} | {r['seconds_to_best_valid']:.0f} | "
             f"{r['seconds_per_epoch']:.1f} | {r['peak_rss_mib']:.0f} | "
             f"{rb.get('ndcg@10', float('nan')):.4f} / {rb.get('hit@10', float('nan')):.4f} |"
         )
     lines += ["", "Epochs are RecBole's 0-based indices; the clock starts at the first training epoch "
               "(dataset loading excluded) and ends with the best epoch's validation."]
+    if any(r.get("stopped_on_request_after_epoch") is not None for r in result["results"]):
+        lines += ["", "\\* cut short on request before RecBole's early stopping ended it: the best epoch so far, "
+                  "not a converged run."]
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,15 @@ import torch
 # be unit-tested from the project's environment, where RecBole is not installed.
 
 TOP_N = 100
+# A file of this name in the out dir asks a running worker to stop after the current epoch's
+# validation and test its best epoch so far (e.g. before a machine is taken away).
+STOP_FILE = "STOP"
+
+
+class StopRequested(Exception):
+    def __init__(self, epoch: int):
+        super().__init__(f"stop requested after epoch {epoch}")
+        self.epoch = epoch
 
 
 def _peak_rss_mib() -> float:
@@ -317,7 +326,15 @@ def main(spec_path: str) -> None:
         os.replace(last_path.with_suffix(".tmp"), last_path)  # a kill never leaves half a file
         clock["overhead"] += time.time() - t0
 
+    stop_path = out_dir / STOP_FILE
+
+    def save_last_or_stop(epoch_idx, valid_score):
+        save_last(epoch_idx, valid_score)
+        if stop_path.exists():  # asked to stop: last.pth is saved, so a later run continues from here
+            raise StopRequested(epoch_idx)
+
     finished = False
+    stopped_after = None
     if spec.get("resume") and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         if state["identity"] != identity:
@@ -343,9 +360,17 @@ def main(spec_path: str) -> None:
     if finished:
         best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
     else:
-        best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, saved=True, show_progress=False, callback_fn=save_last
-        )
+        try:
+            best_valid_score, best_valid_result = trainer.fit(
+                train_data, valid_data, saved=True, show_progress=False, callback_fn=save_last_or_stop
+            )
+        except StopRequested as stop:
+            # Test the best epoch so far; the result says the run was cut short, and the same
+            # command later resumes training from last.pth (finished is still False there).
+            stopped_after = stop.epoch
+            stop_path.unlink(missing_ok=True)
+            best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+            logger.info(f"[cinesync] stopped on request after epoch {stop.epoch}; testing the best epoch so far")
     fit_seconds = epochs[-1]["elapsed_seconds"] if epochs else 0.0
     # RecBole's own test step: reloads the best checkpoint (torch.load of a pickled Config).
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
@@ -411,6 +436,9 @@ def main(spec_path: str) -> None:
         "train_seconds_per_epoch": round(float(np.mean([e["train_seconds"] for e in epochs])), 2) if epochs else None,
         "fit_seconds": round(fit_seconds, 1),
         "resumes": resumes,  # restarts after the process was killed; time lost to kills is excluded
+        # Not None: training was cut short by a STOP file after this epoch (not RecBole's early
+        # stopping), so the best epoch is the best so far, not RecBole's converged choice.
+        "stopped_on_request_after_epoch": stopped_after,
         "prep_seconds": round(prep_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
         "peak_rss_mib": round(_peak_rss_mib(), 1),

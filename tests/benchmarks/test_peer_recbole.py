@@ -223,3 +223,32 @@ def test_runs_selected_on_our_validation_get_their_own_folder_and_results(tmp_pa
     assert worker_dir(tmp_path, "SASRec", "ours") == tmp_path / "SASRec-select-ours"
     assert result_paths(tmp_path, "ml-100k")[0].name == "recbole-ml-100k.json"
     assert result_paths(tmp_path, "ml-100k", "ours")[1].name == "recbole-ml-100k-select-ours.md"
+
+
+def test_a_stale_stop_request_is_cleared_before_a_worker_starts(monkeypatch, tmp_path):
+    fake_worker = tmp_path / "fake_worker.py"
+    fake_worker.write_text(
+        "import json, pathlib, sys\n"
+        "out = pathlib.Path(json.loads(pathlib.Path(sys.argv[1]).read_text())['out_dir'])\n"
+        "(out / 'saw_stop.txt').write_text(str((out / 'STOP').exists()))\n"
+    )
+    monkeypatch.setattr(peer_recbole, "WORKER", fake_worker)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "STOP").touch()  # left by an earlier run that was killed before it saw it
+    peer_recbole.run_worker({"model": "SASRec", "out_dir": str(out_dir)}, out_dir, python=sys.executable)
+    assert (out_dir / "saw_stop.txt").read_text() == "False"
+
+
+def test_table_marks_a_run_cut_short_on_request():
+    row = {
+        "model": "SASRec", "hr@10": 0.2, "ndcg@10": 0.1, "mrr": 0.09, "best_valid_ndcg@10": 0.11,
+        "best_valid_ndcg@10_recbole": 0.06, "epochs_run": 8, "best_epoch": 7, "seconds_to_best_valid": 900.0,
+        "seconds_per_epoch": 110.0, "peak_rss_mib": 3000.0, "recbole_test_result": {"ndcg@10": 0.05, "hit@10": 0.1},
+        "environment": {"recbole": "1.2.1", "torch": "2.13.0", "device": "cpu", "torch_threads": 1},
+    }
+    result = {"dataset": "ml-100k", "dataset_sha256": "a" * 64, "n_test_cases": 943, "results": [row]}
+    assert "\\*" not in peer_recbole.markdown(result)
+    row["stopped_on_request_after_epoch"] = 7
+    table = peer_recbole.markdown(result)
+    assert "| 8 (7) \\* |" in table and "cut short on request" in table

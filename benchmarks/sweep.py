@@ -27,6 +27,7 @@ from benchmarks.baselines import (
     load_standard_split,
     train_and_score,
 )
+from benchmarks.side_by_side import paired_bootstrap
 from models.device import pick_device
 from models.registry import config_from_dict
 
@@ -42,17 +43,27 @@ def markdown(result: dict) -> str:
         f"{result['hardware']['device']}, {result['hardware']['cpu_threads']} threads); chosen by validation: "
         f"trial {chosen}",
         "",
-        "| trial | changed from the benchmark config | best valid NDCG@10 | test NDCG@10 | HR@10 | MRR | epochs (best) | s to best valid | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| trial | changed from the benchmark config | best valid NDCG@10 | test NDCG@10 | HR@10 | MRR | epochs (best) | s to best valid | s/epoch | test NDCG@10 − chosen's [95% interval] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, t in enumerate(result["trials"]):
         mark = " **(chosen)**" if i == chosen else ""
         lines.append(
             f"| {i}{mark} | `{json.dumps(t['changed'])}` | {t['best_valid_ndcg@10']:.4f} | {t['ndcg@10']:.4f} | "
             f"{t['hr@10']:.4f} | {t['mrr']:.4f} | {t['epochs_run']} ({t['best_epoch']}) | "
-            f"{t['seconds_to_best_valid']} | {t['seconds_per_epoch']} |"
+            f"{t['seconds_to_best_valid']} | {t['seconds_per_epoch']} | {_versus(t, result['trials'][chosen]) if i != chosen else '–'} |"
         )
+    lines += ["", "The last column pairs each trial's test users with the chosen trial's (bootstrap over users, "
+              "2,000 resamples): an interval that holds 0 is a difference the test set cannot tell from noise."]
     return "\n".join(lines) + "\n"
+
+
+def _versus(trial: dict, chosen: dict) -> str:
+    """Test NDCG@10 difference to the chosen trial with its paired-bootstrap 95% interval."""
+    if "test_ranks_by_user" not in trial or "test_ranks_by_user" not in chosen:
+        return "–"
+    lo, hi = paired_bootstrap(trial["test_ranks_by_user"], chosen["test_ranks_by_user"])["ndcg@10_diff_ci95"]
+    return f"{trial['ndcg@10'] - chosen['ndcg@10']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 def main() -> None:
@@ -102,7 +113,9 @@ def main() -> None:
         )
         stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
         stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    if result["trials"]:  # also refreshes the table of a finished sweep (an empty --grid '[]')
+        stem.with_suffix(".md").write_text(markdown(result))
+        print(markdown(result))
 
 
 if __name__ == "__main__":

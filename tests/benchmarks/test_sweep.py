@@ -45,3 +45,24 @@ def test_sweep_rejects_a_grid_that_is_not_a_list_of_objects(tmp_path, monkeypatc
     _write_ml1m(tmp_path / "ml")
     with pytest.raises(SystemExit, match="--grid must be a JSON list"):
         _run(monkeypatch, tmp_path, {"lr": 1e-3})
+
+
+def test_table_gives_each_trial_its_paired_test_difference_to_the_chosen_one():
+    def trial(ndcg, valid, ranks):
+        return {"changed": {}, "best_valid_ndcg@10": valid, "ndcg@10": ndcg, "hr@10": 0.2, "mrr": 0.1,
+                "epochs_run": 3, "best_epoch": 1, "seconds_to_best_valid": 1.0, "seconds_per_epoch": 1.0,
+                "test_ranks_by_user": ranks}
+
+    users = [str(u) for u in range(100)]
+    good = {u: 1 for u in users}  # every target first: NDCG@10 = 1
+    bad = {u: 1 if int(u) % 2 else 1000 for u in users}  # half the targets out of the top 10: 0.5
+    result = {"family": "sasrec", "dataset": "tiny", "dataset_sha256": "a" * 64, "chosen": 0,
+              "hardware": {"device": "cpu", "cpu_threads": 1},
+              "trials": [trial(1.0, 0.3, good), trial(0.5, 0.2, bad)]}
+    rows = sweep.markdown(result).splitlines()
+    chosen_row = next(r for r in rows if r.startswith("| 0 **(chosen)**"))
+    other_row = next(r for r in rows if r.startswith("| 1 |"))
+    assert chosen_row.endswith("| – |")
+    diff, interval = other_row.rstrip(" |").rsplit("| ", 1)[1].split(" ", 1)
+    lo, hi = (float(x) for x in interval.strip("[]").split(", "))
+    assert float(diff) == -0.5 and lo < -0.5 < hi < 0

@@ -16,7 +16,9 @@ Cloze task, and trained long enough (Petrov & Macdonald 2022: most reimplementat
   BERT4Rec code's and RecBole's always-[MASK]). Full-softmax cross-entropy over the catalogue at
   the masked positions only. Optionally (``last_item_mask_prob``, off by default) a share of the
   sequences has only its last item replaced by [MASK], the paper's (3.6) samples shaped like
-  inference.
+  inference; with ``last_item_random_prefix`` such a sequence is first cut after a random item,
+  so the masked item is a different one each epoch (RecBole's BERT4Rec does the like with
+  ``ft_ratio`` 0.5 over its prefix-augmented samples).
 - Inference: a [MASK] is appended after the history (the oldest item is dropped when the history
   already fills ``max_len``) and that position's scores rank the next item.
 - Extras (off by default): ``use_user_embedding`` adds a user embedding (``n_users + 1`` rows) to
@@ -60,6 +62,10 @@ class BERT4RecConfig:
     mask_token_frac: float = 0.8  # of the masked positions: [MASK] / random item / unchanged
     random_token_frac: float = 0.1
     last_item_mask_prob: float = 0.0  # share of sequences with only their last item masked
+    # Those sequences end at a random item of the window (the items after it dropped), so the
+    # masked "next item" varies from epoch to epoch as in RecBole's prefix-augmented samples;
+    # False: always the window's last item (Sun et al. 3.6 as written).
+    last_item_random_prefix: bool = False
     # batch 64 / lr 2e-3 / patience 20: at 128 / 1e-3 / 10 it under-trains on ml-100k
     # (valid NDCG@10 0.046 after 25 epochs vs 0.105 at epoch 64; benchmarks/README.md)
     lr: float = 2e-3
@@ -126,11 +132,33 @@ def cloze_mask(
     if config.last_item_mask_prob > 0:  # Sun et al. 3.6: samples shaped like inference
         last = torch.rand(items.shape[0], generator=generator) < config.last_item_mask_prob
         last &= real[:, -1]
+        if config.last_item_random_prefix:
+            items = items.clone()
+            items[last] = random_prefixes(items[last], generator)
         masked[last] = False
         masked[last, -1] = True
         inputs[last] = items[last]
         inputs[last, -1] = config.n_items + 1
     return inputs, torch.where(masked, items, PAD)
+
+
+def random_prefixes(items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Cut each left-padded row after a uniformly drawn real item other than its first (so at
+    least one item precedes the cut) and shift it right, refilling with PAD on the left.
+
+    items: LongTensor[B, L] whose last column is real -> LongTensor[B, L]. Rows of one real item
+    stay as they are.
+    """
+    width = items.shape[1]
+    n_real = (items != PAD).sum(1)
+    # keep the first `keep` real items, keep in [2, n_real] (or 1 for a single-item row)
+    low = n_real.clamp(max=2)
+    keep = low + (torch.rand(items.shape[0], generator=generator) * (n_real - low + 1)).long().clamp(max=n_real - low)
+    shift = n_real - keep  # columns to move right
+    column = torch.arange(width)
+    source = column.unsqueeze(0) - shift.unsqueeze(1)
+    shifted = items.gather(1, source.clamp(min=0))
+    return torch.where(source >= 0, shifted, PAD)
 
 
 class SelfAttention(nn.Module):

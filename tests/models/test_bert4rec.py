@@ -268,3 +268,31 @@ def test_last_item_masking_masks_only_the_latest_item():
     inputs, labels = cloze_mask(items, config, torch.Generator().manual_seed(0))
     assert (inputs[:, -1] == 51).all() and torch.equal(inputs[:, :-1], items[:, :-1])
     assert torch.equal(labels[:, -1], items[:, -1]) and (labels[:, :-1] == PAD).all()
+
+
+def test_random_prefixes_cut_after_a_real_item_and_stay_left_padded():
+    from models.bert4rec import random_prefixes
+
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], [0, 0, 0, 0, 0, 13]])
+    seen = {0: set(), 1: set()}
+    for seed in range(200):
+        cut = random_prefixes(items, torch.Generator().manual_seed(seed))
+        for row in (0, 1):
+            real = cut[row][cut[row] != PAD].tolist()
+            original = items[row][items[row] != PAD].tolist()
+            assert len(real) >= 2 and real == original[: len(real)]  # a prefix, never a lone item
+            assert (cut[row][: len(cut[row]) - len(real)] == PAD).all()  # padding only on the left
+            seen[row].add(len(real))
+        assert cut[2].tolist() == [0, 0, 0, 0, 0, 13]  # one item: nothing to cut
+    assert seen == {0: {2, 3, 4}, 1: {2, 3, 4, 5, 6}}  # every allowed cut is drawn
+
+
+def test_last_item_masking_with_random_prefixes_masks_the_item_after_the_cut():
+    config = _config(50, last_item_mask_prob=1.0, last_item_random_prefix=True)
+    items = torch.arange(1, 9).repeat(300, 1)  # every row 1..8
+    inputs, labels = cloze_mask(items, config, torch.Generator().manual_seed(0))
+    assert (inputs[:, -1] == 51).all() and (labels[:, :-1] == PAD).all()
+    targets = labels[:, -1]
+    assert set(targets.tolist()) == set(range(2, 9))  # the masked item varies
+    real_before = (inputs[:, :-1] != PAD).sum(1)
+    assert torch.equal(real_before, targets - 1)  # exactly the items before the target remain

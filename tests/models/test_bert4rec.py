@@ -101,7 +101,7 @@ def test_histories_longer_than_max_len_use_their_latest_items():
 
 
 def test_cloze_masking_rate_is_mask_prob_and_never_masks_padding():
-    config = _config(1000, mask_prob=0.2)
+    config = _config(1000, mask_prob=0.2, last_item_mask_prob=0.0)
     items = torch.randint(1, 1001, (4000, 50), generator=torch.Generator().manual_seed(1))
     items[::2, :20] = PAD
     inputs, labels = cloze_mask(items, config, torch.Generator().manual_seed(0))
@@ -114,7 +114,7 @@ def test_cloze_masking_rate_is_mask_prob_and_never_masks_padding():
 
 
 def test_cloze_masked_positions_are_80_mask_10_random_10_unchanged():
-    config = _config(1000, mask_prob=0.5)
+    config = _config(1000, mask_prob=0.5, last_item_mask_prob=0.0)
     items = torch.randint(1, 1001, (4000, 50), generator=torch.Generator().manual_seed(1))
     inputs, labels = cloze_mask(items, config, torch.Generator().manual_seed(0))
     masked = labels != PAD
@@ -130,7 +130,7 @@ def test_cloze_masked_positions_are_80_mask_10_random_10_unchanged():
 
 
 def test_cloze_masks_at_least_one_position_per_sequence():
-    config = _config(50, mask_prob=0.01)
+    config = _config(50, mask_prob=0.01, last_item_mask_prob=0.0)
     items = torch.randint(1, 51, (500, 6), generator=torch.Generator().manual_seed(1))
     items[:, :3] = PAD
     items[0] = PAD  # an empty row stays unmasked
@@ -147,7 +147,7 @@ def test_cloze_sequences_align_ratings_and_users_with_items():
         "timestamp": [1, 1, 2, 2, 3, 1],
     })  # fmt: skip
     sequences = ClozeSequences(train, max_len=10)
-    config = _config(10, batch_size=8, mask_prob=0.5)
+    config = _config(10, batch_size=8, mask_prob=0.5, last_item_mask_prob=0.0)
     (inputs, labels, users, ratings), = sequences.epoch_batches(config, torch.Generator())
     rows = {int(u): (r.tolist(), i.tolist()) for u, r, i in zip(users, ratings, inputs)}
     assert rows.keys() == {1, 2}  # user 3 has a single item: left out, as in SASRec
@@ -262,7 +262,7 @@ def test_config_rejects_user_embedding_without_n_users():
 
 
 def test_last_item_masking_masks_only_the_latest_item():
-    config = _config(50, last_item_mask_prob=1.0)
+    config = _config(50, last_item_mask_prob=1.0, last_item_random_prefix=False)
     items = torch.randint(1, 51, (100, 8), generator=torch.Generator().manual_seed(1))
     items[:50, :3] = PAD
     inputs, labels = cloze_mask(items, config, torch.Generator().manual_seed(0))

@@ -15,7 +15,8 @@ from models.temporal_attention import (
 )
 
 CPU = torch.device("cpu")
-TINY = dict(dim=32, n_layers=2, n_heads=2, max_len=20, dropout=0.1, lr=3e-3, batch_size=16)
+TINY = dict(dim=32, n_layers=2, n_heads=2, max_len=20, dropout=0.1, lr=3e-3, batch_size=16,
+            seasonal_encoding=True)  # every temporal part on (the default leaves this one off)
 ALL_OFF = dict(seasonal_encoding=False, time_intervals=False, seasonal_decomposition=False)
 FLAGS = ("seasonal_encoding", "time_intervals", "seasonal_decomposition")
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC, a Tuesday

@@ -49,7 +49,8 @@ def test_benchmark_rows_carry_the_validation_curve_and_timings(tmp_path, monkeyp
     row = json.loads((tmp_path / "out" / "seq-tiny-cpu.json").read_text())["results"][0]
     curve = row["valid_curve"]
     assert [c[0] for c in curve] == [0, 1, 2]
-    assert all(b[1] > a[1] for a, b in zip(curve, curve[1:]))  # cumulative seconds
+    # cumulative seconds (rounded to 0.01 s, so a tiny epoch on a quiet machine may add nothing)
+    assert all(b[1] >= a[1] for a, b in zip(curve, curve[1:])) and curve[-1][1] > 0
     best = max(curve, key=lambda c: c[2])
     assert row["best_epoch"] == best[0] and row["best_valid_ndcg@10"] == best[2]
     assert row["seconds_to_best_valid"] == round(best[1], 1)

@@ -110,15 +110,27 @@ class BERT4RecConfig:
 def cloze_mask(
     items: torch.Tensor, config: BERT4RecConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cloze-mask a batch of left-padded sequences; ``cloze_mask_with_source`` without its third output."""
+    inputs, labels, _ = cloze_mask_with_source(items, config, generator)
+    return inputs, labels
+
+
+def cloze_mask_with_source(
+    items: torch.Tensor, config: BERT4RecConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cloze-mask a batch of left-padded sequences on the CPU with ``generator``.
 
-    items: LongTensor[B, L] (PAD = 0). Returns (inputs, labels), both LongTensor[B, L]:
+    items: LongTensor[B, L] (PAD = 0). Returns (inputs, labels, source), all LongTensor[B, L]:
     labels hold the original item at masked positions and PAD elsewhere; inputs hold [MASK],
     a random item or the original item at masked positions (see the module docstring). PAD is
     never masked; every row with a real item gets at least one mask. With probability
-    ``last_item_mask_prob`` a row instead gets a single [MASK] at its last (rightmost) item.
+    ``last_item_mask_prob`` a row instead gets a single [MASK] at its last (rightmost) item, after
+    a random prefix cut with ``last_item_random_prefix``. ``source`` is the column of ``items``
+    each output column came from (-1: padding a prefix cut added), so that per-position data
+    such as ratings can follow the cut through ``take_columns``.
     """
     real = items != PAD
+    source = torch.arange(items.shape[1]).expand(items.shape).clone()
     masked = (torch.rand(items.shape, generator=generator) < config.mask_prob) & real
     # At least one mask per sequence: rows without one get their mask at a random real position.
     pick = torch.rand(items.shape, generator=generator).masked_fill(~real, -1.0).argmax(1)
@@ -136,21 +148,21 @@ def cloze_mask(
         last = torch.rand(items.shape[0], generator=generator) < config.last_item_mask_prob
         last &= real[:, -1]
         if config.last_item_random_prefix:
-            items = items.clone()
-            items[last] = random_prefixes(items[last], generator)
+            source[last] = random_prefix_source(items[last], generator)
+            items = take_columns(items, source)
         masked[last] = False
         masked[last, -1] = True
         inputs[last] = items[last]
         inputs[last, -1] = config.n_items + 1
-    return inputs, torch.where(masked, items, PAD)
+    return inputs, torch.where(masked, items, PAD), source
 
 
-def random_prefixes(items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Cut each left-padded row after a uniformly drawn real item other than its first (so at
-    least one item precedes the cut) and shift it right, refilling with PAD on the left.
+def random_prefix_source(items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Where to cut each left-padded row: after a uniformly drawn real item other than its first
+    (so at least one item precedes the cut), the kept prefix shifted right to the last column.
 
-    items: LongTensor[B, L] whose last column is real -> LongTensor[B, L]. Rows of one real item
-    stay as they are.
+    items: LongTensor[B, L] whose last column is real -> LongTensor[B, L] of source columns for
+    ``take_columns`` (-1 where the shifted row gets PAD). Rows of one real item stay as they are.
     """
     width = items.shape[1]
     n_real = (items != PAD).sum(1)
@@ -158,10 +170,13 @@ def random_prefixes(items: torch.Tensor, generator: torch.Generator) -> torch.Te
     low = n_real.clamp(max=2)
     keep = low + (torch.rand(items.shape[0], generator=generator) * (n_real - low + 1)).long().clamp(max=n_real - low)
     shift = n_real - keep  # columns to move right
-    column = torch.arange(width)
-    source = column.unsqueeze(0) - shift.unsqueeze(1)
-    shifted = items.gather(1, source.clamp(min=0))
-    return torch.where(source >= 0, shifted, PAD)
+    return (torch.arange(width).unsqueeze(0) - shift.unsqueeze(1)).clamp(min=-1)
+
+
+def take_columns(values: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """values[b, source[b, j]] for every row b and column j; 0 (PAD, rating 0) where source is -1."""
+    taken = values.gather(1, source.clamp(min=0))
+    return torch.where(source >= 0, taken, torch.zeros((), dtype=values.dtype))
 
 
 class SelfAttention(nn.Module):
@@ -359,12 +374,13 @@ class ClozeSequences:
         FloatTensor[b, w]."""
         for row_ids in self.windows.epoch_batches(config.batch_size, generator):
             items = self.item[row_ids]
-            inputs, labels = cloze_mask(items, config, generator)
+            inputs, labels, source = cloze_mask_with_source(items, config, generator)
             users = self.user[row_ids[:, -1]]  # the last column is always a real item
             if config.use_user_embedding:
                 unknown = torch.rand(users.shape, generator=generator) < config.unknown_user_prob
                 users = users.masked_fill(unknown, 0)
-            yield inputs, labels, users, self.rating[row_ids]
+            # ratings follow a prefix cut of their row, so each stays with its item
+            yield inputs, labels, users, take_columns(self.rating[row_ids], source)
 
 
 def _bert_init(module: nn.Module) -> None:

@@ -271,12 +271,12 @@ def test_last_item_masking_masks_only_the_latest_item():
 
 
 def test_random_prefixes_cut_after_a_real_item_and_stay_left_padded():
-    from models.bert4rec import random_prefixes
+    from models.bert4rec import random_prefix_source, take_columns
 
     items = torch.tensor([[0, 0, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], [0, 0, 0, 0, 0, 13]])
     seen = {0: set(), 1: set()}
     for seed in range(200):
-        cut = random_prefixes(items, torch.Generator().manual_seed(seed))
+        cut = take_columns(items, random_prefix_source(items, torch.Generator().manual_seed(seed)))
         for row in (0, 1):
             real = cut[row][cut[row] != PAD].tolist()
             original = items[row][items[row] != PAD].tolist()
@@ -296,3 +296,21 @@ def test_last_item_masking_with_random_prefixes_masks_the_item_after_the_cut():
     assert set(targets.tolist()) == set(range(2, 9))  # the masked item varies
     real_before = (inputs[:, :-1] != PAD).sum(1)
     assert torch.equal(real_before, targets - 1)  # exactly the items before the target remain
+
+
+def test_ratings_follow_their_items_through_a_random_prefix_cut():
+    train = pd.DataFrame({
+        "user_idx": [1] * 8,
+        "item_idx": list(range(1, 9)),
+        "rating": [float(i % 5 + 1) for i in range(1, 9)],  # item i is rated i % 5 + 1
+        "timestamp": list(range(8)),
+    })  # fmt: skip
+    sequences = ClozeSequences(train, max_len=10)
+    config = _config(10, batch_size=8, last_item_mask_prob=1.0, last_item_random_prefix=True)
+    targets = set()
+    for seed in range(30):
+        (inputs, labels, _, ratings), = sequences.epoch_batches(config, torch.Generator().manual_seed(seed))
+        items = torch.where(labels != PAD, labels, inputs)[0]  # the cut row, target in place of [MASK]
+        assert ratings[0].tolist() == [float(i % 5 + 1) if i else 0.0 for i in items.tolist()]
+        targets.add(int(labels[0, -1]))
+    assert len(targets) > 1  # the cut really moved

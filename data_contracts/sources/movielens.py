@@ -10,7 +10,8 @@ Formats (detected from the file names in the folder; ``<file>.gz`` is accepted f
   (``UserID::Gender::Age::Occupation::Zip-code``). ml-10m has no users file: the users table is
   derived from the rating ids with unknown demographics. ``tags.dat`` is ignored.
 - ``csv`` (ml-20m, ml-25m, ml-latest, ml-latest-small): ``ratings.csv``
-  (``userId,movieId,rating,timestamp``), ``movies.csv`` (``movieId,title,genres``) with headers;
+  (``userId,movieId,rating,timestamp``), ``movies.csv`` (``movieId,title,genres``) with headers,
+  read by column name (any column order; a missing, unknown or repeated column is an error);
   ``tags.csv`` and the genome files are ignored, ``links.csv`` is used only to join TMDB text.
 
 See ``data_contracts/FORMATS.md`` for the canonical mapping of every field.
@@ -191,6 +192,42 @@ def _bad_line(path: Path, number: int, line: str, expected: str) -> SourceError:
     return SourceError(f"{path}:{number}: malformed line, expected {expected}: {_snippet(line)}")
 
 
+def _header_order(path: Path, number: int, fields: list[str], expected: list[str]) -> list[int]:
+    """Positions of the ``expected`` columns in a header line's ``fields`` (names stripped).
+
+    A header names every expected column exactly once, in any order, and nothing else; otherwise a
+    one-line SourceError names the file, the line, what is missing/unknown/repeated and the
+    expected set.
+    """
+    names = [f.strip() for f in fields]
+    missing = [c for c in expected if c not in names]
+    unknown = [n for n in names if n not in expected]
+    repeated = [c for c in expected if names.count(c) > 1]
+    if missing or unknown or repeated:
+        def listed(values: list[str]) -> str:
+            return ", ".join(_snippet(v) for v in dict.fromkeys(values))
+
+        problems = []
+        if missing:
+            problems.append(f"lacks column(s) {listed(missing)}")
+        if unknown:
+            problems.append(f"has unknown column(s) {listed(unknown)}")
+        if repeated:
+            problems.append(f"repeats column(s) {listed(repeated)}")
+        raise SourceError(
+            f"{path}:{number}: header {' and '.join(problems)}; expected {', '.join(expected)} (any order)"
+        )
+    return [names.index(c) for c in expected]
+
+
+def _in_file_order(columns: list[str], order: list[int]) -> list[str]:
+    """``columns`` rearranged so that ``columns[k]`` sits at position ``order[k]``."""
+    placed = [""] * len(order)
+    for name, position in zip(columns, order):
+        placed[position] = name
+    return placed
+
+
 def _int(value: str) -> int:
     return int(value.strip())
 
@@ -224,34 +261,51 @@ _RATING_SPECS = {
     "csv": (",", "'userId,movieId,rating,timestamp'"),
 }
 _CSV_HEADER = ["userId", "movieId", "rating", "timestamp"]
+_CANONICAL_ORDER = [0, 1, 2, 3]
 
 
-def _check_rating_fields(parts: list[str]) -> bool:
-    if len(parts) != 4:
-        return False
+def _ratings_csv_order(path: Path) -> list[int]:
+    """Positions of userId, movieId, rating, timestamp in the header (line 1) of a ratings.csv."""
+    raw, stream = _open_binary(path)
     try:
-        int(parts[0]), int(parts[1]), float(parts[2]), int(parts[3])
+        first = stream.readline()
+    except (OSError, EOFError) as exc:
+        raise SourceError(f"{path}: cannot read ({exc})") from None
+    finally:
+        raw.close()
+    line = first.decode("latin-1").rstrip("\r\n")
+    fields = next(csv.reader([line]), [])
+    return _header_order(path, 1, fields, _CSV_HEADER)
+
+
+def _check_rating_fields(parts: list[str], order: list[int]) -> bool:
+    if len(parts) != len(order):
+        return False
+    user, item, rating, timestamp = (parts[i] for i in order)
+    try:
+        int(user), int(item), float(rating), int(timestamp)
     except ValueError:
         return False
     return True
 
 
-def _scan_ratings(path: Path, fmt: str) -> SourceError | None:
-    """Slow path: find the first malformed line of a ratings file (called after a fast-path failure)."""
+def _scan_ratings(path: Path, fmt: str, order: list[int]) -> SourceError | None:
+    """Slow path: find the first malformed line of a ratings file (called after a fast-path failure).
+
+    ``order``: where user, item, rating and timestamp sit in a line (from the csv header).
+    """
     sep, expected = _RATING_SPECS[fmt]
+    if fmt == "csv":
+        expected = repr(",".join(_in_file_order(_CSV_HEADER, order)))
     raw, stream = _open_binary(path)
     try:
         for number, bline in enumerate(stream, 1):
             line = bline.decode("latin-1").rstrip("\r\n")
+            if fmt == "csv" and number == 1:
+                continue  # the header, checked by _ratings_csv_order
             if not line.strip():
                 continue
-            if fmt == "csv" and number == 1:
-                if [c.strip() for c in line.split(",")] != _CSV_HEADER:
-                    return SourceError(
-                        f"{path}:1: expected header {','.join(_CSV_HEADER)!r}, got {_snippet(line)}"
-                    )
-                continue
-            if not _check_rating_fields(line.split(sep)):
+            if not _check_rating_fields(line.split(sep), order):
                 return _bad_line(path, number, line, expected)
     except (OSError, EOFError) as exc:
         return SourceError(f"{path}: cannot read ({exc})")
@@ -265,10 +319,12 @@ def _read_ratings(path: Path, fmt: str, *, progress: bool, desc: str) -> pd.Data
 
     Fast path: pandas' C parser in chunks with a byte-based progress bar. ``::`` is read as the
     one-character separator ``:`` (the C parser only takes one character), so every line has
-    seven fields of which 1, 3 and 5 are empty. Any failure re-scans the file line by line to name
-    the first malformed line.
+    seven fields of which 1, 3 and 5 are empty. ``ratings.csv`` is read by the column names of
+    its header (line 1), in any order. Any failure re-scans the file line by line to name the first
+    malformed line.
     """
     names = ["user_id", "item_id", "rating", "timestamp"]
+    order = _CANONICAL_ORDER
     dtypes = {"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"}
     kw: dict = dict(dtype=dtypes, chunksize=_CHUNK_ROWS, encoding="latin-1", engine="c")
     if fmt == "100k":
@@ -282,8 +338,10 @@ def _read_ratings(path: Path, fmt: str, *, progress: bool, desc: str) -> pd.Data
             dtype={**dtypes, **{g: "object" for g in gaps}},
         )
     else:
-        kw.update(sep=",", header=0)
+        order = _ratings_csv_order(path)
+        kw.update(sep=",", header=None, skiprows=1, names=_in_file_order(names, order))
     chunks: list[pd.DataFrame] = []
+    start = 0
     raw, stream = _open_binary(path)
     size = os.path.getsize(path)
     try:
@@ -291,19 +349,20 @@ def _read_ratings(path: Path, fmt: str, *, progress: bool, desc: str) -> pd.Data
                   leave=False) as bar:
             reader = pd.read_csv(stream, **kw)
             for chunk in reader:
-                if fmt == "csv":
-                    if list(chunk.columns) != _CSV_HEADER:
-                        raise ValueError("header")
-                    chunk.columns = names
-                elif fmt == "dat":
+                # A first line with one field too many makes pandas take that field as the index
+                # and shift the others: only a plain 0..n-1 row index means every field landed.
+                if not chunk.index.equals(pd.RangeIndex(start, start + len(chunk))):
+                    raise ValueError("extra field")
+                start += len(chunk)
+                if fmt == "dat":
                     if chunk[["_g1", "_g2", "_g3"]].notna().any().any():
                         raise ValueError("separator")
-                    chunk = chunk[names]
+                chunk = chunk[names]
                 chunks.append(chunk)
                 bar.update(raw.tell() - bar.n)
     except Exception as exc:  # noqa: BLE001 - every parser failure becomes one SourceError
         raw.close()
-        located = _scan_ratings(path, fmt)
+        located = _scan_ratings(path, fmt, order)
         if located is not None:
             raise located from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -351,26 +410,44 @@ def _read_items_dat(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item_id", "title", "genres", "release_date"])
 
 
+_MOVIES_HEADER = ["movieId", "title", "genres"]
+
+
+def _is_movies_header(record: list[str]) -> bool:
+    """The first record is a header when it names at least one movies.csv column and does not
+    start with an id (a header-less file is read as movieId,title,genres)."""
+    try:
+        _int(record[0])
+        return False
+    except ValueError:
+        return any(field.strip() in _MOVIES_HEADER for field in record)
+
+
 def _read_items_csv(path: Path) -> pd.DataFrame:
     rows = []
     text = _read_text(path, "utf-8")
     reader = csv.reader(io.StringIO(text, newline=""))
-    expected = "'movieId,title,genres'"
+    order = [0, 1, 2]  # positions of movieId, title, genres
+    expected = repr(",".join(_MOVIES_HEADER))
+    first = True
     for record in reader:
         number = reader.line_num
         if not record or not "".join(record).strip():
             continue
-        if not rows and record[:1] == ["movieId"]:
-            if [c.strip() for c in record] != ["movieId", "title", "genres"]:
-                raise SourceError(f"{path}:{number}: expected header {expected}, got {_snippet(','.join(record))}")
-            continue
-        if len(record) != 3:
+        if first:
+            first = False
+            if _is_movies_header(record):
+                order = _header_order(path, number, record, _MOVIES_HEADER)
+                expected = repr(",".join(_in_file_order(_MOVIES_HEADER, order)))
+                continue
+        if len(record) != len(order):
             raise _bad_line(path, number, ",".join(record), expected)
+        movie_id, title, genres = (record[i] for i in order)
         try:
-            item_id = _int(record[0])
+            item_id = _int(movie_id)
         except ValueError:
             raise _bad_line(path, number, ",".join(record), expected) from None
-        rows.append((item_id, record[1], _genres(record[2]), _year_date(record[1])))
+        rows.append((item_id, title, _genres(genres), _year_date(title)))
     return pd.DataFrame(rows, columns=["item_id", "title", "genres", "release_date"])
 
 

@@ -290,8 +290,103 @@ def test_unknown_occupation_code_names_users_line(ml1m):
 
 def test_bad_csv_header_is_reported(mllatest):
     write(mllatest / "ratings.csv", "user,movie,rating,timestamp\n1,1,4.0,964982703\n")
-    with pytest.raises(SourceError, match=r"ratings\.csv:1: expected header"):
+    with pytest.raises(SourceError) as exc:
         read_movielens(mllatest, progress=False)
+    assert one_line(exc) == (
+        f"{mllatest / 'ratings.csv'}:1: header lacks column(s) 'userId', 'movieId' and has unknown "
+        "column(s) 'user', 'movie'; expected userId, movieId, rating, timestamp (any order)"
+    )
+
+
+# --- csv headers are read by column name ------------------------------------------------------
+
+
+def test_reordered_ratings_csv_header_is_read_by_column_name(mllatest, tmp_path):
+    text = " movieId ,userId,timestamp, rating\r\n193609,7,1537109082,0.5\r\n1,1,964982703,4.0\r\n\r\n1,7,1537109083,3\r\n"
+    write(mllatest / "ratings.csv", text)
+    expected = [(7, 193609, 0.5, 1537109082), (1, 1, 4.0, 964982703), (7, 1, 3.0, 1537109083)]
+    tables = read_movielens(mllatest, progress=False)
+    assert rows(tables.interactions, ["user_id", "item_id", "rating", "timestamp"]) == expected
+    assert list(tables.interactions.columns) == list(INTERACTION_COLUMNS)
+    packed = tmp_path / "ratings.reordered.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    tables = read_movielens(mllatest, ratings_path=packed, progress=False)
+    assert rows(tables.interactions, ["user_id", "item_id", "rating", "timestamp"]) == expected
+
+
+def test_reordered_movies_csv_header_is_read_by_column_name(mllatest):
+    write(
+        mllatest / "movies.csv",
+        'genres, title ,movieId\nAdventure|Animation,Toy Story (1995),1\n'
+        'Comedy,"Andrew Dice Clay: Dice Rules (1991)",193609\n',
+    )
+    items = read_movielens(mllatest, progress=False).items
+    assert rows(items, ["item_id", "title", "genres", "release_date"]) == [
+        (1, "Toy Story (1995)", "Adventure|Animation", "1995-01-01"),
+        (193609, "Andrew Dice Clay: Dice Rules (1991)", "Comedy", "1991-01-01"),
+    ]
+
+
+def test_ratings_csv_header_missing_a_column_names_it(mllatest):
+    write(mllatest / "ratings.csv", "movieId,userId,timestamp\n1,1,964982703\n")
+    with pytest.raises(SourceError) as exc:
+        read_movielens(mllatest, progress=False)
+    assert one_line(exc) == (
+        f"{mllatest / 'ratings.csv'}:1: header lacks column(s) 'rating'; "
+        "expected userId, movieId, rating, timestamp (any order)"
+    )
+
+
+def test_ratings_csv_header_with_unknown_or_repeated_column_is_an_error(mllatest):
+    write(mllatest / "ratings.csv", "userId,movieId,rating,timestamp,source\n1,1,4.0,964982703,web\n")
+    with pytest.raises(SourceError) as exc:
+        read_movielens(mllatest, progress=False)
+    assert one_line(exc) == (
+        f"{mllatest / 'ratings.csv'}:1: header has unknown column(s) 'source'; "
+        "expected userId, movieId, rating, timestamp (any order)"
+    )
+    write(mllatest / "ratings.csv", "userId,movieId,rating,timestamp,rating\n1,1,4.0,964982703,3\n")
+    with pytest.raises(SourceError, match=r"ratings\.csv:1: header repeats column\(s\) 'rating'; expected"):
+        read_movielens(mllatest, progress=False)
+
+
+def test_movies_csv_header_missing_or_unknown_column_names_it(mllatest):
+    write(mllatest / "movies.csv", "title,movieId\nToy Story (1995),1\n")
+    with pytest.raises(SourceError) as exc:
+        read_movielens(mllatest, progress=False)
+    assert one_line(exc) == (
+        f"{mllatest / 'movies.csv'}:1: header lacks column(s) 'genres'; "
+        "expected movieId, title, genres (any order)"
+    )
+    write(mllatest / "movies.csv", "movieId,title,genres,year\n1,Toy Story,Animation,1995\n")
+    with pytest.raises(SourceError, match=r"movies\.csv:1: header has unknown column\(s\) 'year'; expected"):
+        read_movielens(mllatest, progress=False)
+
+
+def test_malformed_line_under_reordered_header_names_line_and_header_order(mllatest):
+    write(mllatest / "ratings.csv",
+          "movieId,userId,timestamp,rating\n1,1,964982703,4.0\n\n193609,7,4.5,1537109082\n1,7,1,2\n")
+    with pytest.raises(SourceError) as exc:
+        read_movielens(mllatest, progress=False)
+    assert one_line(exc) == (
+        f"{mllatest / 'ratings.csv'}:4: malformed line, expected 'movieId,userId,timestamp,rating': "
+        "'193609,7,4.5,1537109082'"
+    )
+    write(mllatest / "ratings.csv", "movieId,userId,timestamp,rating\n1,1,964982703,4.0\n")
+    write(mllatest / "movies.csv", "title,genres,movieId\nToy Story (1995),Animation,1\nBroken,Drama,x\n")
+    with pytest.raises(SourceError, match=r"movies\.csv:3: malformed line, expected 'title,genres,movieId'"):
+        read_movielens(mllatest, progress=False)
+
+
+def test_extra_field_on_the_first_ratings_line_is_not_shifted_into_other_columns(mllatest):
+    write(mllatest / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,964982703,9\n")
+    with pytest.raises(SourceError, match=r"ratings\.csv:2: malformed line"):
+        read_movielens(mllatest, progress=False)
+
+
+def test_ratings_csv_with_only_a_header_has_no_interactions(mllatest):
+    write(mllatest / "ratings.csv", "rating,timestamp,userId,movieId\n")
+    assert len(read_movielens(mllatest, progress=False).interactions) == 0
 
 
 def test_long_offending_text_is_truncated(ml1m):

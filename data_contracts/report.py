@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+import numpy as np
+
 from data_contracts.validate import CheckResult, TableOutcome, ValidationOutcome
 
 _STYLE = """
@@ -32,9 +34,12 @@ def render_html(outcome: ValidationOutcome) -> str:
 
 
 def _table_section(table: TableOutcome) -> str:
+    repeats = table.rows_duplicated
     counts = (
         f"<p>rows in: {table.rows_in} &middot; kept: {table.rows_kept} &middot; "
-        f"quarantined: {table.rows_quarantined}</p>"
+        f"quarantined: {table.rows_quarantined}"
+        + (f", of which {repeats} repeat another row" if repeats else "")
+        + "</p>"
     )
     checks = _html_table(
         ["expectation", "columns", "description", "result", "unexpected", "detail"],
@@ -54,13 +59,18 @@ def _table_section(table: TableOutcome) -> str:
 
 def _check_cells(check: CheckResult) -> list:
     unexpected = f"{check.unexpected_count} of {check.element_count}" if check.row_level else ""
+    if unexpected and not check.success:
+        unexpected += f" {check.counted}"  # e.g. "users below the minimum", "rows repeat ..."
+    detail = check.detail
+    if check.first_occurrences is not None:
+        detail = f"they repeat {len(np.unique(check.first_occurrences))} row(s)"
     return [
         check.expectation,
         ", ".join(check.columns),
         check.description,
         _verdict(check.success),
         unexpected,
-        check.detail,
+        detail,
     ]
 
 

@@ -5,6 +5,14 @@ every column to its schema dtype (values that do not parse are named row by row)
 suite on the rows that parsed, cascades removed items and users to their interactions, and finally
 checks each user's history length on the interactions that are left.
 
+Duplicate interactions (the same user_id, item_id and timestamp: the compound uniqueness
+expectation of the ``rows`` suite) keep one occurrence: the duplicate check names only the repeats,
+each with the row it repeats (``CheckResult.first_occurrences``), so quarantine sets aside the
+repeats and keeps the first occurrence. The first occurrence is the earliest copy, in input order,
+that passes every other row check (the earliest copy when none does): copies share their key
+columns and so every check on them (nulls, timestamp range, known ids, cascades, history), but a
+copy may still differ elsewhere, e.g. in its rating.
+
 Two kinds of failure:
 
 - row failures name the offending rows; in quarantine mode those rows are set aside with the
@@ -43,6 +51,7 @@ SAMPLE_SIZE = 5  # offending rows shown per failed expectation
 ROWS_SHOWN = 10  # row numbers listed per failed expectation in messages
 ITEM_CASCADE = "item_quarantined(item_id)"
 USER_CASCADE = "user_quarantined(user_id)"
+COMPOUND_UNIQUE = "expect_compound_columns_to_be_unique"  # its failed rows keep a first occurrence
 
 
 class DataContractError(ValueError):
@@ -62,6 +71,7 @@ class CheckResult:
     ``element_count`` broke it, counted as ``counted`` says (the history check counts users; its
     ``rows`` are those users' interactions, hence ``rows_label``).
     ``row_level`` is False for a failure that names no row and so cannot be quarantined.
+    ``first_occurrences`` (duplicate checks only) is aligned with ``rows``: the row each repeats.
     """
 
     table: str
@@ -77,6 +87,7 @@ class CheckResult:
     sample: list[dict] = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
     row_level: bool = True
+    first_occurrences: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def reason(self) -> str:
@@ -93,6 +104,8 @@ class CheckResult:
         if self.row_level:
             parts.append(f"{self.unexpected_count} of {self.element_count} {self.counted}")
             parts.append(f"{self.rows_label} {_shown(self.rows)}")
+            if self.first_occurrences is not None:
+                parts.append(f"first occurrences {_shown(self.first_occurrences)}")
         if self.sample:
             parts.append(f"sample {self.sample}")
         return f"{text}: " + "; ".join(parts)
@@ -140,6 +153,21 @@ class TableOutcome:
     @property
     def rows_kept(self) -> int:
         return 0 if self.frame is None else len(self.frame)
+
+    @property
+    def duplicate_of(self) -> dict[int, int]:
+        """Return {repeated row: its first occurrence} (input positions) from the failed checks."""
+        return {
+            row: first
+            for check in self.failures
+            if check.first_occurrences is not None
+            for row, first in zip(check.rows.tolist(), check.first_occurrences.tolist())
+        }
+
+    @property
+    def rows_duplicated(self) -> int:
+        """Return how many rows repeat another row (each is among the quarantined rows)."""
+        return len(self.duplicate_of)
 
     @property
     def quarantined_by_reason(self) -> dict[str, int]:
@@ -196,6 +224,7 @@ class ValidationOutcome:
                     "rows_in": table.rows_in,
                     "rows_kept": table.rows_kept,
                     "rows_quarantined": table.rows_quarantined,
+                    "rows_duplicated": table.rows_duplicated,
                     "quarantined_by_reason": table.quarantined_by_reason,
                     "quarantine_path": table.quarantine_path and str(table.quarantine_path),
                     "checks": [check.to_dict() for check in table.checks],
@@ -226,8 +255,9 @@ def validate_tables(
 
     Fail mode (default) raises ``DataContractError`` on any failed expectation. Quarantine mode
     writes ``<quarantine_dir>/<table>.parquet`` for every table (the offending input rows, plus
-    ``source_row`` and ``quarantine_reason``) and keeps the rest; it still raises on table
-    failures, and when no interaction or item is left.
+    ``source_row``, ``quarantine_reason`` and ``duplicate_of``) and keeps the rest; of duplicated
+    interactions it keeps the first occurrence (see the module docstring). It still raises on
+    table failures, and when no interaction or item is left.
     """
     if quarantine and quarantine_dir is None:
         raise ValueError("quarantine=True needs a quarantine_dir")
@@ -268,6 +298,9 @@ def _check_rows(
     for name in TABLES:
         table = outcome.tables[name]
         table.checks += _run_checks(name, parsed[name], raw[name], suites[name].rows, "rows")
+        for check in table.failures:
+            if check.expectation == COMPOUND_UNIQUE and check.row_level:
+                _keep_first_occurrences(check, parsed[name], raw[name], table.checks)
         table.quarantine_reasons = _reasons_by_row(table.checks)
     return parsed["interactions"]
 
@@ -430,6 +463,36 @@ def _reasons_by_row(checks: list[CheckResult]) -> dict[int, list[str]]:
     return reasons
 
 
+def _keep_first_occurrences(
+    check: CheckResult, parsed: pd.DataFrame, raw: pd.DataFrame, checks: list[CheckResult]
+) -> None:
+    """Narrow a failed compound uniqueness check to the repeats of each duplicate group.
+
+    GX names every row of a group of rows with equal ``check.columns``. The group's first
+    occurrence is its earliest row (input order) that no other failed check names, or its
+    earliest row when every copy fails another check; the other rows become ``check.rows``, the
+    first occurrence each repeats ``check.first_occurrences``. ``parsed`` is the checked frame.
+    """
+    faulty_rows = _reasons_by_row([c for c in checks if c is not check])
+    rows = np.sort(check.rows)
+    keys = parsed.loc[rows, list(check.columns)]
+    group = keys.groupby(list(check.columns), dropna=False, sort=False).ngroup().to_numpy()
+    faulty = np.isin(rows, np.fromiter(faulty_rows, dtype=np.int64, count=len(faulty_rows)))
+    order = np.lexsort((rows, faulty, group))  # by group, then clean copies first, then row
+    leads = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+    first_of_group = np.empty(group.max() + 1, dtype=np.int64)
+    first_of_group[group[leads]] = rows[leads]
+    first = first_of_group[group]
+    repeat = rows != first
+    check.rows, check.first_occurrences = rows[repeat], first[repeat]
+    check.unexpected_count = len(check.rows)
+    check.counted = "rows repeat another row"
+    check.sample = [
+        {**sample, "duplicate_of": int(of)}
+        for sample, of in zip(_sample(raw, check.rows), check.first_occurrences.tolist())
+    ]
+
+
 def _cascade(
     outcome: ValidationOutcome, raw: dict[str, pd.DataFrame], events: pd.DataFrame
 ) -> None:
@@ -468,10 +531,12 @@ def _check_history(
 def _write_quarantine(
     outcome: ValidationOutcome, raw: dict[str, pd.DataFrame], directory: Path
 ) -> None:
-    """Write every table's set-aside rows, with ``source_row`` and ``quarantine_reason``."""
+    """Write every table's set-aside rows, with ``source_row``, ``quarantine_reason`` and
+    ``duplicate_of`` (the source_row of the first occurrence a row repeats; <NA> for the rest)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, table in outcome.tables.items():
         rows = sorted(table.quarantine_reasons)
+        duplicate_of = table.duplicate_of
         out = raw[name].iloc[rows].copy()
         for column in out.columns:
             if out[column].dtype == object:  # mixed values that failed to parse: keep their text
@@ -480,6 +545,7 @@ def _write_quarantine(
         out["quarantine_reason"] = pd.array(
             ["; ".join(table.quarantine_reasons[r]) for r in rows], dtype="string"
         )
+        out["duplicate_of"] = pd.array([duplicate_of.get(r) for r in rows], dtype="Int64")
         table.quarantine_path = directory / f"{name}.parquet"
         pq.write_table(pa.Table.from_pandas(out, preserve_index=False), table.quarantine_path)
 

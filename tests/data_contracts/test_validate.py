@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ from data_contracts.suites import ContractConfig
 from data_contracts.validate import DataContractError, validate_tables
 
 FUTURE = 4_000_000_000  # year 2096
+SHARED_ML100K = Path("/work/shared/data/ml-100k")
+DUPLICATE = "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"
 
 
 def _error(tables, config=ContractConfig()) -> DataContractError:
@@ -27,10 +30,27 @@ def _failed_line(error: DataContractError, prefix: str) -> str:
     return line
 
 
-def _quarantine(tables, tmp_path, config=ContractConfig()):
+def _quarantine(tables, tmp_path, config=ContractConfig(), dataset="tiny-set"):
     return validate_tables(
-        *tables, config, dataset="tiny-set", quarantine=True, quarantine_dir=tmp_path
+        *tables, config, dataset=dataset, quarantine=True, quarantine_dir=tmp_path
     )
+
+
+def _with_copies(tables, rows: list[int], **edits):
+    """Return ``tables`` with copies of interaction ``rows`` appended, in that order.
+
+    ``edits`` ({column: {copy number: value}}) change cells of the copies, e.g. a rating.
+    """
+    interactions, *rest = tables
+    copies = interactions.iloc[rows].reset_index(drop=True)
+    for column, cells in edits.items():
+        for copy, value in cells.items():
+            copies.loc[copy, column] = value
+    return (pd.concat([interactions, copies], ignore_index=True), *rest)
+
+
+def _quarantined(outcome, table="interactions") -> pd.DataFrame:
+    return pd.read_parquet(outcome.quarantine_paths[table]).set_index("source_row")
 
 
 # --- fail mode ---------------------------------------------------------------------------
@@ -110,7 +130,15 @@ def test_duplicate_events_fail_compound_uniqueness(make_tables):
     line = _failed_line(
         error, "interactions: expect_compound_columns_to_be_unique on user_id, item_id, timestamp"
     )
-    assert "2 of 12 rows unexpected; rows [0, 1]" in line
+    assert "1 of 12 rows repeat another row; rows [1]; first occurrences [0]" in line
+
+
+def test_duplicate_events_fail_naming_every_repeat_and_its_first_occurrence(make_tables):
+    error = _error(_with_copies(make_tables(), [2, 5, 2]))
+    line = _failed_line(error, "interactions: expect_compound_columns_to_be_unique")
+    assert "3 of 15 rows repeat another row; rows [12, 13, 14]; first occurrences [2, 5, 2]" in line
+    assert "'row': 14" in line and "'duplicate_of': 2" in line  # the sample shows the pairs
+    assert error.outcome.tables["interactions"].duplicate_of == {12: 2, 13: 5, 14: 2}
 
 
 def test_non_numeric_user_id_is_reported_row_by_row(make_tables):
@@ -243,7 +271,10 @@ def test_quarantine_file_holds_exactly_the_bad_rows_with_reasons(make_tables, tm
 def test_quarantine_file_keeps_the_original_values(make_tables, tmp_path):
     _quarantine(make_tables(**MIXED_FAULTS), tmp_path)
     quarantined = pd.read_parquet(tmp_path / "interactions.parquet").set_index("source_row")
-    assert list(quarantined.columns) == [*SCHEMAS["interactions"], "quarantine_reason"]
+    assert list(quarantined.columns) == [
+        *SCHEMAS["interactions"], "quarantine_reason", "duplicate_of",
+    ]
+    assert quarantined["duplicate_of"].isna().all()  # no duplicates among MIXED_FAULTS
     assert quarantined.loc[4, "user_id"] == "abc"  # unparseable column stored as text
     assert quarantined.loc[1, "rating"] == 9.0
     items = pd.read_parquet(tmp_path / "items.parquet")
@@ -284,6 +315,103 @@ def test_quarantine_sets_aside_every_copy_of_a_duplicated_item_id(make_tables, t
     }
 
 
+def test_quarantine_keeps_the_first_occurrence_of_duplicate_events(make_tables, tmp_path):
+    tables = _with_copies(make_tables(), [2, 5, 2])  # rows 12, 13, 14
+    outcome = _quarantine(tables, tmp_path)
+    table = outcome.tables["interactions"]
+    assert (table.rows_in, table.rows_kept, table.rows_quarantined) == (15, 12, 3)
+    assert table.rows_in == table.rows_kept + table.rows_quarantined
+    assert outcome.quarantine_counts["interactions"] == {DUPLICATE: 3}
+    quarantined = _quarantined(outcome)
+    assert quarantined["duplicate_of"].dtype == "Int64"
+    assert quarantined["duplicate_of"].to_dict() == {12: 2, 13: 5, 14: 2}
+    assert set(quarantined["quarantine_reason"]) == {DUPLICATE}
+    pd.testing.assert_frame_equal(outcome.frames["interactions"], make_tables()[0])
+    assert validate_tables(*outcome.frames.values(), dataset="tiny-set").passed
+
+
+def test_duplicate_of_is_missing_for_rows_quarantined_for_other_reasons(make_tables, tmp_path):
+    tables = _with_copies(make_tables(interactions={"rating": {7: 9.0}}), [3], rating={0: 9.5})
+    outcome = _quarantine(tables, tmp_path)
+    quarantined = _quarantined(outcome)
+    rating = "expect_column_values_to_be_between(rating)"
+    assert quarantined["quarantine_reason"].to_dict() == {
+        7: rating, 12: f"{rating}; {DUPLICATE}",  # a bad repeat: both reasons, counted once
+    }
+    assert quarantined["duplicate_of"].tolist() == [pd.NA, 3]
+    assert outcome.tables["interactions"].rows_kept == 11
+
+
+def test_a_clean_copy_is_kept_when_the_first_copy_breaks_another_check(make_tables, tmp_path):
+    # Copies agree on user_id, item_id and timestamp but may not on the rating: row 1 is out of
+    # range, so its clean copy (row 12) is the occurrence kept, and row 1 repeats it.
+    tables = _with_copies(make_tables(interactions={"rating": {1: 9.0}}), [1, 1], rating={0: 3.5})
+    outcome = _quarantine(tables, tmp_path)
+    quarantined = _quarantined(outcome)
+    assert quarantined["quarantine_reason"].to_dict() == {
+        1: f"expect_column_values_to_be_between(rating); {DUPLICATE}",
+        13: f"expect_column_values_to_be_between(rating); {DUPLICATE}",
+    }
+    assert quarantined["duplicate_of"].to_dict() == {1: 12, 13: 12}
+    kept = outcome.frames["interactions"]
+    assert (len(kept), kept.loc[11, "rating"]) == (12, 3.5)
+
+
+def test_copies_of_an_unknown_item_event_are_all_quarantined_once(make_tables, tmp_path):
+    tables = _with_copies(make_tables(interactions={"item_id": {4: 99}}), [4, 4])
+    outcome = _quarantine(tables, tmp_path)
+    table = outcome.tables["interactions"]
+    unknown = "expect_column_values_to_be_in_set(item_id_in_items)"
+    assert outcome.quarantine_counts["interactions"] == {DUPLICATE: 2, unknown: 3}
+    assert (table.rows_in, table.rows_kept, table.rows_quarantined) == (14, 11, 3)
+    assert _quarantined(outcome)["duplicate_of"].tolist() == [pd.NA, 4, 4]
+
+
+def test_repeats_do_not_count_towards_the_history_length(make_tables, tmp_path):
+    interactions, items, users = make_tables()
+    tables = _with_copies((interactions.drop(index=[9, 10]), items, users), [9])  # user 4: 1 + 1
+    outcome = _quarantine(tables, tmp_path, ContractConfig(min_history_length=2))
+    quarantined = _quarantined(outcome)
+    assert quarantined["quarantine_reason"].to_dict() == {
+        9: "expect_column_values_to_be_between(n_interactions)",
+        10: DUPLICATE,
+    }
+    assert quarantined["duplicate_of"].tolist() == [pd.NA, 9]
+    table = outcome.tables["interactions"]
+    assert (table.rows_in, table.rows_kept, table.rows_quarantined) == (11, 9, 2)
+
+
+def test_summary_counts_duplicates(make_tables, tmp_path):
+    outcome = _quarantine(_with_copies(make_tables(), [0, 0]), tmp_path)
+    counts = json.loads(json.dumps(outcome.summary))["tables"]["interactions"]
+    keys = ("rows_in", "rows_kept", "rows_quarantined", "rows_duplicated")
+    assert [counts[k] for k in keys] == [14, 12, 2, 2]
+
+
+@pytest.mark.skipif(
+    not SHARED_ML100K.is_dir(), reason="needs the shared ml-100k copy in /work/shared/data"
+)
+def test_ml100k_with_ten_appended_duplicates_quarantines_exactly_the_ten(tmp_path):
+    from data_contracts.sources.movielens import read_movielens
+
+    source = read_movielens(SHARED_ML100K, progress=False)
+    picked = [0, 1, 2, 999, 12_345, 50_000, 77_777, 99_997, 99_998, 99_999]
+    tables = _with_copies((source.interactions, source.items, source.users), picked)
+    outcome = _quarantine(tables, tmp_path / "quarantine", dataset="ml-100k")
+    table = outcome.tables["interactions"]
+    assert (table.rows_in, table.rows_kept, table.rows_quarantined) == (100_010, 100_000, 10)
+    assert outcome.quarantine_counts["interactions"] == {DUPLICATE: 10}
+    quarantined = _quarantined(outcome)
+    assert quarantined["duplicate_of"].to_dict() == dict(zip(range(100_000, 100_010), picked))
+    pd.testing.assert_frame_equal(outcome.frames["interactions"], source.interactions)
+
+    error = _error(tables)
+    line = _failed_line(error, "interactions: expect_compound_columns_to_be_unique")
+    assert "10 of 100010 rows repeat another row" in line
+    assert f"rows {list(range(100_000, 100_010))}" in line
+    assert f"first occurrences {picked}" in line
+
+
 def test_clean_quarantine_run_writes_empty_files(make_tables, tmp_path):
     outcome = _quarantine(make_tables(), tmp_path)
     assert outcome.passed
@@ -321,6 +449,14 @@ def test_html_report_lists_expectations_verdicts_and_counts(make_tables, tmp_pat
     assert "FAIL" in page and "PASS" in page
     assert "quarantined: 8" in page
     assert "female" in page  # the sample row of the failed gender check
+
+
+def test_html_report_counts_the_repeats_not_their_first_occurrences(make_tables, tmp_path):
+    page = render_html(_quarantine(_with_copies(make_tables(), [2, 5, 2]), tmp_path))
+    assert "kept: 12 &middot; quarantined: 3, of which 3 repeat another row" in page
+    assert "3 of 15 rows repeat another row" in page
+    assert "they repeat 2 row(s)" in page
+    assert "<th>duplicate_of</th>" in page  # the sample pairs each repeat with its first
 
 
 def test_html_report_escapes_data(make_tables, tmp_path):

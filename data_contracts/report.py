@@ -46,6 +46,8 @@ def _table_section(table: TableOutcome) -> str:
         [_check_cells(check) for check in table.checks],
     )
     parts = [f"<h2>{escape(table.name)}</h2>", counts, checks]
+    if table.quarantine_path is not None and table.rows_quarantined:
+        parts.append(f"<p>quarantined rows written to <code>{escape(str(table.quarantine_path))}</code></p>")
     if table.quarantined_by_reason:
         parts.append("<h3>Quarantined rows by reason</h3>")
         parts.append(_html_table(["reason", "rows"], table.quarantined_by_reason.items()))

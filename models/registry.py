@@ -21,6 +21,10 @@ from models.temporal_attention import TemporalAttention, TemporalAttentionConfig
 
 FORMAT_VERSION = 1
 
+
+class ConfigError(ValueError):
+    """A model name or config field that does not exist, or a value the family cannot take."""
+
 MODEL_FAMILIES: dict[str, tuple[type, type]] = {
     "popularity": (PopularityConfig, Popularity),
     "ease": (EASEConfig, EASE),
@@ -32,7 +36,7 @@ MODEL_FAMILIES: dict[str, tuple[type, type]] = {
 
 def _family(family: str) -> tuple[type, type]:
     if family not in MODEL_FAMILIES:
-        raise ValueError(f"unknown model {family!r}; known: {', '.join(MODEL_FAMILIES)}")
+        raise ConfigError(f"unknown model {family!r}; known: {', '.join(MODEL_FAMILIES)}")
     return MODEL_FAMILIES[family]
 
 
@@ -42,11 +46,14 @@ def config_from_dict(family: str, values: dict[str, Any]) -> Any:
     known = [f.name for f in fields(config_cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown config key(s) {', '.join(map(repr, unknown))} for model {family!r}; "
             f"its fields: {', '.join(known)}"
         )
-    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    try:
+        return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except (TypeError, ValueError) as exc:  # a value the config's own checks refuse
+        raise ConfigError(f"model {family!r}: {exc}") from exc
 
 
 def build_model(
@@ -58,7 +65,7 @@ def build_model(
     """
     overrides = dict(overrides or {})
     if overrides.pop("n_items", n_items) != n_items:
-        raise ValueError(f"n_items comes from the catalogue ({n_items}), not from overrides")
+        raise ConfigError(f"n_items comes from the catalogue ({n_items}), not from overrides")
     config_cls, model_cls = _family(family)
     if "n_users" in {f.name for f in fields(config_cls)}:
         overrides.setdefault("n_users", n_users)

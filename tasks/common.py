@@ -15,7 +15,7 @@ from flytekit.extras.accelerators import A100, L4
 from flytekit.types.file import FlyteFile
 
 # Bump when a task's behaviour changes, so cached results of the old code are not reused.
-CACHE_VERSION = "2026.11.22-1"
+CACHE_VERSION = "2026.12.01-1"
 DATA_CACHE = Cache(version=CACHE_VERSION)
 TRAIN_CACHE = Cache(version=CACHE_VERSION)
 
@@ -68,6 +68,7 @@ class DatasetInfo:
     n_interactions: int = 0
     n_items: int = 0
     n_users: int = 0
+    files_json: str = ""  # JSON {table: file it was read from}; "" for generated data
 
 
 @dataclass

@@ -9,11 +9,7 @@ import numpy as np
 from flytekit import Deck, task
 from flytekit.types.file import FlyteFile
 
-from models.device import pick_device
-from models.metrics import evaluate
-from models.registry import load_model
 from tasks.common import SMALL_GPU, TRAIN_CACHE, ModelEvaluation, Table, TrainedModel, work_dir
-from tasks.plots import learning_curve, png_html, results_table
 
 
 @task(cache=TRAIN_CACHE, retries=1, enable_deck=True, **SMALL_GPU)
@@ -23,6 +19,11 @@ def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> 
     Writes per model a parquet of every test case (case id, user, target, rank, ranked top-20 item
     ids in index and raw-id space, slice, activity bucket) so anyone can recompute the metrics.
     """
+    from models.device import pick_device
+    from models.metrics import evaluate
+    from models.registry import load_model
+    from tasks.plots import learning_curve, png_html, results_table
+
     device = pick_device()
     test_cases = cases[cases["stage"] == "test"].reset_index(drop=True)
     n_items = int(items["item_idx"].max())

@@ -3,12 +3,13 @@ canonical interactions / items / users tables (data_contracts/schema.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 from flytekit import task
 
-from data_contracts.sources import read_source
 from tasks.common import DATA_CACHE, DATA_RESOURCES, DatasetInfo, Table
+from tasks.errors import user_errors
 
 
 class IngestedTables(NamedTuple):
@@ -33,14 +34,17 @@ def ingest(
     ``item_text_path`` adds plot text (MeLU's movies_extrainfos.dat); ``synthetic_users`` and
     ``seed`` size and seed the embedded synthetic catalogue.
     """
-    tables = read_source(
-        source,
-        path,
-        ratings_path=ratings_path or None,
-        item_text_path=item_text_path or None,
-        synthetic_users=synthetic_users,
-        seed=seed,
-    )
+    from data_contracts.sources import read_source
+
+    with user_errors():
+        tables = read_source(
+            source,
+            path,
+            ratings_path=ratings_path or None,
+            item_text_path=item_text_path or None,
+            synthetic_users=synthetic_users,
+            seed=seed,
+        )
     info = DatasetInfo(
         name=tables.name,
         source=source,
@@ -49,6 +53,7 @@ def ingest(
         n_interactions=len(tables.interactions),
         n_items=len(tables.items),
         n_users=len(tables.users),
+        files_json=json.dumps(tables.files) if tables.files else "",
     )
     print(
         f"ingested {info.name}: {info.n_interactions:,} interactions, {info.n_items:,} items, "

@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 from flytekit import task
 
-from models.split import leave_one_out_split
 from tasks.common import DATA_CACHE, DATA_RESOURCES, Table
 
 
@@ -25,6 +24,8 @@ def split(
     interactions: Table, items: Table, users: Table, mode: str = "pipeline", seed: int = 0
 ) -> SplitTables:
     """Per-user chronological leave-one-out; ``mode`` is "standard" or "pipeline" (+ holdouts)."""
+    from models.split import leave_one_out_split
+
     data, summary = leave_one_out_split(interactions, items, users, mode=mode, seed=seed)
     counts = {k: v for k, v in asdict(summary).items() if not isinstance(v, list)}
     print("split: " + json.dumps(counts))

@@ -13,15 +13,12 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 from flytekit import task
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from models.registry import load_model
 from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation, TrainedModel, execution_id
-from tasks.plots import learning_curve, results_table
-from tasks.pyfunc import SIGNATURE, TopKRecommender
 
 EXPERIMENT = "cinesync"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -36,6 +33,12 @@ def log_model_run(
     trained: TrainedModel, evaluation: ModelEvaluation, fit_report: dict, item_map: Path, parent_run_id: str
 ) -> str:
     """A child run: config, per-epoch curves, per-slice test metrics, artifacts and the pyfunc."""
+    import mlflow
+
+    from models.registry import load_model
+    from tasks.plots import learning_curve
+    from tasks.pyfunc import SIGNATURE, TopKRecommender
+
     weights = trained.weights.download()
     family, model = load_model(weights)
     config = asdict(model.config)
@@ -78,6 +81,12 @@ def log_model_run(
         return run.info.run_id
 
 
+def _n_rows(parquet: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(parquet).metadata.num_rows
+
+
 def _key(name: str) -> str:
     """MLflow metric names allow [A-Za-z0-9_-./: ]: '@' becomes '_at_', '+' becomes 'plus'."""
     return name.replace("@", "_at_").replace("+", "plus").replace(":", "/")
@@ -88,12 +97,20 @@ def track_in_mlflow(
     info: DatasetInfo,
     validation_summary: str,
     validation_report: FlyteFile,
+    quarantine: FlyteDirectory,
     split_summary: str,
     items: pd.DataFrame,
     trained: list[TrainedModel],
     evaluations: list[ModelEvaluation],
 ) -> pd.DataFrame:
-    """Log the whole execution to MLflow and return the results table (model x slice)."""
+    """Log the whole execution to MLflow and return the results table (model x slice).
+
+    Quarantined rows (if any) are logged under the parent run's ``quarantine/`` artifacts.
+    """
+    import mlflow
+
+    from tasks.plots import results_table
+
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(EXPERIMENT)
     flyte_id = execution_id()
@@ -115,6 +132,11 @@ def track_in_mlflow(
         mlflow.log_params({f"split.{k}": v for k, v in split.items() if not isinstance(v, (dict, list))})
         mlflow.log_dict(json.loads(validation_summary), "validation_summary.json")
         mlflow.log_artifact(validation_report.download(), artifact_path="validation")
+        quarantined = [p for p in sorted(Path(quarantine.download()).glob("*.parquet")) if _n_rows(p)]
+        for path in quarantined:
+            mlflow.log_artifact(str(path), artifact_path="quarantine")
+        if quarantined:
+            print(f"quarantined rows logged to MLflow run {parent.info.run_id} under quarantine/")
         mlflow.log_dict(split, "split_summary.json")
         with tempfile.TemporaryDirectory() as tmp:
             item_map = Path(tmp) / "item_map.parquet"

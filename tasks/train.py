@@ -8,6 +8,7 @@ parallel branches.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,10 +18,19 @@ import yaml
 from flytekit import current_context, dynamic, task
 from flytekit.types.file import FlyteFile
 
-from models.data import SplitData
-from models.device import pick_device, seed_everything
-from models.registry import MODEL_FAMILIES, build_model, save_model
-from tasks.common import DATA_RESOURCES, LARGE_GPU, SMALL_GPU, TRAIN_CACHE, Table, TrainedModel, work_dir
+from tasks.common import (
+    CACHE_VERSION,
+    DATA_RESOURCES,
+    LARGE_GPU,
+    SMALL_GPU,
+    TRAIN_CACHE,
+    Table,
+    TrainedModel,
+    hash_frame,
+    work_dir,
+)
+from tasks.errors import UserError, user_errors
+from tasks.local_state import checkpoint_dir
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "workflows" / "configs"
 
@@ -40,19 +50,21 @@ def load_model_config(spec: str) -> dict[str, dict]:
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"model config {spec!r} is neither a file nor valid YAML: {exc}") from None
+        raise UserError(f"model config {spec!r} is neither a file nor valid YAML: {exc}") from None
     if not isinstance(config, dict):
-        raise ValueError(
+        raise UserError(
             f"model config {spec!r} must map family names to overrides, e.g. 'sasrec: {{dim: 64}}'"
         )
-    unknown = sorted(set(config) - set(MODEL_FAMILIES))
+    unknown = sorted(set(config) - set(TRAIN_TASKS))
     if unknown:
-        raise ValueError(f"model config names unknown model(s) {unknown}; known: {sorted(MODEL_FAMILIES)}")
+        raise UserError(f"model config names unknown model(s) {unknown}; known: {sorted(TRAIN_TASKS)}")
     return {family: dict(overrides or {}) for family, overrides in config.items()}
 
 
-def split_data(train: pd.DataFrame, cases: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> SplitData:
-    """Rebuild the in-memory split from the four tables the split task wrote."""
+def split_data(train: pd.DataFrame, cases: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame):
+    """Rebuild the in-memory split (``models.data.SplitData``) from the four tables the split task wrote."""
+    from models.data import SplitData
+
     return SplitData(
         n_users=int(users["user_idx"].max()) if len(users) else 0,
         n_items=int(items["item_idx"].max()),
@@ -71,13 +83,22 @@ def fit_family(
     users: pd.DataFrame,
     model_config: str,
 ) -> TrainedModel:
-    """Train ``family`` and return its weights file and learning curve."""
+    """Train ``family`` and return its weights file and learning curve.
+
+    Checkpoints go to a folder named after the family and a hash of everything that determines
+    the run (config, tables, code version), outside the task's temporary folder: a re-run of the
+    same inputs after a kill resumes from the last completed epoch.
+    """
+    from models.device import pick_device, seed_everything
+    from models.registry import build_model, save_model
+
     overrides = load_model_config(model_config).get(family, {})
     data = split_data(train, cases, items, users)
     device = pick_device()
     seed_everything(int(overrides.get("seed", 0)))
-    model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
-    checkpoints = _restore_checkpoints(family)
+    with user_errors():
+        model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
+    checkpoints = _checkpoint_folder(family, overrides, (train, cases, items, users))
     started = time.perf_counter()
     report = model.fit(
         data, device, progress=True, checkpoint_dir=checkpoints, on_epoch=lambda _: _save_checkpoints(checkpoints)
@@ -97,14 +118,26 @@ def fit_family(
     )
 
 
-def _restore_checkpoints(family: str) -> Path:
-    """A checkpoint folder, pre-filled from Flyte's intra-task checkpoint when this is a retry."""
-    folder = work_dir(f"checkpoints-{family}")
+def run_key(family: str, overrides: dict, tables: tuple[pd.DataFrame, ...]) -> str:
+    """A hash of everything that determines a training run: family, config, tables, code version."""
+    digest = hashlib.sha256(f"{family}\n{CACHE_VERSION}\n{json.dumps(overrides, sort_keys=True)}\n".encode())
+    for table in tables:
+        digest.update(hash_frame(table).encode())
+    return digest.hexdigest()
+
+
+def _checkpoint_folder(family: str, overrides: dict, tables: tuple[pd.DataFrame, ...]) -> Path:
+    """The run's durable checkpoint folder, pre-filled from Flyte's checkpoint on a cluster retry."""
+    from models.training import CHECKPOINT_NAME
+
+    folder = checkpoint_dir(family, run_key(family, overrides, tables))
     checkpoint = _flyte_checkpoint()
-    if checkpoint is not None:
-        restored = checkpoint.restore(folder)
-        if restored:
-            print(f"{family}: resuming from the checkpoint of a previous attempt")
+    if checkpoint is not None and checkpoint.restore(folder):
+        print(f"{family}: restored the checkpoint of a previous attempt")
+    if (folder / CHECKPOINT_NAME).exists():
+        print(f"{family}: resuming from the checkpoint in {folder} (delete that folder to start over)")
+    else:
+        print(f"{family}: checkpoints in {folder}")
     return folder
 
 
@@ -165,7 +198,7 @@ TRAIN_TASKS = {
 def check_model_names(models: list[str]) -> None:
     unknown = [m for m in models if m not in TRAIN_TASKS]
     if unknown or not models:
-        raise ValueError(f"unknown model(s) {unknown or '(none given)'}; known: {', '.join(TRAIN_TASKS)}")
+        raise UserError(f"unknown model(s) {unknown or '(none given)'}; known: {', '.join(TRAIN_TASKS)}")
 
 
 @dynamic(cache=TRAIN_CACHE, **DATA_RESOURCES)

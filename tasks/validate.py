@@ -9,10 +9,9 @@ from flytekit import Deck, task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from data_contracts.report import render_html
-from data_contracts.suites import ContractConfig
-from data_contracts.validate import validate_tables
 from tasks.common import DATA_CACHE, DATA_RESOURCES, DatasetInfo, Table, work_dir
+from tasks.errors import UserError
+from tasks.local_state import quarantine_dir
 
 
 class ValidatedTables(NamedTuple):
@@ -20,7 +19,7 @@ class ValidatedTables(NamedTuple):
     items: Table
     users: Table
     report: FlyteFile  # the validation result as a readable HTML page
-    summary: str  # JSON: per table, expectations, failures, quarantine counts
+    summary: str  # JSON: per table, expectations, failures, quarantine counts and files
     quarantine: FlyteDirectory  # one parquet file per table of quarantined rows (empty if none)
 
 
@@ -35,32 +34,51 @@ def validate(
 ) -> ValidatedTables:
     """Check the three tables against their contracts.
 
-    Fails (stopping the workflow before training) with an error naming the dataset, each failed
-    expectation, the count and sample rows; with ``quarantine=True`` bad rows are written to
-    parquet instead, counted, and the rest continue.
+    Fails (stopping the workflow before training) with an error naming the dataset, the source
+    file of each table, each failed expectation, the count and sample rows; with
+    ``quarantine=True`` bad rows are written to parquet instead (in a folder that outlives the
+    run, printed and returned), counted, and the rest continue.
     """
+    from data_contracts.report import render_html
+    from data_contracts.suites import ContractConfig
+    from data_contracts.validate import DataContractError, validate_tables
+
     out = work_dir("validation")
-    qdir = work_dir("quarantine")
-    outcome = validate_tables(
-        interactions,
-        items,
-        users,
-        ContractConfig(min_history_length=min_history_length),
-        dataset=info.name,
-        quarantine=quarantine,
-        quarantine_dir=qdir,
-    )
+    qdir = quarantine_dir(info.name, info.checksum) if quarantine else work_dir("quarantine")
+    try:
+        outcome = validate_tables(
+            interactions,
+            items,
+            users,
+            ContractConfig(min_history_length=min_history_length),
+            dataset=info.name,
+            quarantine=quarantine,
+            quarantine_dir=qdir,
+        )
+    except DataContractError as exc:
+        raise UserError(f"{exc}\n{_sources_line(info)}") from exc
     html = render_html(outcome)
     (out / "validation.html").write_text(html)
     Deck("Data contracts", html)
-    summary = outcome.summary
     kept = {table: len(frame) for table, frame in outcome.frames.items() if frame is not None}
-    print(f"data contracts for {info.name}: passed={outcome.passed}, rows kept {kept}, quarantined {outcome.quarantine_counts}")
+    quarantined = {table: t.rows_quarantined for table, t in outcome.tables.items()}
+    print(f"data contracts for {info.name}: passed={outcome.passed}, rows kept {kept}, quarantined {quarantined}")
+    if quarantine and any(quarantined.values()):
+        print(f"quarantined rows: {qdir} ({', '.join(f'{t}.parquet' for t, n in quarantined.items() if n)})")
     return ValidatedTables(
         outcome.frames["interactions"],
         outcome.frames["items"],
         outcome.frames["users"],
         FlyteFile(str(out / "validation.html")),
-        json.dumps(summary),
+        json.dumps(outcome.summary),
         FlyteDirectory(str(qdir)),
     )
+
+
+def _sources_line(info: DatasetInfo) -> str:
+    """Which file each table came from (row numbers count that file's data rows from 0)."""
+    files = json.loads(info.files_json or "{}")
+    if not files:
+        return f"  source: {info.source} {info.path}".rstrip()
+    listed = ", ".join(f"{table} from {path}" for table, path in files.items())
+    return f"  read {listed} (rows are data rows of that file, counted from 0)"

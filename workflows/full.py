@@ -11,11 +11,15 @@ or any stage on its own, e.g. check a MovieLens folder before spending GPU hours
 
 from __future__ import annotations
 
+import warnings
+from typing import NamedTuple
+
 import pandas as pd
 from flytekit import CronSchedule, LaunchPlan, workflow
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from tasks.checks import check_run_inputs
+from tasks.checks import check_data_inputs, check_run_inputs
 from tasks.common import ModelEvaluation, TrainedModel
 from tasks.evaluate import evaluate_models
 from tasks.ingest import ingest
@@ -23,6 +27,10 @@ from tasks.split import split
 from tasks.tracking import track_in_mlflow
 from tasks.train import train_models
 from tasks.validate import validate
+
+# pyflyte spells a bool input both `--quarantine` and `--quarantine/--no-quarantine`, and click
+# warns about that on every command; the flag works either way.
+warnings.filterwarnings("ignore", message=r"The parameter --\S+ is used more than once")
 
 DEFAULT_MODELS = ["popularity", "ease", "sasrec", "bert4rec"]
 
@@ -73,11 +81,17 @@ def full_pipeline(
         info=raw.info,
         validation_summary=valid.summary,
         validation_report=valid.report,
+        quarantine=valid.quarantine,
         split_summary=parts.summary,
         items=parts.items,
         trained=trained,
         evaluations=evaluations,
     )
+
+
+class ValidationResult(NamedTuple):
+    report: FlyteFile  # the data-contract result as an HTML page
+    quarantine: FlyteDirectory  # <table>.parquet of the rows set aside (quarantine mode; else empty)
 
 
 @workflow
@@ -90,11 +104,12 @@ def validate_data(
     seed: int = 0,
     quarantine: bool = False,
     min_history_length: int = 1,
-) -> FlyteFile:
+) -> ValidationResult:
     """Stage: ingest + data contracts only; fails (non-zero exit) naming every broken expectation.
-    Returns the validation result as an HTML page."""
+    Returns the validation result as an HTML page and the folder of quarantined rows."""
+    checked = check_data_inputs(source=source)
     raw = ingest(
-        source=source,
+        source=checked,
         path=path,
         ratings_path=ratings_path,
         item_text_path=item_text_path,
@@ -109,7 +124,7 @@ def validate_data(
         quarantine=quarantine,
         min_history_length=min_history_length,
     )
-    return valid.report
+    return ValidationResult(valid.report, valid.quarantine)
 
 
 @workflow
@@ -122,7 +137,8 @@ def split_data(
     split_mode: str = "pipeline",
 ) -> str:
     """Stage: ingest, validate and split; returns the split summary (every row accounted for)."""
-    raw = ingest(source=source, path=path, ratings_path=ratings_path, synthetic_users=synthetic_users, seed=seed)
+    checked = check_data_inputs(source=source, split_mode=split_mode)
+    raw = ingest(source=checked, path=path, ratings_path=ratings_path, synthetic_users=synthetic_users, seed=seed)
     valid = validate(interactions=raw.interactions, items=raw.items, users=raw.users, info=raw.info)
     parts = split(interactions=valid.interactions, items=valid.items, users=valid.users, mode=split_mode, seed=seed)
     return parts.summary
@@ -165,7 +181,8 @@ def evaluate_only(
     split_mode: str = "pipeline",
 ) -> list[ModelEvaluation]:
     """Stage: evaluate already-trained weights on the same split (same source, seed and mode)."""
-    raw = ingest(source=source, path=path, ratings_path=ratings_path, synthetic_users=synthetic_users, seed=seed)
+    checked = check_data_inputs(source=source, split_mode=split_mode)
+    raw = ingest(source=checked, path=path, ratings_path=ratings_path, synthetic_users=synthetic_users, seed=seed)
     valid = validate(interactions=raw.interactions, items=raw.items, users=raw.users, info=raw.info)
     parts = split(interactions=valid.interactions, items=valid.items, users=valid.users, mode=split_mode, seed=seed)
     return evaluate_models(trained=trained, cases=parts.cases, items=parts.items)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -36,7 +36,8 @@ class Tables:
 
     ``checksum`` is a sha256 hex digest over the source files read (see ``files_checksum``), or
     over the generator's config for synthetic data: two reads with equal checksums saw the
-    same bytes.
+    same bytes. ``files`` maps each table read from a file to that file's path, so an error about
+    a table's rows can name the file ({} for generated data).
     """
 
     interactions: pd.DataFrame
@@ -44,6 +45,7 @@ class Tables:
     users: pd.DataFrame
     name: str
     checksum: str
+    files: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self):  # allows ``interactions, items, users, name, checksum = tables``
         return iter((self.interactions, self.items, self.users, self.name, self.checksum))

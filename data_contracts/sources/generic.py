@@ -266,4 +266,5 @@ def read_generic(folder: str | os.PathLike, *, name: str | None = None) -> Table
         users=conform(users, "users", source),
         name=name or root.name,
         checksum=files_checksum(roles),
+        files={table: str(path) for table, path in roles},
     )

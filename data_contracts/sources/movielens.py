@@ -626,4 +626,9 @@ def read_movielens(
         users=conform(users, "users", source),
         name=name,
         checksum=files_checksum(roles),
+        files={
+            table: str(path)
+            for table, path in (("interactions", ratings_file), ("items", layout.items), ("users", layout.users))
+            if path is not None
+        },
     )

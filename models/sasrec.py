@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -185,6 +185,22 @@ class SASRec(nn.Module):
 
     # ----- training ------------------------------------------------------------------------
 
+    def training_setup(self, data: SplitData) -> tuple[
+        Callable[[torch.Generator], Iterator[torch.Tensor]], Callable[[torch.Tensor], torch.Tensor]
+    ]:
+        """What ``fit`` hands the shared loop: ``epoch_batches(generator)``, which yields one
+        epoch of LongTensor[b, w] training windows, and ``batch_loss(window)``, the loss of one.
+        Also registers the training-popularity buffer that the sampled softmax draws from."""
+        windows = TrainingWindows(data.train_sequences(), self.config.max_len + 1)
+        counts = torch.bincount(torch.as_tensor(data.train["item_idx"].to_numpy(np.int64, copy=True)), minlength=self.config.n_items + 1)
+        counts[PAD] = 0
+        # The sampled-softmax proposal Q: training popularity (not saved with the weights).
+        self.register_buffer("sampling_probs", counts.float() / counts.sum().clamp_min(1), persistent=False)
+        return (
+            lambda generator: windows.epoch_batches(self.config.batch_size, generator),
+            lambda batch: self.loss(batch[:, :-1], batch[:, 1:]),
+        )
+
     def fit(
         self,
         data: SplitData,
@@ -195,18 +211,14 @@ class SASRec(nn.Module):
         checkpoint_dir: Path | None = None,
     ) -> FitReport:
         """Next-item training on every position of each user's (cropped) training sequence."""
-        windows = TrainingWindows(data.train_sequences(), self.config.max_len + 1)
-        counts = torch.bincount(torch.as_tensor(data.train["item_idx"].to_numpy(np.int64, copy=True)), minlength=self.config.n_items + 1)
-        counts[PAD] = 0
-        # The sampled-softmax proposal Q: training popularity (not saved with the weights).
-        self.register_buffer("sampling_probs", counts.float() / counts.sum().clamp_min(1), persistent=False)
+        epoch_batches, batch_loss = self.training_setup(data)
         return train_loop(
             self,
             data,
             device,
             name="sasrec",
-            epoch_batches=lambda generator: windows.epoch_batches(self.config.batch_size, generator),
-            batch_loss=lambda batch: self.loss(batch[:, :-1], batch[:, 1:]),
+            epoch_batches=epoch_batches,
+            batch_loss=batch_loss,
             progress=progress,
             on_epoch=on_epoch,
             checkpoint_dir=checkpoint_dir,

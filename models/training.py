@@ -60,7 +60,7 @@ def train_loop(
     generator = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    loss_fn = torch.compile(batch_loss) if getattr(cfg, "compile", False) else batch_loss
+    loss_fn = training_loss(cfg, batch_loss)
     bf16 = getattr(cfg, "mixed_precision", "none") == "bf16" and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
     valid_cases = data.stage("valid")
@@ -148,6 +148,12 @@ def train_loop(
         wall_seconds=time.perf_counter() - start,
         stopped_early=state["stopped_early"],
     )
+
+
+def training_loss(cfg: Any, batch_loss: Callable[[Batch], torch.Tensor]) -> Callable[[Batch], torch.Tensor]:
+    """The loss the loop trains on: ``batch_loss`` itself, or ``torch.compile(batch_loss)`` when
+    the config asks for ``compile``."""
+    return torch.compile(batch_loss) if getattr(cfg, "compile", False) else batch_loss
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:

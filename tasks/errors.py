@@ -10,6 +10,7 @@ themselves. Nothing in ``models/`` or ``data_contracts/`` knows about this: they
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -28,21 +29,20 @@ class UserError(click.ClickException, ValueError):
         return self.message
 
 
-def user_error_types() -> tuple[type[Exception], ...]:
-    """The exception types that mean "your input is wrong", imported lazily (they live in heavy
-    modules: the data-contract errors import great-expectations)."""
-    from data_contracts.schema import SchemaError
-    from data_contracts.sources import SourceError
-    from models.registry import ConfigError
+# The project's user-error types, by module. An exception of one of these types can only exist
+# once its module is imported, so the check never imports one (data_contracts.validate pulls in
+# great-expectations, models.registry PyTorch: seconds, on the path of a one-line error).
+USER_ERROR_TYPES = {
+    "data_contracts.sources": "SourceError",
+    "data_contracts.schema": "SchemaError",
+    "data_contracts.validate": "DataContractError",
+    "models.registry": "ConfigError",
+}
 
-    types: list[type[Exception]] = [SourceError, SchemaError, ConfigError]
-    try:
-        from data_contracts.validate import DataContractError  # imports great-expectations
-    except ImportError:  # pragma: no cover - great-expectations is a hard dependency
-        pass
-    else:
-        types.append(DataContractError)
-    return tuple(types)
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """The user-error types among the modules imported so far."""
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERROR_TYPES.items() if module in sys.modules)
 
 
 @contextmanager

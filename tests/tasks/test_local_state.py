@@ -65,3 +65,11 @@ def test_durable_folders_live_under_cinesync_home(tmp_path, monkeypatch):
     assert checkpoint_dir("sasrec", "ab" * 32) == tmp_path / "checkpoints" / f"sasrec-{'ab' * 8}"
     assert quarantine_dir("ml-1m[ratings.dat.gz]", "0123456789abcdef").parent == tmp_path / "quarantine"
     assert quarantine_dir("ml-1m[ratings.dat.gz]", "0123456789abcdef").name == "ml-1m_ratings.dat.gz_-0123456789ab"
+
+
+def test_every_user_error_type_is_found_where_it_is_declared():
+    import data_contracts.validate  # noqa: F401 - the heaviest of them, imported for the check
+    from tasks.errors import USER_ERROR_TYPES, user_error_types
+
+    assert len(user_error_types()) == len(USER_ERROR_TYPES)
+    assert all(issubclass(t, ValueError) for t in user_error_types())

@@ -65,10 +65,9 @@ def train_and_score(family: str, data, overrides: dict, device: torch.device, la
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     t0 = time.perf_counter()
-    report = model.fit(data, device, progress=True)
+    report = model.fit(data.training_data(), device, progress=True)
     train_seconds = time.perf_counter() - t0
-    max_len = getattr(model.config, "max_len", 200)
-    result = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=max_len)
+    result = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length)
     m = result.metrics["all"]
     raw_user = dict(zip(data.users["user_idx"].tolist(), data.users["user_id"].tolist()))
     elapsed = 0.0

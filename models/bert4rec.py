@@ -37,16 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.data import PAD, HistoryBatch, SplitData
+from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
-from models.sasrec import TrainingWindows
+from models.sequence_windows import SequenceWindows
 from models.training import train_loop
 
 
@@ -304,6 +303,11 @@ class BERT4Rec(nn.Module):
             loss = loss + self.config.multitask_weight * (mse + bce)
         return loss
 
+    @property
+    def history_length(self) -> int:
+        """How many of the latest history items ``score`` reads."""
+        return self.config.max_len
+
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """Append [MASK] after each history and score it -> FloatTensor[B, n_items + 1]."""
@@ -321,9 +325,10 @@ class BERT4Rec(nn.Module):
 
     def fit(
         self,
-        data: SplitData,
+        data: TrainingData,
         device: torch.device,
         *,
+        side_inputs: dict | None = None,
         progress: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,
@@ -352,22 +357,16 @@ class BERT4Rec(nn.Module):
 class ClozeSequences:
     """Each user's training items, ratings and user index, cropped and Cloze-masked per epoch.
 
-    The crops come from SASRec's ``TrainingWindows`` run over training-row ids (row r + 1 of the
-    user-grouped table, so PAD stays 0), which are then looked up into items and ratings. Users
-    with a single training item are left out, as in SASRec.
+    The crops are the shared ``SequenceWindows`` over training-row ids, looked up into items,
+    ratings and users (row id 0, what PAD reads, has no item, no user, rating 0). Users with a
+    single training item are left out, as in SASRec.
     """
 
     def __init__(self, train: pd.DataFrame, max_len: int):
-        order = np.argsort(train["user_idx"].to_numpy(np.int64), kind="stable")
-        users = train["user_idx"].to_numpy(np.int64)[order]
-        # Row 0 is what PAD looks up: no item, no user, rating 0.
-        self.item = torch.as_tensor(np.r_[PAD, train["item_idx"].to_numpy(np.int64)[order]])
-        self.rating = torch.as_tensor(np.r_[0, train["rating"].to_numpy(np.float32)[order]])
-        self.rating = self.rating.float()
-        self.user = torch.as_tensor(np.r_[0, users])
-        bounds = np.flatnonzero(np.diff(users)) + 1
-        rows = np.split(np.arange(1, len(users) + 1), bounds) if len(users) else []
-        self.windows = TrainingWindows(dict(enumerate(rows)), max_len)
+        self.windows = SequenceWindows(train, max_len)
+        self.item = self.windows.column("item_idx").long()
+        self.rating = self.windows.column("rating").float()
+        self.user = self.windows.column("user_idx").long()
 
     def epoch_batches(self, config: BERT4RecConfig, generator: torch.Generator):
         """Yield (inputs, labels, users, ratings): LongTensor[b, w] x2, LongTensor[b],

@@ -52,6 +52,33 @@ class SplitData:
     def stage(self, stage: str) -> pd.DataFrame:
         return self.cases[self.cases["stage"] == stage].reset_index(drop=True)
 
+    def training_data(self) -> "TrainingData":
+        """What ``fit`` may see: everything but the test cases."""
+        return TrainingData(self.n_users, self.n_items, self.train, self.stage("valid"), self.items, self.users)
+
+
+@dataclass
+class TrainingData:
+    """What ``fit`` sees: the training part and the validation cases, never a test case.
+
+    train: columns TRAIN_COLUMNS, ordered by user then time (source order on ties).
+    valid_cases: columns CASE_COLUMNS, every row ``stage == "valid"``; they choose epochs and
+        hyper-parameters. Test cases are not here at all: only the evaluator gets them.
+    items / users: the catalogue and the users in index space, as in ``SplitData``.
+    """
+
+    n_users: int
+    n_items: int
+    train: pd.DataFrame
+    valid_cases: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        stages = set(self.valid_cases["stage"]) if len(self.valid_cases) else set()
+        if stages - {"valid"}:
+            raise ValueError(f"TrainingData takes validation cases only, got stages {sorted(stages)}")
+
     def train_sequences(self) -> dict[int, np.ndarray]:
         """user_idx -> chronological array of training item_idx."""
         users = self.train["user_idx"].to_numpy(np.int64)

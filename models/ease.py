@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.data import PAD, HistoryBatch, SplitData
+from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
 
 
@@ -25,11 +25,10 @@ class EASEConfig:
     n_items: int
     l2: float = 500.0  # λ used when l2_grid is empty
     l2_grid: tuple[float, ...] = (100.0, 250.0, 500.0, 1000.0, 2000.0)  # chosen on valid NDCG@10
-    max_len: int = 200  # history length the validation evaluator feeds to score
     eval_batch_size: int = 512
 
 
-def gram_matrix(data: SplitData, n_items: int, device: torch.device) -> torch.Tensor:
+def gram_matrix(data: TrainingData, n_items: int, device: torch.device) -> torch.Tensor:
     """XᵀX of the binary user × item training matrix -> FloatTensor[n_items + 1, n_items + 1].
 
     X is built sparse (repeat interactions count once), so memory follows the interactions.
@@ -65,11 +64,14 @@ class EASE(nn.Module):
         self.register_buffer("weights", torch.zeros(n, n))
         self.register_buffer("l2", torch.tensor(float(config.l2)))  # the λ actually used
 
+    history_length = None  # score reads the whole history (every item's row of B)
+
     def fit(
         self,
-        data: SplitData,
+        data: TrainingData,
         device: torch.device,
         *,
+        side_inputs: dict | None = None,
         progress: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,  # nothing to resume: each λ is one solve
@@ -82,7 +84,7 @@ class EASE(nn.Module):
         self.to(device)
         self.eval()
         gram = gram_matrix(data, self.config.n_items, device)
-        valid_cases = data.stage("valid")
+        valid_cases = data.valid_cases
         grid = tuple(self.config.l2_grid) if len(valid_cases) else ()
         grid = grid or (self.config.l2,)
 
@@ -99,7 +101,7 @@ class EASE(nn.Module):
                     self.config.n_items,
                     device=device,
                     batch_size=self.config.eval_batch_size,
-                    max_len=self.config.max_len,
+                    max_len=self.history_length,
                 )
                 valid = {k: float(v) for k, v in result.metrics["all"].items()}
             log = EpochLog(index, 0.0, valid, time.perf_counter() - tick)

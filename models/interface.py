@@ -3,12 +3,16 @@
 A family is one file in ``models/`` with a frozen config dataclass and an ``nn.Module`` that has:
 
 - ``__init__(config)``: builds the module from the config alone (so weights reload anywhere);
-- ``fit(data, device, *, progress=True, on_epoch=None, checkpoint_dir=None) -> FitReport``:
-  trains on ``data.train``, picks the best epoch on validation NDCG@10 of
-  ``data.stage("valid")``, leaves the best weights loaded, and resumes from
-  ``checkpoint_dir`` when a checkpoint is there;
+- ``fit(data: TrainingData, device, *, side_inputs=None, progress=True, on_epoch=None,
+  checkpoint_dir=None) -> FitReport``: trains on ``data.train``, picks the best epoch on
+  validation NDCG@10 of ``data.valid_cases``, leaves the best weights loaded, and resumes from
+  ``checkpoint_dir`` when a checkpoint is there. ``TrainingData`` holds no test case at all;
+  ``side_inputs`` holds what the family's spec asks for (``models.registry.FamilySpec``), e.g.
+  ``{"interaction_graph": InteractionGraph}``;
 - ``score(batch: HistoryBatch) -> Tensor[B, n_items + 1]``: scores of every item for each
   history (column 0 is padding and is never ranked); batched, no Python loop over users;
+- ``history_length``: how many of the latest history items ``score`` reads (None: all of them);
+  the evaluator and the served model cut histories to it;
 - ``state_dict()`` / ``load_state_dict()`` from ``nn.Module``.
 
 There is no base class to inherit from: this Protocol only documents and type-checks the shape.
@@ -22,7 +26,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from models.data import HistoryBatch, SplitData
+from models.data import HistoryBatch, TrainingData
 
 
 @dataclass
@@ -51,12 +55,14 @@ class FitReport:
 
 class Recommender(Protocol):
     config: Any
+    history_length: int | None
 
     def fit(
         self,
-        data: SplitData,
+        data: TrainingData,
         device: torch.device,
         *,
+        side_inputs: dict[str, Any] | None = None,
         progress: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,

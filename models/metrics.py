@@ -246,15 +246,16 @@ def evaluate(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 512,
-    max_len: int = 200,
+    max_len: int | None = 200,
     ks: Sequence[int] = (10, 20),
     top_n: int = 20,
     progress: bool = False,
 ) -> EvaluationResult:
     """Rank every case's target with ``score_fn`` and compute the metrics of every slice.
 
-    ``score_fn(batch) -> Tensor[B, n_items + 1]`` gets histories truncated to ``max_len`` (the
-    exclusion mask uses the full history). Cold-user cases reach the model as user 0 ("unknown"):
+    ``score_fn(batch) -> Tensor[B, n_items + 1]`` gets histories truncated to ``max_len`` (a
+    model's ``history_length``; None: the whole history, padded to the longest in ``cases``);
+    the exclusion mask always uses the full history. Cold-user cases reach the model as user 0 ("unknown"):
     they were removed from training, so their ids carry nothing learned. Runs under
     ``torch.inference_mode``.
     """
@@ -262,6 +263,8 @@ def evaluate(
         raise ValueError(f"top_n must be >= {COVERAGE_K} (coverage@{COVERAGE_K})")
     device = torch.device(device)
     feed = cases.reset_index(drop=True)
+    if max_len is None:
+        max_len = max(1, int(feed["history"].map(len).max())) if len(feed) else 1
     if "slice" in feed.columns:
         cold = (feed["slice"] == "cold_user").to_numpy()
         if cold.any():

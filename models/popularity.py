@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.data import HistoryBatch, SplitData
+from models.data import HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
 
 
@@ -28,11 +28,14 @@ class Popularity(nn.Module):
         self.config = config
         self.register_buffer("counts", torch.zeros(config.n_items + 1))
 
+    history_length = 1  # score reads no history; the evaluator still needs a column
+
     def fit(
         self,
-        data: SplitData,
+        data: TrainingData,
         device: torch.device,
         *,
+        side_inputs: dict | None = None,
         progress: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,  # nothing to resume: fitting is one count
@@ -49,10 +52,10 @@ class Popularity(nn.Module):
         self.counts[0] = 0.0
         self.eval()
 
-        valid_cases = data.stage("valid")
+        valid_cases = data.valid_cases
         valid: dict[str, float] = {}
         if len(valid_cases):
-            result = evaluate(self.score, valid_cases, self.config.n_items, device=device)
+            result = evaluate(self.score, valid_cases, self.config.n_items, device=device, max_len=self.history_length)
             valid = {k: float(v) for k, v in result.metrics["all"].items()}
         log = EpochLog(epoch=0, train_loss=0.0, valid=valid, seconds=time.perf_counter() - start)
         if on_epoch is not None:

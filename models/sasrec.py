@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.data import PAD, HistoryBatch, SplitData
+from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
+from models.sequence_windows import SequenceWindows
 from models.training import train_loop
 
 
@@ -177,6 +178,11 @@ class SASRec(nn.Module):
         neg_loss = -F.logsigmoid(-neg_logit).masked_fill(accidental, 0.0).sum(-1)
         return (pos_loss + neg_loss).mean()
 
+    @property
+    def history_length(self) -> int:
+        """How many of the latest history items ``score`` reads."""
+        return self.config.max_len
+
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """Hidden state at the latest position @ item embeddings -> FloatTensor[B, n_items + 1]."""
@@ -185,27 +191,29 @@ class SASRec(nn.Module):
 
     # ----- training ------------------------------------------------------------------------
 
-    def training_setup(self, data: SplitData) -> tuple[
+    def training_setup(self, data: TrainingData) -> tuple[
         Callable[[torch.Generator], Iterator[torch.Tensor]], Callable[[torch.Tensor], torch.Tensor]
     ]:
         """What ``fit`` hands the shared loop: ``epoch_batches(generator)``, which yields one
         epoch of LongTensor[b, w] training windows, and ``batch_loss(window)``, the loss of one.
         Also registers the training-popularity buffer that the sampled softmax draws from."""
-        windows = TrainingWindows(data.train_sequences(), self.config.max_len + 1)
+        windows = SequenceWindows(data.train, self.config.max_len + 1)
+        items = windows.column("item_idx")
         counts = torch.bincount(torch.as_tensor(data.train["item_idx"].to_numpy(np.int64, copy=True)), minlength=self.config.n_items + 1)
         counts[PAD] = 0
         # The sampled-softmax proposal Q: training popularity (not saved with the weights).
         self.register_buffer("sampling_probs", counts.float() / counts.sum().clamp_min(1), persistent=False)
         return (
-            lambda generator: windows.epoch_batches(self.config.batch_size, generator),
+            lambda generator: (items[rows] for rows in windows.epoch_batches(self.config.batch_size, generator)),
             lambda batch: self.loss(batch[:, :-1], batch[:, 1:]),
         )
 
     def fit(
         self,
-        data: SplitData,
+        data: TrainingData,
         device: torch.device,
         *,
+        side_inputs: dict | None = None,
         progress: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,
@@ -223,47 +231,3 @@ class SASRec(nn.Module):
             on_epoch=on_epoch,
             checkpoint_dir=checkpoint_dir,
         )
-
-
-class TrainingWindows:
-    """Each user's training sequence, cut per epoch to a window of at most ``width`` items.
-
-    Long sequences get a fresh random crop every epoch, so over the epochs every transition is
-    trained on; short ones are used whole. Windows are left-padded to ``width``.
-    """
-
-    def __init__(self, sequences: dict[int, np.ndarray], width: int):
-        seqs = [s for s in sequences.values() if len(s) >= 2]  # one item has no next item
-        self.width = width
-        self.flat = torch.as_tensor(np.concatenate(seqs) if seqs else np.zeros(0, np.int64))
-        self.lengths = torch.as_tensor([len(s) for s in seqs], dtype=torch.long)
-        self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
-
-    def epoch_batches(self, batch_size: int, generator: torch.Generator, bucket: int = 16):
-        """Yield LongTensor[b, w] windows for one epoch, w <= width.
-
-        Users are shuffled, then sorted by window length within groups of ``bucket`` batches,
-        and the batches are shuffled again: each batch holds windows of similar length, so the
-        columns that are padding in every row are cut off (attention cost grows with w²).
-        """
-        n = len(self.lengths)
-        if n == 0:
-            return
-        kept = self.lengths.clamp(max=self.width)
-        slack = self.lengths - kept
-        start = (torch.rand(n, generator=generator) * (slack + 1)).long().clamp(max=slack)
-        end = self.offsets + start + kept  # one past the window's last item, in flat
-        order = torch.randperm(n, generator=generator)
-        groups = order.split(batch_size * bucket)
-        batches = [
-            rows
-            for group in groups
-            for rows in group[kept[group].argsort(stable=True)].split(batch_size)
-        ]
-        for b in torch.randperm(len(batches), generator=generator).tolist():
-            rows = batches[b]
-            w = int(kept[rows].max())
-            column = torch.arange(w)
-            index = end[rows].unsqueeze(1) - w + column  # [b, w] flat positions
-            real = column >= (w - kept[rows]).unsqueeze(1)
-            yield torch.where(real, self.flat[index.clamp(min=0)], PAD)

@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.data import PAD, HistoryBatch, SplitData
+from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
+from models.sequence_windows import SequenceWindows
 from models.training import train_loop
 
 DAY = 86_400
@@ -285,6 +286,11 @@ class TemporalAttention(nn.Module):
         logits = hidden[target] @ self.item_emb.weight[1:].T  # [N, n_items]
         return F.cross_entropy(logits.float(), labels[target] - 1)
 
+    @property
+    def history_length(self) -> int:
+        """How many of the latest history items ``score`` reads."""
+        return self.config.max_len
+
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """Hidden state at the latest event @ item embeddings -> FloatTensor[B, n_items + 1]."""
@@ -299,85 +305,28 @@ class TemporalAttention(nn.Module):
 
     def fit(
         self,
-        data: SplitData,
+        data: TrainingData,
         device: torch.device,
         *,
+        side_inputs: dict | None = None,
         progress: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,
     ) -> FitReport:
         """Next-item training on every position of each user's (cropped) timed sequence."""
-        windows = TimedTrainingWindows.from_train(data.train, self.config.max_len + 1)
+        windows = SequenceWindows(data.train, self.config.max_len + 1)
+        items, timestamps = windows.column("item_idx"), windows.column("timestamp")
         batch_size = self.config.batch_size
         return train_loop(
             self,
             data,
             device,
             name="temporal_attention",
-            epoch_batches=lambda generator: windows.epoch_batches(batch_size, generator),
+            epoch_batches=lambda generator: (
+                (items[rows], timestamps[rows]) for rows in windows.epoch_batches(batch_size, generator)
+            ),
             batch_loss=lambda batch: self.loss(batch[0][:, :-1], batch[1][:, :-1], batch[0][:, 1:]),
             progress=progress,
             on_epoch=on_epoch,
             checkpoint_dir=checkpoint_dir,
         )
-
-
-class TimedTrainingWindows:
-    """Each user's training (item, timestamp) sequence, cut per epoch to at most ``width`` events.
-
-    The cropping of ``models.sasrec.TrainingWindows``, carrying timestamps along: long sequences
-    get a fresh random crop every epoch, short ones are used whole, windows are left-padded.
-    """
-
-    def __init__(self, items: np.ndarray, timestamps: np.ndarray, lengths: np.ndarray, width: int):
-        """items, timestamps: flat arrays, user after user, each user's events chronological;
-        lengths: events per user."""
-        keep = np.repeat(lengths >= 2, lengths)  # one event has no next item
-        self.width = width
-        self.items = torch.as_tensor(np.asarray(items, np.int64)[keep])
-        self.timestamps = torch.as_tensor(np.asarray(timestamps, np.int64)[keep])
-        self.lengths = torch.as_tensor(lengths[lengths >= 2], dtype=torch.long)
-        self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
-
-    @classmethod
-    def from_train(cls, train: pd.DataFrame, width: int) -> "TimedTrainingWindows":
-        """From ``SplitData.train`` (ordered by user then time; the stable sort keeps that)."""
-        users = train["user_idx"].to_numpy(np.int64)
-        order = np.argsort(users, kind="stable")
-        _, lengths = np.unique(users[order], return_counts=True)
-        return cls(
-            train["item_idx"].to_numpy(np.int64)[order],
-            train["timestamp"].to_numpy(np.int64)[order],
-            lengths,
-            width,
-        )
-
-    def epoch_batches(self, batch_size: int, generator: torch.Generator, bucket: int = 16):
-        """Yield (items, timestamps) LongTensor[b, w] pairs for one epoch, w <= width.
-
-        Batches hold windows of similar length (sorted within groups of ``bucket`` batches), so
-        columns that are padding in every row are cut off; timestamps are 0 where padded.
-        """
-        n = len(self.lengths)
-        if n == 0:
-            return
-        kept = self.lengths.clamp(max=self.width)
-        slack = self.lengths - kept
-        start = (torch.rand(n, generator=generator) * (slack + 1)).long().clamp(max=slack)
-        end = self.offsets + start + kept  # one past the window's last event
-        order = torch.randperm(n, generator=generator)
-        batches = [
-            rows
-            for group in order.split(batch_size * bucket)
-            for rows in group[kept[group].argsort(stable=True)].split(batch_size)
-        ]
-        for b in torch.randperm(len(batches), generator=generator).tolist():
-            rows = batches[b]
-            w = int(kept[rows].max())
-            column = torch.arange(w)
-            index = (end[rows].unsqueeze(1) - w + column).clamp(min=0)  # [b, w]
-            real = column >= (w - kept[rows]).unsqueeze(1)
-            yield (
-                torch.where(real, self.items[index], PAD),
-                torch.where(real, self.timestamps[index], 0),
-            )

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.data import SplitData
+from models.data import TrainingData
 from models.interface import EpochLog, FitReport
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -33,7 +33,7 @@ Batch = Any  # a tensor or a tuple of tensors, on the CPU
 
 def train_loop(
     model: nn.Module,
-    data: SplitData,
+    data: TrainingData,
     device: torch.device | str,
     *,
     name: str,
@@ -63,7 +63,7 @@ def train_loop(
     loss_fn = training_loss(cfg, batch_loss)
     bf16 = getattr(cfg, "mixed_precision", "none") == "bf16" and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
-    valid_cases = data.stage("valid")
+    valid_cases = data.valid_cases
 
     state = {"epoch": 0, "best_epoch": -1, "best_metric": -math.inf, "best_state": None,
              "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
@@ -103,7 +103,7 @@ def train_loop(
             model.eval()
             # fp32 scoring (no autocast): bf16 rounding would create ties, which rank against the target
             result = evaluate(model.score, valid_cases, cfg.n_items, device=device,
-                              batch_size=cfg.eval_batch_size, max_len=cfg.max_len)  # fmt: skip
+                              batch_size=cfg.eval_batch_size, max_len=model.history_length)  # fmt: skip
             valid = {k: float(v) for k, v in result.metrics["all"].items()}
             if valid["ndcg@10"] > state["best_metric"]:
                 state.update(best_metric=valid["ndcg@10"], best_epoch=epoch, bad_evals=0)

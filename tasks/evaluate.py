@@ -36,7 +36,7 @@ def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> 
         model.to(device).eval()
         started = time.perf_counter()
         result = evaluate(
-            model.score, test_cases, n_items, device=device, max_len=getattr(model.config, "max_len", 200), progress=True
+            model.score, test_cases, n_items, device=device, max_len=model.history_length, progress=True
         )
         elapsed = time.perf_counter() - started
         per_case = result.per_case.copy()

@@ -38,7 +38,7 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         self.raw_ids = np.zeros(int(item_map["item_idx"].max()) + 1, dtype=np.int64)
         self.raw_ids[item_map["item_idx"].to_numpy()] = item_map["item_id"].to_numpy()
         self.index_of = dict(zip(item_map["item_id"].tolist(), item_map["item_idx"].tolist()))
-        self.max_len = int(getattr(self.model.config, "max_len", 200))
+        self.history_length = self.model.history_length  # None: the whole history
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", 10))
@@ -50,9 +50,10 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         known = [[(self.index_of[i], t) for i, t in zip(h, ts) if i in self.index_of] for h, ts in zip(raw, times)]
         histories = [[i for i, _ in pairs] for pairs in known]
         unknown = [len(h) - len(pairs) for h, pairs in zip(raw, known)]
+        width = self.history_length or max(1, max((len(h) for h in histories), default=1))
         batch = HistoryBatch(
-            items=left_pad(histories, self.max_len),
-            timestamps=left_pad([[t for _, t in pairs] for pairs in known], self.max_len),
+            items=left_pad(histories, width),
+            timestamps=left_pad([[t for _, t in pairs] for pairs in known], width),
             users=torch.zeros(len(histories), dtype=torch.long),
         )
         with torch.inference_mode():

@@ -43,7 +43,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def trained(planted_split):
     model = BERT4Rec(_config(planted_split.n_items, max_epochs=20, patience=20))
-    report = model.fit(planted_split, CPU, progress=False)
+    report = model.fit(planted_split.training_data(), CPU, progress=False)
     return model, report
 
 
@@ -171,7 +171,7 @@ def test_loss_decreases_during_training(trained):
 def test_beats_popularity_on_planted_sequences(trained, planted_split):
     model, _ = trained
     popularity = Popularity(PopularityConfig(planted_split.n_items))
-    popularity.fit(planted_split, CPU, progress=False)
+    popularity.fit(planted_split.training_data(), CPU, progress=False)
     test = planted_split.stage("test")
     bert4rec_ndcg, popularity_ndcg = (
         evaluate(m.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
@@ -192,8 +192,8 @@ def test_save_load_round_trip_gives_identical_scores(trained, tmp_path):
 def test_seeded_fits_give_identical_weights(planted_split):
     n = planted_split.n_items
     first, second = BERT4Rec(_config(n)), BERT4Rec(_config(n))
-    first.fit(planted_split, CPU, progress=False)
-    second.fit(planted_split, CPU, progress=False)
+    first.fit(planted_split.training_data(), CPU, progress=False)
+    second.fit(planted_split.training_data(), CPU, progress=False)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -213,7 +213,7 @@ def test_user_embedding_changes_the_loss_and_fits(planted_split):
     with_users = BERT4Rec(_config(30, dropout=0.0, use_user_embedding=True, n_users=10)).eval()
     assert with_users.loss(*batch) != plain.loss(*batch)
     config = _config(planted_split.n_items, use_user_embedding=True, n_users=planted_split.n_users)
-    report = BERT4Rec(config).fit(planted_split, CPU, progress=False)
+    report = BERT4Rec(config).fit(planted_split.training_data(), CPU, progress=False)
     assert all(torch.isfinite(torch.tensor(e.train_loss)) for e in report.epochs)
 
 
@@ -236,7 +236,7 @@ def test_multitask_heads_change_the_loss_and_fit(planted_split):
     with pytest.raises(ValueError, match="ratings"):
         multitask.loss(*batch[:3])
     report = BERT4Rec(_config(planted_split.n_items, multitask_weight=0.5)).fit(
-        planted_split, CPU, progress=False
+        planted_split.training_data(), CPU, progress=False
     )
     assert report.epochs[-1].train_loss < report.epochs[0].train_loss
 

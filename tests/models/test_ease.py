@@ -30,14 +30,14 @@ def test_weights_match_numpy_closed_form(make_split):
 
 def test_diagonal_is_zero(planted_split):
     model = EASE(EASEConfig(planted_split.n_items, l2_grid=()))
-    model.fit(planted_split, CPU, progress=False)
+    model.fit(planted_split.training_data(), CPU, progress=False)
     assert model.weights.abs().sum() > 0
     assert torch.all(model.weights.diagonal() == 0)
 
 
 def test_score_is_multi_hot_history_times_weights(planted_split):
     model = EASE(EASEConfig(planted_split.n_items, l2_grid=()))
-    model.fit(planted_split, CPU, progress=False)
+    model.fit(planted_split.training_data(), CPU, progress=False)
     items = torch.tensor([[0, 0, 3, 5], [1, 2, 2, 4]])  # padding and a repeat count once
     users = torch.zeros(2, dtype=torch.long)
     scores = model.score(HistoryBatch(items, torch.zeros_like(items), users))
@@ -48,7 +48,7 @@ def test_score_is_multi_hot_history_times_weights(planted_split):
 def test_picks_l2_with_best_valid_ndcg(planted_split):
     grid = (0.5, 50.0, 5000.0)
     model = EASE(EASEConfig(planted_split.n_items, l2_grid=grid))
-    report = model.fit(planted_split, CPU, progress=False)
+    report = model.fit(planted_split.training_data(), CPU, progress=False)
     ndcgs = [e.valid["ndcg@10"] for e in report.epochs]
     assert [e.epoch for e in report.epochs] == [0, 1, 2]
     assert len(set(ndcgs)) > 1  # the grid matters on this data

@@ -12,7 +12,7 @@ def _batch(items: list[list[int]]) -> HistoryBatch:
 
 def test_scores_equal_train_counts(planted_split):
     model = Popularity(PopularityConfig(planted_split.n_items))
-    model.fit(planted_split, torch.device("cpu"), progress=False)
+    model.fit(planted_split.training_data(), torch.device("cpu"), progress=False)
     counts = np.bincount(planted_split.train["item_idx"], minlength=planted_split.n_items + 1)
     scores = model.score(_batch([[0, 1], [3, 4]]))
     assert scores.shape == (2, planted_split.n_items + 1)
@@ -23,7 +23,7 @@ def test_scores_equal_train_counts(planted_split):
 def test_fit_reports_one_epoch_with_valid_metrics(planted_split):
     seen = []
     report = Popularity(PopularityConfig(planted_split.n_items)).fit(
-        planted_split, torch.device("cpu"), progress=False, on_epoch=seen.append
+        planted_split.training_data(), torch.device("cpu"), progress=False, on_epoch=seen.append
     )
     assert [e.epoch for e in report.epochs] == [0] and seen == report.epochs
     assert report.epochs[0].train_loss == 0.0

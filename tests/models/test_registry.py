@@ -45,7 +45,7 @@ def test_config_from_dict_turns_lists_into_tuples():
 @pytest.mark.parametrize("family", list(MODEL_FAMILIES))
 def test_save_load_round_trip_gives_identical_scores(family, planted_split, tmp_path):
     model = build_model(family, planted_split.n_items, FIT_OVERRIDES[family])
-    model.fit(planted_split, torch.device("cpu"), progress=False)
+    model.fit(planted_split.training_data(), torch.device("cpu"), progress=False)
     save_model(tmp_path / "model.pt", family, model)
 
     loaded_family, loaded = load_model(tmp_path / "model.pt")

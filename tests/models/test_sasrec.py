@@ -5,7 +5,7 @@ import torch
 from models.data import PAD, HistoryBatch
 from models.metrics import evaluate
 from models.popularity import Popularity, PopularityConfig
-from models.sasrec import SASRec, SASRecConfig, TrainingWindows
+from models.sasrec import SASRec, SASRecConfig
 from models.training import CHECKPOINT_NAME
 
 CPU = torch.device("cpu")
@@ -24,7 +24,7 @@ def _batch(items) -> HistoryBatch:
 @pytest.fixture(scope="module")
 def trained(planted_split):
     model = SASRec(_config(planted_split.n_items, max_epochs=15, patience=3))
-    report = model.fit(planted_split, CPU, progress=False)
+    report = model.fit(planted_split.training_data(), CPU, progress=False)
     return model, report
 
 
@@ -80,15 +80,6 @@ def test_loss_ignores_padding_labels():
     torch.testing.assert_close(one_label, -torch.log_softmax(logits, 0)[3])
 
 
-def test_training_windows_are_latest_items_left_padded_when_short():
-    sequences = {1: np.array([1, 2, 3]), 2: np.array([4, 5, 6, 7, 8]), 3: np.array([9])}
-    windows = TrainingWindows(sequences, 4)
-    rows = torch.cat([b for b in windows.epoch_batches(8, torch.Generator().manual_seed(0))])
-    rows = sorted(tuple(r.tolist()) for r in rows)  # user 3 has no next item: dropped
-    assert rows[0] == (PAD, 1, 2, 3)
-    assert rows[1] in {(4, 5, 6, 7), (5, 6, 7, 8)}  # a random crop of the long sequence
-
-
 def test_loss_decreases_during_training(trained):
     _, report = trained
     assert report.epochs[-1].train_loss < 0.5 * report.epochs[0].train_loss
@@ -97,7 +88,7 @@ def test_loss_decreases_during_training(trained):
 def test_beats_popularity_on_planted_sequences(trained, planted_split):
     model, _ = trained
     popularity = Popularity(PopularityConfig(planted_split.n_items))
-    popularity.fit(planted_split, CPU, progress=False)
+    popularity.fit(planted_split.training_data(), CPU, progress=False)
     test = planted_split.stage("test")
     sasrec_ndcg, popularity_ndcg = (
         evaluate(m.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
@@ -114,15 +105,15 @@ def test_best_epoch_weights_are_loaded_after_fit(trained, planted_split):
 
 def test_early_stopping_after_patience_evaluations_without_improvement(planted_split):
     model = SASRec(_config(planted_split.n_items, lr=0.0, max_epochs=10, patience=2))
-    report = model.fit(planted_split, CPU, progress=False)  # lr 0: valid NDCG never improves
+    report = model.fit(planted_split.training_data(), CPU, progress=False)  # lr 0: valid NDCG never improves
     assert report.stopped_early and [e.epoch for e in report.epochs] == [0, 1, 2]
     assert report.best_epoch == 0
 
 
 def test_seeded_fits_give_identical_weights(planted_split):
     first, second = SASRec(_config(planted_split.n_items)), SASRec(_config(planted_split.n_items))
-    first.fit(planted_split, CPU, progress=False)
-    second.fit(planted_split, CPU, progress=False)
+    first.fit(planted_split.training_data(), CPU, progress=False)
+    second.fit(planted_split.training_data(), CPU, progress=False)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -130,14 +121,14 @@ def test_seeded_fits_give_identical_weights(planted_split):
 def test_resume_from_checkpoint_continues_at_next_epoch(planted_split, tmp_path):
     n = planted_split.n_items
     straight = SASRec(_config(n, max_epochs=3, patience=100))
-    straight.fit(planted_split, CPU, progress=False)
+    straight.fit(planted_split.training_data(), CPU, progress=False)
 
     interrupted = SASRec(_config(n, max_epochs=2, patience=100))
-    interrupted.fit(planted_split, CPU, progress=False, checkpoint_dir=tmp_path)
+    interrupted.fit(planted_split.training_data(), CPU, progress=False, checkpoint_dir=tmp_path)
     assert (tmp_path / CHECKPOINT_NAME).exists()
     resumed, seen = SASRec(_config(n, max_epochs=3, patience=100)), []
     report = resumed.fit(
-        planted_split, CPU, progress=False, on_epoch=seen.append, checkpoint_dir=tmp_path
+        planted_split.training_data(), CPU, progress=False, on_epoch=seen.append, checkpoint_dir=tmp_path
     )
 
     assert [e.epoch for e in seen] == [2]
@@ -151,7 +142,7 @@ def test_resume_from_checkpoint_continues_at_next_epoch(planted_split, tmp_path)
 @pytest.mark.parametrize("loss, bar", [("sampled", 0.4), ("gbce", 0.09)])
 def test_sampled_losses_learn_the_planted_sequences(planted_split, loss, bar):
     config = _config(planted_split.n_items, loss=loss, n_negatives=32, lr=1e-2, max_epochs=25, patience=5)
-    report = SASRec(config).fit(planted_split, CPU, progress=False)
+    report = SASRec(config).fit(planted_split.training_data(), CPU, progress=False)
     assert report.epochs[-1].train_loss < report.epochs[0].train_loss
     assert report.best_valid["ndcg@10"] > bar
 
@@ -254,9 +245,9 @@ def test_compiled_fit_trains_like_eager(planted_split, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", counting_compile)
     n = planted_split.n_items
-    eager_report = SASRec(_config(n, **COMPILE_CASE)).fit(planted_split, CPU, progress=False)
+    eager_report = SASRec(_config(n, **COMPILE_CASE)).fit(planted_split.training_data(), CPU, progress=False)
     assert compiles == []
-    compiled_report = SASRec(_config(n, **COMPILE_CASE, compile=True)).fit(planted_split, CPU, progress=False)
+    compiled_report = SASRec(_config(n, **COMPILE_CASE, compile=True)).fit(planted_split.training_data(), CPU, progress=False)
     assert len(compiles) == 1
 
     assert len(compiled_report.epochs) == len(eager_report.epochs) == 2

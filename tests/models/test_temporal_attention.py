@@ -8,7 +8,6 @@ from models.temporal_attention import (
     DAY,
     TemporalAttention,
     TemporalAttentionConfig,
-    TimedTrainingWindows,
     interval_buckets,
     seasonal_features,
     weekday_and_month,
@@ -39,7 +38,7 @@ def _irregular_times(n: int, start: int = T0) -> list[int]:
 @pytest.fixture(scope="module")
 def trained(planted_split):
     model = TemporalAttention(_config(planted_split.n_items, max_epochs=10, patience=3))
-    report = model.fit(planted_split, CPU, progress=False)
+    report = model.fit(planted_split.training_data(), CPU, progress=False)
     return model, report
 
 
@@ -160,21 +159,6 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(grads[0], grads[1])
 
 
-def test_training_windows_carry_aligned_timestamps():
-    windows = TimedTrainingWindows(
-        items=torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9]).numpy(),
-        timestamps=torch.tensor([10, 20, 30, 40, 50, 60, 70, 80, 90]).numpy(),
-        lengths=torch.tensor([3, 5, 1]).numpy(),
-        width=4,
-    )
-    pairs = [p for p in windows.epoch_batches(8, torch.Generator().manual_seed(0))]
-    items = torch.cat([p[0] for p in pairs])
-    times = torch.cat([p[1] for p in pairs])
-    rows = sorted(zip(map(tuple, items.tolist()), map(tuple, times.tolist())))
-    assert rows[0] == ((0, 1, 2, 3), (0, 10, 20, 30))  # the last user has no next item
-    assert rows[1] in {((4, 5, 6, 7), (40, 50, 60, 70)), ((5, 6, 7, 8), (50, 60, 70, 80))}
-
-
 def test_loss_decreases_during_training(trained):
     _, report = trained
     assert report.epochs[-1].train_loss < 0.6 * report.epochs[0].train_loss
@@ -183,7 +167,7 @@ def test_loss_decreases_during_training(trained):
 def test_beats_popularity_on_planted_sequences(trained, planted_split):
     model, _ = trained
     popularity = Popularity(PopularityConfig(planted_split.n_items))
-    popularity.fit(planted_split, CPU, progress=False)
+    popularity.fit(planted_split.training_data(), CPU, progress=False)
     test = planted_split.stage("test")
     model_ndcg, popularity_ndcg = (
         evaluate(m.score, test, planted_split.n_items).metrics["all"]["ndcg@10"]
@@ -205,7 +189,7 @@ def test_save_load_round_trip_gives_identical_scores(trained, tmp_path):
 def test_seeded_fits_give_identical_weights(planted_split):
     config = _config(planted_split.n_items, max_epochs=1)
     first, second = TemporalAttention(config), TemporalAttention(config)
-    first.fit(planted_split, CPU, progress=False)
-    second.fit(planted_split, CPU, progress=False)
+    first.fit(planted_split.training_data(), CPU, progress=False)
+    second.fit(planted_split.training_data(), CPU, progress=False)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name

@@ -1,4 +1,9 @@
-"""Model families by name, and saving/loading trained models as config + state_dict.
+"""Every model family, as one spec each, and saving/loading trained models as config + state_dict.
+
+A family spec says everything the pipeline needs to know about a family: its config class, its
+module, where it trains (resource profile) and what it consumes besides the split (side inputs).
+The training task, the CLI's model list, config validation and the serialization test all read
+``FAMILIES``; nothing else lists families. Adding a family is one model file plus one entry here.
 
 A saved model is ``{"family", "config": asdict(config), "state_dict", "format_version"}``; it is
 rebuilt from its config, never unpickled as a module.
@@ -6,38 +11,76 @@ rebuilt from its config, never unpickled as a module.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from models.bert4rec import BERT4Rec, BERT4RecConfig
+from models.content.content_knn import ContentKNN, ContentKNNConfig
 from models.ease import EASE, EASEConfig
+from models.ensemble import Ensemble, EnsembleConfig
+from models.graph.lightgcn import LightGCN, LightGCNConfig
 from models.popularity import Popularity, PopularityConfig
 from models.sasrec import SASRec, SASRecConfig
 from models.temporal_attention import TemporalAttention, TemporalAttentionConfig
 
 FORMAT_VERSION = 1
 
+Resources = Literal["cpu", "small_gpu", "large_gpu"]
+SIDE_INPUTS = ("interaction_graph", "item_text_embeddings")
+
 
 class ConfigError(ValueError):
     """A model name or config field that does not exist, or a value the family cannot take."""
 
-MODEL_FAMILIES: dict[str, tuple[type, type]] = {
-    "popularity": (PopularityConfig, Popularity),
-    "ease": (EASEConfig, EASE),
-    "sasrec": (SASRecConfig, SASRec),
-    "bert4rec": (BERT4RecConfig, BERT4Rec),
-    "temporal_attention": (TemporalAttentionConfig, TemporalAttention),
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str  # what --models and the results table call it
+    config: type  # the frozen config dataclass (first field n_items)
+    module: type  # the nn.Module built from that config
+    resources: Resources  # where its training task runs
+    side_inputs: tuple[str, ...] = ()  # computed once per catalogue, handed to fit(side_inputs=...)
+    trainable: bool = True  # False: built from other trained models (the ensemble), not by --models
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.name: spec
+    for spec in (
+        FamilySpec("popularity", PopularityConfig, Popularity, "cpu"),
+        FamilySpec("ease", EASEConfig, EASE, "small_gpu"),
+        FamilySpec("sasrec", SASRecConfig, SASRec, "large_gpu"),
+        FamilySpec("bert4rec", BERT4RecConfig, BERT4Rec, "large_gpu"),
+        FamilySpec("temporal_attention", TemporalAttentionConfig, TemporalAttention, "large_gpu"),
+        FamilySpec("lightgcn", LightGCNConfig, LightGCN, "small_gpu", side_inputs=("interaction_graph",)),
+        FamilySpec("content_knn", ContentKNNConfig, ContentKNN, "cpu", side_inputs=("item_text_embeddings",)),
+        FamilySpec("ensemble", EnsembleConfig, Ensemble, "cpu", trainable=False),
+    )
 }
+# (config class, module class) by name: the view models.ensemble reads.
+MODEL_FAMILIES: dict[str, FamilySpec] = FAMILIES
+
+
+def trainable_families() -> list[str]:
+    """The names ``--models`` takes, in registry order."""
+    return [name for name, spec in FAMILIES.items() if spec.trainable]
 
 
 def _family(family: str) -> tuple[type, type]:
-    if family not in MODEL_FAMILIES:
-        raise ConfigError(f"unknown model {family!r}; known: {', '.join(MODEL_FAMILIES)}")
-    return MODEL_FAMILIES[family]
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model {family!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[family].config, FAMILIES[family].module
+
+
+def check_config(family: str, overrides: dict[str, Any]) -> None:
+    """Raise ConfigError unless ``overrides`` build a valid config for ``family`` (any catalogue):
+    every field known, every value accepted by the config's own checks."""
+    config_cls, _ = _family(family)
+    placeholders = {"n_items": 2} | ({"n_users": 2} if "n_users" in {f.name for f in fields(config_cls)} else {})
+    config_from_dict(family, {**placeholders, **{k: v for k, v in overrides.items() if k not in placeholders}})
 
 
 def config_from_dict(family: str, values: dict[str, Any]) -> Any:

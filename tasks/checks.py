@@ -14,7 +14,7 @@ from flytekit import task
 
 from tasks.errors import UserError
 from tasks.local_state import forget_missing_outputs
-from tasks.train import check_model_names, load_model_config
+from tasks.train import check_model_configs, check_model_names, load_model_config
 
 SOURCES = ("synthetic", "movielens", "movielens-download", "generic")
 SPLIT_MODES = ("standard", "pipeline")
@@ -34,10 +34,12 @@ def _check_data_options(source: str, split_mode: str) -> None:
 
 @task(cache=False)
 def check_run_inputs(models: list[str], model_config: str, split_mode: str, source: str) -> CheckedInputs:
-    """Check every model name, the config, the split mode and the source; resolve the config."""
+    """Check every model name, every config field of every requested family, the split mode and
+    the source; resolve the config. Runs before any data moves."""
     forget_missing_outputs()
     check_model_names(models)
     resolved = load_model_config(model_config)
+    check_model_configs(models, resolved)
     _check_data_options(source, split_mode)
     return CheckedInputs(models, yaml.safe_dump(resolved, sort_keys=True))
 

@@ -19,8 +19,10 @@ CACHE_VERSION = "2026.12.01-1"
 DATA_CACHE = Cache(version=CACHE_VERSION)
 TRAIN_CACHE = Cache(version=CACHE_VERSION)
 
-# Data tasks ask for CPU and memory only; training tasks ask for a GPU of a named kind.
+# Data tasks ask for CPU and memory only; training tasks ask for what their family's spec says
+# (models.registry.FamilySpec.resources): CPU only, or a GPU of a named kind.
 DATA_RESOURCES = {"requests": Resources(cpu="2", mem="4Gi")}
+CPU_TRAINING = {"requests": Resources(cpu="4", mem="8Gi"), "limits": Resources(mem="16Gi")}
 SMALL_GPU = {
     "requests": Resources(cpu="4", mem="16Gi", gpu="1"),
     "limits": Resources(gpu="1", mem="24Gi"),

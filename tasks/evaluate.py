@@ -13,7 +13,7 @@ from tasks.common import SMALL_GPU, TRAIN_CACHE, ModelEvaluation, Table, Trained
 
 
 @task(cache=TRAIN_CACHE, retries=1, enable_deck=True, **SMALL_GPU)
-def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> list[ModelEvaluation]:
+def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table) -> list[ModelEvaluation]:
     """Score each model's test cases against the whole catalogue.
 
     Writes per model a parquet of every test case (case id, user, target, rank, ranked top-20 item
@@ -25,7 +25,7 @@ def evaluate_models(trained: list[TrainedModel], cases: Table, items: Table) -> 
     from tasks.plots import learning_curve, png_html, results_table
 
     device = pick_device()
-    test_cases = cases[cases["stage"] == "test"].reset_index(drop=True)
+    test_cases = test_cases.reset_index(drop=True)
     n_items = int(items["item_idx"].max())
     raw_id = np.zeros(n_items + 1, dtype=np.int64)  # item_idx -> raw item id; 0 stays 0 (no item)
     raw_id[items["item_idx"].to_numpy()] = items["item_id"].to_numpy()

@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from flytekit import task
@@ -23,6 +24,11 @@ from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation, TrainedMo
 EXPERIMENT = "cinesync"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PYFUNC_REQUIREMENTS = ["torch==2.13.0", "pandas==3.1.1", "numpy==2.4.6", "pyarrow==25.0.1", "cinesync"]
+
+
+class TrackedRun(NamedTuple):
+    results: pd.DataFrame  # one row per model and slice
+    runs: str  # JSON {"execution_key", "parent_run_id", "models": {family: {"run_id", "model_uri"}}}
 
 
 def tracking_uri() -> str:
@@ -71,14 +77,14 @@ def log_model_run(
                 mlflow.log_artifact(str(tmp / name))
         mlflow.log_artifact(weights, artifact_path="weights")
         mlflow.log_artifact(evaluation.predictions.download(), artifact_path="predictions")
-        mlflow.pyfunc.log_model(
+        logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=TopKRecommender(),
             artifacts={"weights": weights, "item_map": str(item_map)},
             pip_requirements=PYFUNC_REQUIREMENTS,
             signature=SIGNATURE,
         )
-        return run.info.run_id
+        return {"run_id": run.info.run_id, "model_uri": logged.model_uri}
 
 
 def _n_rows(parquet: Path) -> int:
@@ -102,8 +108,8 @@ def track_in_mlflow(
     items: pd.DataFrame,
     trained: list[TrainedModel],
     evaluations: list[ModelEvaluation],
-) -> pd.DataFrame:
-    """Log the whole execution to MLflow and return the results table (model x slice).
+) -> TrackedRun:
+    """Log the whole execution to MLflow; return the results table (model x slice) and the runs.
 
     Quarantined rows (if any) are logged under the parent run's ``quarantine/`` artifacts.
     """
@@ -117,6 +123,7 @@ def track_in_mlflow(
     by_family = {t.family: t for t in trained}
     fit_reports = {t.family: json.loads(open(t.fit_report.download()).read()) for t in trained}
     table = results_table(evaluations, fit_reports, {t.family: t.train_seconds for t in trained})
+    runs: dict[str, dict] = {}
     with mlflow.start_run(run_name=f"pipeline-{info.name}") as parent:
         mlflow.set_tags(
             {
@@ -145,7 +152,11 @@ def track_in_mlflow(
             table.to_csv(results, index=False)
             mlflow.log_artifact(str(results))
             for evaluation in evaluations:
-                log_model_run(by_family[evaluation.family], evaluation, fit_reports[evaluation.family], item_map, parent.info.run_id)
+                runs[evaluation.family] = log_model_run(
+                    by_family[evaluation.family], evaluation, fit_reports[evaluation.family], item_map, parent.info.run_id
+                )
     overall = table[table["slice"] == "all"]
     print(f"MLflow run {parent.info.run_id} ({tracking_uri()}):\n" + overall.to_string(index=False))
-    return table
+    # local executions all share the Flyte id "local": the parent run tells them apart
+    key = parent.info.run_id if flyte_id == "local" else flyte_id
+    return TrackedRun(table, json.dumps({"execution_key": key, "parent_run_id": parent.info.run_id, "models": runs}))

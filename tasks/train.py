@@ -1,9 +1,11 @@
-"""Training: one Flyte task per model family, each on a GPU node; CUDA when present, else CPU.
+"""Training: one Flyte task per resource profile (CPU, small GPU, large GPU); CUDA when present.
 
-Every task is the same few lines: rebuild the split, build the family from its config (defaults
-in ``models/``, overridden by the run's YAML), ``fit`` with early stopping on validation, and
-return the weights as a file. The ``train_models`` dynamic fans the requested families out into
-parallel branches.
+The ``train_models`` dynamic reads each requested family's spec (``models.registry.FAMILIES``):
+it computes the side inputs the requested families name, once each, and sends every family to the
+training task of its resource profile with exactly the side inputs its spec names. Each training
+task is the same few lines: rebuild the training data (training part + validation cases; no
+test case reaches it), build the family from its config (defaults in ``models/``, overridden by
+the run's YAML), ``fit`` with early stopping on validation, and return the weights as a file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flytekit.types.file import FlyteFile
 
 from tasks.common import (
     CACHE_VERSION,
+    CPU_TRAINING,
     DATA_RESOURCES,
     LARGE_GPU,
     SMALL_GPU,
@@ -31,6 +34,7 @@ from tasks.common import (
 )
 from tasks.errors import UserError, user_errors
 from tasks.local_state import checkpoint_dir
+from tasks.side_inputs import interaction_graph, item_text_embeddings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "workflows" / "configs"
 
@@ -55,33 +59,64 @@ def load_model_config(spec: str) -> dict[str, dict]:
         raise UserError(
             f"model config {spec!r} must map family names to overrides, e.g. 'sasrec: {{dim: 64}}'"
         )
-    unknown = sorted(set(config) - set(TRAIN_TASKS))
+    from models.registry import FAMILIES
+
+    unknown = sorted(set(config) - set(FAMILIES))
     if unknown:
-        raise UserError(f"model config names unknown model(s) {unknown}; known: {sorted(TRAIN_TASKS)}")
+        raise UserError(f"model config names unknown model(s) {unknown}; known: {sorted(FAMILIES)}")
     return {family: dict(overrides or {}) for family, overrides in config.items()}
 
 
-def split_data(train: pd.DataFrame, cases: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame):
-    """Rebuild the in-memory split (``models.data.SplitData``) from the four tables the split task wrote."""
-    from models.data import SplitData
+def check_model_names(models: list[str]) -> None:
+    from models.registry import trainable_families
 
-    return SplitData(
+    known = trainable_families()
+    unknown = [m for m in models if m not in known]
+    if unknown or not models:
+        hint = "; the ensemble is fitted on the members by itself" if "ensemble" in unknown else ""
+        raise UserError(f"unknown model(s) {unknown or '(none given)'}; known: {', '.join(known)}{hint}")
+
+
+def check_model_configs(models: list[str], config: dict[str, dict]) -> None:
+    """Every field of every requested family's overrides, checked before any data moves."""
+    from models.registry import check_config
+
+    for family in models:
+        with user_errors():
+            check_config(family, config.get(family, {}))
+
+
+def training_data(train: pd.DataFrame, valid_cases: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame):
+    """Rebuild what ``fit`` sees (``models.data.TrainingData``) from the split task's tables."""
+    from models.data import TrainingData
+
+    return TrainingData(
         n_users=int(users["user_idx"].max()) if len(users) else 0,
         n_items=int(items["item_idx"].max()),
         train=train,
-        cases=cases,
+        valid_cases=valid_cases,
         items=items,
         users=users,
     )
 
 
+def load_side_inputs(files: dict[str, FlyteFile]) -> dict:
+    """Side-input files (by name) -> the objects ``fit`` takes."""
+    from models.content.item_text import ItemTextEmbeddings
+    from models.graph.interaction_graph import InteractionGraph
+
+    loaders = {"interaction_graph": InteractionGraph.load, "item_text_embeddings": ItemTextEmbeddings.load}
+    return {name: loaders[name](file.download()) for name, file in files.items()}
+
+
 def fit_family(
     family: str,
     train: pd.DataFrame,
-    cases: pd.DataFrame,
+    valid_cases: pd.DataFrame,
     items: pd.DataFrame,
     users: pd.DataFrame,
     model_config: str,
+    side_inputs: dict[str, FlyteFile],
 ) -> TrainedModel:
     """Train ``family`` and return its weights file and learning curve.
 
@@ -93,15 +128,20 @@ def fit_family(
     from models.registry import build_model, save_model
 
     overrides = load_model_config(model_config).get(family, {})
-    data = split_data(train, cases, items, users)
+    data = training_data(train, valid_cases, items, users)
     device = pick_device()
     seed_everything(int(overrides.get("seed", 0)))
     with user_errors():
         model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
-    checkpoints = _checkpoint_folder(family, overrides, (train, cases, items, users))
+    checkpoints = _checkpoint_folder(family, overrides, (train, valid_cases, items, users))
     started = time.perf_counter()
     report = model.fit(
-        data, device, progress=True, checkpoint_dir=checkpoints, on_epoch=lambda _: _save_checkpoints(checkpoints)
+        data,
+        device,
+        side_inputs=load_side_inputs(side_inputs),
+        progress=True,
+        checkpoint_dir=checkpoints,
+        on_epoch=lambda _: _save_checkpoints(checkpoints),
     )
     seconds = time.perf_counter() - started
     out = work_dir(f"trained-{family}")
@@ -154,60 +194,60 @@ def _flyte_checkpoint():
         return None  # local runs without a checkpoint store
 
 
-@task(cache=TRAIN_CACHE, retries=2, **SMALL_GPU)
-def train_popularity(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
-    """Most-popular baseline: item counts in the training part."""
-    return fit_family("popularity", train, cases, items, users, model_config)
+# One training task per resource profile: the same code, different nodes.
+
+
+@task(cache=TRAIN_CACHE, retries=2, **CPU_TRAINING)
+def train_on_cpu(
+    family: str, train: Table, valid_cases: Table, items: Table, users: Table, model_config: str,
+    side_inputs: dict[str, FlyteFile],
+) -> TrainedModel:  # fmt: skip
+    """Train a family whose spec runs on CPU nodes (counting and nearest-neighbour baselines)."""
+    return fit_family(family, train, valid_cases, items, users, model_config, side_inputs)
 
 
 @task(cache=TRAIN_CACHE, retries=2, **SMALL_GPU)
-def train_ease(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
-    """EASE item-item baseline (closed form, L2 chosen on validation)."""
-    return fit_family("ease", train, cases, items, users, model_config)
+def train_on_small_gpu(
+    family: str, train: Table, valid_cases: Table, items: Table, users: Table, model_config: str,
+    side_inputs: dict[str, FlyteFile],
+) -> TrainedModel:  # fmt: skip
+    """Train a family whose spec asks for a small GPU (closed-form and graph models)."""
+    return fit_family(family, train, valid_cases, items, users, model_config, side_inputs)
 
 
 @task(cache=TRAIN_CACHE, retries=2, **LARGE_GPU)
-def train_sasrec(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
-    """SASRec: causal transformer over item sequences, full-softmax cross-entropy."""
-    return fit_family("sasrec", train, cases, items, users, model_config)
+def train_on_large_gpu(
+    family: str, train: Table, valid_cases: Table, items: Table, users: Table, model_config: str,
+    side_inputs: dict[str, FlyteFile],
+) -> TrainedModel:  # fmt: skip
+    """Train a family whose spec asks for a large GPU (transformers over sequences)."""
+    return fit_family(family, train, valid_cases, items, users, model_config, side_inputs)
 
 
-@task(cache=TRAIN_CACHE, retries=2, **LARGE_GPU)
-def train_bert4rec(train: Table, cases: Table, items: Table, users: Table, model_config: str = "") -> TrainedModel:
-    """BERT4Rec: bidirectional transformer trained with Cloze masking."""
-    return fit_family("bert4rec", train, cases, items, users, model_config)
-
-
-@task(cache=TRAIN_CACHE, retries=2, **LARGE_GPU)
-def train_temporal_attention(
-    train: Table, cases: Table, items: Table, users: Table, model_config: str = ""
-) -> TrainedModel:
-    """TAT-TV: causal attention with seasonal encodings, time-interval bias and activity profile."""
-    return fit_family("temporal_attention", train, cases, items, users, model_config)
-
-
-TRAIN_TASKS = {
-    "popularity": train_popularity,
-    "ease": train_ease,
-    "sasrec": train_sasrec,
-    "bert4rec": train_bert4rec,
-    "temporal_attention": train_temporal_attention,
-}
-
-
-def check_model_names(models: list[str]) -> None:
-    unknown = [m for m in models if m not in TRAIN_TASKS]
-    if unknown or not models:
-        raise UserError(f"unknown model(s) {unknown or '(none given)'}; known: {', '.join(TRAIN_TASKS)}")
+TRAINING_TASKS = {"cpu": train_on_cpu, "small_gpu": train_on_small_gpu, "large_gpu": train_on_large_gpu}
 
 
 @dynamic(cache=TRAIN_CACHE, **DATA_RESOURCES)
 def train_models(
-    models: list[str], train: Table, cases: Table, items: Table, users: Table, model_config: str = ""
-) -> list[TrainedModel]:
-    """One parallel training branch per requested family."""
+    models: list[str], train: Table, valid_cases: Table, items: Table, users: Table, model_config: str = "",
+    text_encoder: str = "all-MiniLM-L6-v2",
+) -> list[TrainedModel]:  # fmt: skip
+    """One parallel training branch per requested family, each on its spec's node, each handed
+    the side inputs its spec names (computed once here, whichever families share them)."""
+    from models.registry import FAMILIES
+
     check_model_names(models)
+    needed = {name for family in models for name in FAMILIES[family].side_inputs}
+    computed = {}
+    if "interaction_graph" in needed:
+        computed["interaction_graph"] = interaction_graph(train=train, items=items, users=users)
+    if "item_text_embeddings" in needed:
+        computed["item_text_embeddings"] = item_text_embeddings(items=items, encoder=text_encoder)
     return [
-        TRAIN_TASKS[name](train=train, cases=cases, items=items, users=users, model_config=model_config)
-        for name in models
+        TRAINING_TASKS[FAMILIES[family].resources](
+            family=family, train=train, valid_cases=valid_cases, items=items, users=users,
+            model_config=model_config,
+            side_inputs={name: computed[name] for name in FAMILIES[family].side_inputs},
+        )  # fmt: skip
+        for family in models
     ]

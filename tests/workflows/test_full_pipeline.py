@@ -15,18 +15,25 @@ sasrec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epoc
 ease: {l2_grid: [50.0, 500.0]}
 bert4rec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
 temporal_attention: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
+lightgcn: {dim: 16, n_layers: 2, batch_size: 256, max_epochs: 2, patience: 2}
+content_knn: {dim: 16}
 """
-MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention"]
+# Every trainable family of models.registry.FAMILIES (the ensemble is added by the pipeline).
+MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "content_knn"]
+EVALUATED = [*MODELS, "ensemble"]
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
+def pipeline_run(tmp_path_factory, tiny_encoder):
     tracking = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tracking / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     mp.chdir(tracking)  # artifacts land next to the store, not in the repo
-    table = full_pipeline(synthetic_users=150, seed=3, models=MODELS, model_config=TINY_CONFIG)
+    mp.setenv("CINESYNC_HOME", str(tracking / "cinesync"))
+    table = full_pipeline(
+        synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG, text_encoder=tiny_encoder
+    )
     yield table, MlflowClient(tracking_uri=uri)
     mp.undo()
 
@@ -39,8 +46,8 @@ def _runs(client):
 def test_pipeline_returns_a_results_row_per_model_and_slice(pipeline_run):
     table, _ = pipeline_run
     assert isinstance(table, pd.DataFrame)
-    assert set(table["model"]) == set(MODELS)
-    for model in MODELS:
+    assert set(table["model"]) == set(EVALUATED)
+    for model in EVALUATED:
         slices = set(table[table["model"] == model]["slice"])
         assert {"all", "warm", "cold_user", "cold_item"} <= slices
     assert table["ndcg@10"].between(0, 1).all()
@@ -63,7 +70,7 @@ def test_a_child_run_per_model_with_curves_metrics_and_artifacts(pipeline_run):
     runs = _runs(client)
     parent_id = next(r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = {r.data.tags["model_family"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id}
-    assert set(children) == set(MODELS)
+    assert set(children) == set(EVALUATED)
     sasrec = children["sasrec"]
     assert sasrec.data.params["config.dim"] == "16"
     curve = client.get_metric_history(sasrec.info.run_id, "valid_ndcg_at_10")
@@ -107,7 +114,7 @@ def test_predictions_parquet_lets_anyone_recompute_the_metrics(pipeline_run):
 
 
 def test_unknown_model_name_fails_before_any_work():
-    with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec, bert4rec, temporal_attention"):
+    with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec, bert4rec, temporal_attention, lightgcn"):
         full_pipeline(synthetic_users=100, models=["sasrec", "transformer-xl"])
 
 
@@ -130,3 +137,21 @@ def test_time_aware_pyfunc_uses_the_given_timestamps(pipeline_run):
     frame = pd.DataFrame({"history": [history, history], "history_timestamps": [[1_600_000_000 + d * 86_400 for d in range(4)], [1_600_000_000 + d * 3_600 for d in range(4)]]})
     out = model.predict(frame, params={"k": 5})
     assert all(len(items) == 5 and not set(items) & set(history) for items in out["items"])
+
+
+def test_every_model_is_registered_and_the_best_holds_the_champion_alias(pipeline_run):
+    table, client = pipeline_run
+    overall = table[table["slice"] == "all"].set_index("model")["ndcg@10"]
+    for family in EVALUATED:
+        assert client.get_registered_model(f"cinesync-{family}").aliases == {"champion": 1}, family
+    champion = client.get_model_version_by_alias("cinesync-champion", "champion")
+    assert champion.tags["family"] == overall.idxmax()
+
+
+def test_the_ensemble_is_fitted_on_validation_and_reported_against_its_members(pipeline_run):
+    _, client = pipeline_run
+    run = next(r for r in _runs(client) if r.data.tags.get("model_family") == "ensemble")
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, "fit_report.json")).read_text())
+    weights = {k.removeprefix("weight/"): v for k, v in report["blend"].items() if k.startswith("weight/")}
+    assert set(weights) == set(MODELS) and sum(weights.values()) == pytest.approx(1.0)
+    assert report["blend"]["ndcg@10"] >= max(report["blend"][f"ndcg@10/{m}"] for m in MODELS) - 1e-12

@@ -7,7 +7,9 @@ from flytekit.configuration import ImageConfig, SerializationSettings
 from flytekit.core.python_function_task import PythonFunctionTask
 from flytekit.tools.translator import get_serializable
 
-from tasks.train import TRAIN_TASKS
+from models.registry import FAMILIES
+from tasks.common import CPU_TRAINING, LARGE_GPU, SMALL_GPU
+from tasks.train import TRAINING_TASKS
 from workflows.full import full_pipeline, nightly_retrain
 
 SETTINGS = SerializationSettings(
@@ -19,7 +21,7 @@ SETTINGS = SerializationSettings(
 def serialized_tasks():
     entities = OrderedDict()
     get_serializable(entities, SETTINGS, full_pipeline)
-    for train_task in TRAIN_TASKS.values():  # the dynamic fans out to these at run time
+    for train_task in TRAINING_TASKS.values():  # the dynamic fans out to these at run time
         get_serializable(entities, SETTINGS, train_task)
     return {entity.name: spec.template for entity, spec in entities.items() if isinstance(entity, PythonFunctionTask)}
 
@@ -35,15 +37,31 @@ def _limits(template) -> dict[str, str]:
 GPU = 2  # flytekit.models.task.Resources.ResourceName.GPU
 
 
-def test_every_training_task_requests_and_limits_a_gpu_with_an_accelerator(serialized_tasks):
-    training = {name: t for name, t in serialized_tasks.items() if name.startswith("tasks.train.train_") and name != "tasks.train.train_models"}
-    assert set(training) == {f"tasks.train.train_{family}" for family in TRAIN_TASKS}
-    for name, template in training.items():
-        assert _requests(template).get(GPU) == "1", name
-        assert _limits(template).get(GPU) == "1", name
-        assert template.extended_resources.gpu_accelerator.device.startswith("nvidia-"), name
-        assert template.metadata.retries.retries >= 1, name
-        assert template.metadata.discoverable and template.metadata.discovery_version, name
+PROFILES = {"cpu": CPU_TRAINING, "small_gpu": SMALL_GPU, "large_gpu": LARGE_GPU}
+
+
+@pytest.mark.parametrize("family", [name for name, spec in FAMILIES.items() if spec.trainable])
+def test_every_family_trains_on_the_node_its_spec_names(serialized_tasks, family):
+    """The dynamic sends a family to TRAINING_TASKS[spec.resources]: that task's serialized
+    resources are the spec's, with a GPU and a named accelerator for the GPU profiles."""
+    spec = FAMILIES[family]
+    template = serialized_tasks[f"tasks.train.{TRAINING_TASKS[spec.resources].name.split('.')[-1]}"]
+    profile = PROFILES[spec.resources]
+    if "accelerator" in profile:
+        assert _requests(template).get(GPU) == "1", family
+        assert _limits(template).get(GPU) == "1", family
+        assert template.extended_resources.gpu_accelerator.device == profile["accelerator"].to_flyte_idl().device
+    else:
+        assert GPU not in _requests(template) and GPU not in _limits(template), family
+        assert not template.extended_resources or not template.extended_resources.HasField("gpu_accelerator")
+    assert template.metadata.retries.retries >= 1, family
+    assert template.metadata.discoverable and template.metadata.discovery_version, family
+
+
+def test_one_training_task_per_resource_profile(serialized_tasks):
+    training = {name for name in serialized_tasks if name.startswith("tasks.train.train_on_")}
+    assert training == {"tasks.train.train_on_cpu", "tasks.train.train_on_small_gpu", "tasks.train.train_on_large_gpu"}
+    assert {spec.resources for spec in FAMILIES.values()} <= set(TRAINING_TASKS)
 
 
 @pytest.mark.parametrize("name", ["tasks.ingest.ingest", "tasks.validate.validate", "tasks.split.split"])
@@ -56,7 +74,9 @@ def test_data_tasks_declare_no_gpu_and_no_accelerator(serialized_tasks, name):
 
 
 def test_workflow_reads_like_the_design_diagram(serialized_tasks):
-    for stage in ("ingest", "validate", "split", "train_models", "evaluate_models", "track_in_mlflow"):
+    stages = ("ingest", "validate", "split", "train_models", "score_members", "fit_ensemble", "evaluate_models",
+              "track_in_mlflow", "promote_models")  # fmt: skip
+    for stage in stages:
         assert any(name.endswith("." + stage) for name in serialized_tasks), stage
 
 

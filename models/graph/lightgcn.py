@@ -52,14 +52,13 @@ class LightGCNConfig:
     seed: int = 0
     num_threads: int | None = None
     eval_batch_size: int = 512
-    max_len: int = 200  # latest history items the evaluator feeds score (cold-user fallback)
 
 
 class LightGCN(nn.Module):
     def __init__(self, config: LightGCNConfig):
         super().__init__()
         self.config = config
-        self.history_length = config.max_len  # only the cold-user fallback reads the history
+        self.history_length = None  # the whole history; only the cold-user fallback reads it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.user_emb = nn.Embedding(config.n_users + 1, config.dim)
@@ -153,8 +152,11 @@ class LightGCN(nn.Module):
         in_range = (users >= 1) & (users <= self.config.n_users)
         users = torch.where(in_range, users, 0)
         warm = in_range & self.user_has_edges[users]
-        real = (items != PAD).unsqueeze(-1).float()
-        from_history = (self.item_final[items] * real).sum(1) / real.sum(1).clamp_min(1.0)
+        # history mean as counts @ item_final: memory B x n_items, whatever the history length
+        counts = torch.zeros(len(items), self.config.n_items + 1, device=device)
+        counts.scatter_add_(1, items, torch.ones_like(items, dtype=counts.dtype))
+        counts[:, PAD] = 0.0
+        from_history = counts @ self.item_final / counts.sum(1, keepdim=True).clamp_min(1.0)
         queries = torch.where(warm.unsqueeze(-1), self.user_final[users], from_history)
         return queries @ self.item_final.T
 

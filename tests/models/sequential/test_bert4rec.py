@@ -2,10 +2,10 @@ import pandas as pd
 import pytest
 import torch
 
-from models.bert4rec import BERT4Rec, BERT4RecConfig, ClozeSequences, cloze_mask
+from models.sequential.bert4rec import BERT4Rec, BERT4RecConfig, ClozeSequences, cloze_mask
 from models.data import PAD, HistoryBatch
 from models.metrics import evaluate
-from models.popularity import Popularity, PopularityConfig
+from models.general.popularity import Popularity, PopularityConfig
 
 CPU = torch.device("cpu")
 TINY = dict(dim=32, n_layers=2, n_heads=2, max_len=20, dropout=0.1, lr=3e-3, batch_size=16)
@@ -271,7 +271,7 @@ def test_last_item_masking_masks_only_the_latest_item():
 
 
 def test_random_prefixes_cut_after_a_real_item_and_stay_left_padded():
-    from models.bert4rec import random_prefix_source, take_columns
+    from models.sequential.bert4rec import random_prefix_source, take_columns
 
     items = torch.tensor([[0, 0, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], [0, 0, 0, 0, 0, 13]])
     seen = {0: set(), 1: set()}

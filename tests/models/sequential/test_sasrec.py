@@ -4,8 +4,8 @@ import torch
 
 from models.data import PAD, HistoryBatch
 from models.metrics import evaluate
-from models.popularity import Popularity, PopularityConfig
-from models.sasrec import SASRec, SASRecConfig
+from models.general.popularity import Popularity, PopularityConfig
+from models.sequential.sasrec import SASRec, SASRecConfig
 from models.training import CHECKPOINT_NAME
 
 CPU = torch.device("cpu")

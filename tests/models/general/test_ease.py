@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.data import HistoryBatch
-from models.ease import EASE, EASEConfig, ease_weights, gram_matrix
+from models.general.ease import EASE, EASEConfig, ease_weights, gram_matrix
 
 CPU = torch.device("cpu")
 

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from models.data import HistoryBatch
-from models.popularity import Popularity, PopularityConfig
+from models.general.popularity import Popularity, PopularityConfig
 
 
 def _batch(items: list[list[int]]) -> HistoryBatch:

@@ -3,8 +3,8 @@ import torch
 
 from models.data import HistoryBatch
 from models.metrics import evaluate
-from models.popularity import Popularity, PopularityConfig
-from models.temporal_attention import (
+from models.general.popularity import Popularity, PopularityConfig
+from models.sequential.temporal_attention import (
     DAY,
     TemporalAttention,
     TemporalAttentionConfig,

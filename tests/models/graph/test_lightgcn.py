@@ -9,7 +9,8 @@ from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import build_interaction_graph
 from models.graph.lightgcn import BPRPairs, LightGCN, LightGCNConfig
 from models.metrics import evaluate
-from models.popularity import Popularity, PopularityConfig
+from models.general.popularity import Popularity, PopularityConfig
+from models.training import CHECKPOINT_NAME
 
 CPU = torch.device("cpu")
 TINY = dict(dim=32, n_layers=2, lr=0.05, batch_size=1024)  # the planted split: ~800 pairs, one batch
@@ -19,10 +20,6 @@ def _config(data: TrainingData, **overrides) -> LightGCNConfig:
     return LightGCNConfig(data.n_items, data.n_users, **{**TINY, "max_epochs": 2, **overrides})
 
 
-def _training_data(split) -> TrainingData:
-    return TrainingData(split.n_users, split.n_items, split.train, split.stage("valid"), split.items, split.users)
-
-
 def _batch(users, items) -> HistoryBatch:
     items = torch.as_tensor(items)
     return HistoryBatch(items, torch.zeros_like(items), torch.as_tensor(users))
@@ -30,7 +27,7 @@ def _batch(users, items) -> HistoryBatch:
 
 @pytest.fixture(scope="module")
 def planted(planted_split) -> TrainingData:
-    return _training_data(planted_split)
+    return planted_split.training_data()
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +141,21 @@ def test_graph_side_input_and_graph_built_from_train_train_the_same_model(plante
             torch.testing.assert_close(state[name], tensor, rtol=0, atol=0)
 
 
+def test_resume_from_checkpoint_continues_at_next_epoch(planted, tmp_path):
+    straight = LightGCN(_config(planted, max_epochs=3, patience=100))
+    straight.fit(planted, CPU, progress=False)
+
+    interrupted = LightGCN(_config(planted, max_epochs=2, patience=100))
+    interrupted.fit(planted, CPU, progress=False, checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT_NAME).exists()
+    resumed, seen = LightGCN(_config(planted, max_epochs=3, patience=100)), []
+    report = resumed.fit(planted, CPU, progress=False, on_epoch=seen.append, checkpoint_dir=tmp_path)
+
+    assert [e.epoch for e in seen] == [2] and [e.epoch for e in report.epochs] == [0, 1, 2]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_fit_refuses_a_config_sized_for_other_users(planted):
     model = LightGCN(LightGCNConfig(planted.n_items, planted.n_users - 1))
     with pytest.raises(ValueError, match="n_users=data.n_users"):
@@ -170,3 +182,14 @@ def test_negatives_are_uniform_over_the_items_a_user_has_not_interacted_with():
     counts_2 = torch.bincount(negatives[4000:], minlength=7) / 4000
     torch.testing.assert_close(counts_1, torch.tensor([0, 1, 0, 1, 0, 1, 1]) / 4, atol=0.03, rtol=0)
     torch.testing.assert_close(counts_2, torch.tensor([0, 0, 1, 1, 1, 1, 1]) / 5, atol=0.03, rtol=0)
+
+
+def test_score_reads_the_whole_history():
+    assert LightGCN(LightGCNConfig(5, 2)).history_length is None
+
+
+def test_cold_user_history_longer_than_any_window_is_averaged_whole(trained, planted):
+    model, _ = trained
+    history = list(range(1, planted.n_items + 1)) * 5  # 300 entries, every item 5 times
+    scores = model.score(_batch([0], [history]))
+    torch.testing.assert_close(scores[0], model.item_final[1:].mean(0) @ model.item_final.T)

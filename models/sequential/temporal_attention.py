@@ -1,6 +1,6 @@
 """TAT-TV: a causal next-item transformer over (item, timestamp) sequences.
 
-The backbone is SASRec as ``models/sasrec.py`` trains it (full-softmax cross-entropy at every
+The backbone is SASRec as ``models/sequential/sasrec.py`` trains it (full-softmax cross-entropy at every
 position, tied item embeddings, learned positions counted from the right, pre-LN blocks). Three
 temporal parts sit on top, each switched by its config flag so their worth can be measured:
 
@@ -41,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
-from models.sequence_windows import SequenceWindows
+from models.sequential.windows import SequenceWindows
 from models.training import train_loop
 
 DAY = 86_400

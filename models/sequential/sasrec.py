@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
-from models.sequence_windows import SequenceWindows
+from models.sequential.windows import SequenceWindows
 from models.training import train_loop
 
 

@@ -1,11 +1,11 @@
-"""The one cropping every sequential family trains on (models/sequence_windows.py)."""
+"""The one cropping every sequential family trains on (models/sequential/windows.py)."""
 
 import numpy as np
 import pandas as pd
 import torch
 
 from models.data import PAD
-from models.sequence_windows import SequenceWindows
+from models.sequential.windows import SequenceWindows
 
 
 def _train() -> pd.DataFrame:

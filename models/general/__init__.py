@@ -1,0 +1,1 @@
+"""General recommenders: no order, no side information (popularity, EASE)."""

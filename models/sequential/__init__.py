@@ -1,0 +1,1 @@
+"""Sequential recommenders: next item from the ordered history (SASRec, BERT4Rec, TAT-TV)."""

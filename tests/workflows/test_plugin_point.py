@@ -1,0 +1,123 @@
+"""The plug-in point: a family added through its spec alone runs end to end in the real workflow,
+sees no test case, and gets the side inputs its spec names, computed once for all who need them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import models.graph.interaction_graph as interaction_graph_module
+from models.data import HistoryBatch, TrainingData
+from models.graph.interaction_graph import InteractionGraph
+from models.interface import EpochLog, FitReport
+from models.registry import FAMILIES, FamilySpec
+from workflows.full import full_pipeline, prepared_data, train_only
+
+
+@dataclass(frozen=True)
+class SpyConfig:
+    n_items: int
+    record_to: str = ""  # where fit writes what it was given
+    seed: int = 0
+
+
+class Spy(nn.Module):
+    """A toy family: item counts of the training part, plus a record of everything fit saw."""
+
+    history_length = 1
+
+    def __init__(self, config: SpyConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("counts", torch.zeros(config.n_items + 1))
+
+    def fit(self, data, device, *, side_inputs=None, progress=True, on_epoch=None, checkpoint_dir=None) -> FitReport:
+        started = time.perf_counter()
+        graph = (side_inputs or {}).get("interaction_graph")
+        record = {
+            "data_type": type(data).__name__,
+            "fields": sorted(vars(data)),
+            "valid_stages": sorted(set(data.valid_cases["stage"])),
+            "valid_case_ids": data.valid_cases["case_id"].tolist(),
+            "train_events": data.train[["user_idx", "item_idx", "timestamp"]].values.tolist(),
+            "side_inputs": sorted(side_inputs or {}),
+            "graph_pairs": graph.n_pairs if isinstance(graph, InteractionGraph) else None,
+        }
+        Path(self.config.record_to).write_text(json.dumps(record))
+        counts = np.bincount(data.train["item_idx"].to_numpy(np.int64), minlength=self.config.n_items + 1)
+        self.counts.copy_(torch.as_tensor(counts[: self.config.n_items + 1], dtype=torch.float32))
+        log = EpochLog(0, 0.0, {"ndcg@10": 0.0}, time.perf_counter() - started)
+        return FitReport([log], 0, dict(log.valid), log.seconds)
+
+    @torch.no_grad()
+    def score(self, batch: HistoryBatch) -> torch.Tensor:
+        return self.counts.unsqueeze(0).repeat(batch.items.shape[0], 1)
+
+
+@pytest.fixture
+def spy_family(monkeypatch, tmp_path):
+    """Register the toy family through its spec alone (cpu node, the interaction graph as side input)."""
+    monkeypatch.setitem(FAMILIES, "spy", FamilySpec("spy", SpyConfig, Spy, "cpu", side_inputs=("interaction_graph",)))
+    monkeypatch.setenv("CINESYNC_HOME", str(tmp_path / "cinesync"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "spy.json"
+
+
+DATA = dict(synthetic_users=80, data_seed=5, split_seed=5)
+
+
+def test_a_family_added_by_its_spec_alone_runs_end_to_end(spy_family):
+    config = f"spy: {{record_to: {spy_family}}}"
+    table = full_pipeline(**DATA, models=["popularity", "spy"], model_config=config)
+    assert set(table["model"]) == {"popularity", "spy", "ensemble"}
+    spy = table[(table["model"] == "spy") & (table["slice"] == "all")]
+    popularity = table[(table["model"] == "popularity") & (table["slice"] == "all")]
+    assert float(spy["ndcg@10"].iloc[0]) == pytest.approx(float(popularity["ndcg@10"].iloc[0]))  # same counts
+
+
+def test_training_sees_no_test_case(spy_family):
+    train_only(**DATA, models=["spy"], model_config=f"spy: {{record_to: {spy_family}}}")
+    seen = json.loads(spy_family.read_text())
+    assert seen["data_type"] == "TrainingData" and "cases" not in seen["fields"]
+    assert seen["valid_stages"] == ["valid"]
+    test = prepared_data(**DATA).test_cases
+    assert len(test) > 0
+    assert not set(seen["valid_case_ids"]) & set(test["case_id"])
+    train_events = {tuple(event) for event in seen["train_events"]}
+    test_events = set(zip(test["user_idx"], test["target_item"], test["target_timestamp"]))
+    assert not train_events & test_events  # no test target is a training interaction
+
+
+def test_side_inputs_reach_only_the_families_that_name_them_and_are_computed_once(spy_family, monkeypatch):
+    builds = []
+    real = interaction_graph_module.build_interaction_graph
+
+    def counting(*args, **kwargs):
+        builds.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(interaction_graph_module, "build_interaction_graph", counting)
+    config = f"spy: {{record_to: {spy_family}}}\nlightgcn: {{dim: 8, n_layers: 1, max_epochs: 1, batch_size: 256}}"
+    trained = train_only(**DATA, models=["popularity", "spy", "lightgcn"], model_config=config)
+    assert [t.family for t in trained] == ["popularity", "spy", "lightgcn"]
+    assert len(builds) == 1  # one graph for the two families that name it
+    seen = json.loads(spy_family.read_text())
+    assert seen["side_inputs"] == ["interaction_graph"] and seen["graph_pairs"] > 0
+
+
+def test_a_misspelled_config_field_fails_before_any_data_moves(spy_family, monkeypatch):
+    ingested = []
+    import data_contracts.sources as sources
+
+    monkeypatch.setattr(sources, "read_source", lambda *a, **k: ingested.append(1))
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) 'dimm' for model 'sasrec'; its fields: n_items, dim"):
+        full_pipeline(**DATA, models=["popularity", "sasrec"], model_config="sasrec: {dimm: 64}")
+    assert not ingested

@@ -27,7 +27,7 @@ import functools
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,8 @@ class CheckResult:
     ``rows`` are those users' interactions, hence ``rows_label``).
     ``row_level`` is False for a failure that names no row and so cannot be quarantined.
     ``first_occurrences`` (duplicate checks only) is aligned with ``rows``: the row each repeats.
+    ``suite`` names the GX suite the expectation belongs to; ``observed_value`` is what GX observed
+    for a table-level expectation (row count, column list, dtype), JSON-able; None for row checks.
     """
 
     table: str
@@ -88,6 +90,8 @@ class CheckResult:
     rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
     row_level: bool = True
     first_occurrences: np.ndarray | None = field(default=None, repr=False)
+    suite: str = ""
+    observed_value: Any = None
 
     @property
     def reason(self) -> str:
@@ -122,6 +126,8 @@ class CheckResult:
             "counted": self.counted,
             "detail": self.detail,
             "sample": self.sample,
+            "suite": self.suite,
+            "observed_value": self.observed_value,
         }
 
 
@@ -403,10 +409,10 @@ def _run_checks(
     """Validate ``frame`` with ``suite``; samples are taken from ``raw`` by index label."""
     batch = _batch_definition(f"{table}.{stage}").get_batch(batch_parameters={"dataframe": frame})
     results = batch.validate(suite, result_format={"result_format": "COMPLETE"}).results
-    return [_check_result(table, result, raw) for result in results]
+    return [_check_result(table, result, raw, suite.name) for result in results]
 
 
-def _check_result(table: str, result, raw: pd.DataFrame) -> CheckResult:
+def _check_result(table: str, result, raw: pd.DataFrame, suite: str = "") -> CheckResult:
     config = result.expectation_config
     kwargs = config.kwargs
     is_table_level = config.type.startswith("expect_table_")
@@ -417,6 +423,8 @@ def _check_result(table: str, result, raw: pd.DataFrame) -> CheckResult:
         columns=columns,
         description=config.description or "",
         success=bool(result.success),
+        suite=suite,
+        observed_value=_observed(result.result.get("observed_value")),
     )
     error = _exception_message(result.exception_info)
     if error:
@@ -560,6 +568,14 @@ def _sample(frame: pd.DataFrame, rows: np.ndarray) -> list[dict]:
         {"row": int(label), **{k: _jsonable(v) for k, v in record.items()}}
         for label, record in zip(picked.index, picked.to_dict("records"))
     ]
+
+
+def _observed(value):
+    """Return GX's observed value as plain JSON (lists element-wise; anything else as text)."""
+    if isinstance(value, (list, tuple)):
+        return [_observed(v) for v in value]
+    value = _jsonable(value)
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _jsonable(value):

@@ -446,7 +446,8 @@ def test_html_report_lists_expectations_verdicts_and_counts(make_tables, tmp_pat
     assert page.startswith("<!DOCTYPE html>")
     assert "expect_column_values_to_be_between" in page
     assert "expect_compound_columns_to_be_unique" in page
-    assert "FAIL" in page and "PASS" in page
+    assert "<span class='fail'>failed</span>" in page and "<span class='pass'>passed</span>" in page
+    assert "PASS" not in page and "FAIL" not in page
     assert "quarantined: 8" in page
     assert "female" in page  # the sample row of the failed gender check
 

@@ -167,9 +167,17 @@ def _cases(
 
 
 def _side_table(
-    table: pd.DataFrame, key: str, idx_name: str, ids: np.ndarray
+    table: pd.DataFrame | None, key: str, idx_name: str, ids: np.ndarray
 ) -> tuple[pd.DataFrame, int, int]:
-    """Index-space side table for raw ``ids`` (sorted; position + 1 is the index)."""
+    """Index-space side table for raw ``ids`` (sorted; position + 1 is the index).
+
+    ``table`` None or without columns (``pd.DataFrame()``) means no metadata: the table is then
+    just the index and the raw ids, derived from the interactions.
+    """
+    if table is None or (key not in table.columns and len(table.columns) == 0):
+        table = pd.DataFrame({key: np.empty(0, dtype=np.int64)})
+    elif key not in table.columns:
+        raise ValueError(f"the {key[:-3]}s table needs a {key!r} column; found {list(table.columns)}")
     table = table.drop_duplicates(key, keep="first")
     base = pd.DataFrame({idx_name: np.arange(1, len(ids) + 1, dtype=np.int64), key: ids})
     out = base.merge(table, on=key, how="left", sort=False)
@@ -181,8 +189,8 @@ def _side_table(
 
 def leave_one_out_split(
     interactions: pd.DataFrame,
-    items: pd.DataFrame,
-    users: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    users: pd.DataFrame | None = None,
     *,
     mode: str = "pipeline",
     seed: int = 0,
@@ -193,7 +201,8 @@ def leave_one_out_split(
     """Split canonical tables into ``SplitData`` (index space) and a ``SplitSummary``.
 
     See the module docstring for the protocol. ``interactions`` must be in source-file order
-    (its row order is the tie-break); ``items`` / ``users`` provide the side-table columns.
+    (its row order is the tie-break); ``items`` / ``users`` provide the side-table columns
+    (None or ``pd.DataFrame()``: none, the side tables hold only the ids of the interactions).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

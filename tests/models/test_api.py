@@ -4,6 +4,7 @@ mode, no items/users tables), train any family (side inputs built), recommend ra
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import fields
 
 import numpy as np
@@ -32,9 +33,14 @@ def chain_interactions(n_users: int = 40, steps: int = 8, first_item: int = 1) -
     return frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
 def snippet() -> str:
-    """The ```python block of models.api's docstring, verbatim (the README shows the same text)."""
-    (code,) = re.findall(r"```python\n(.*?)```", models.api.__doc__, flags=re.S)
+    """The README's ```python block that uses models.api, verbatim; the module docstring shows the same."""
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "models.api" in c]
+    (documented,) = re.findall(r"```python\n(.*?)```", models.api.__doc__, flags=re.S)
+    assert code == documented, "README and models/api.py show different snippets"
     return code
 
 
@@ -52,7 +58,7 @@ def test_docstring_example_runs_as_written(tmp_path, monkeypatch, capsys):
     chain_interactions().to_csv(tmp_path / "ratings.csv", index=False)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(snippet(), "models/api.py docstring", "exec"), namespace)
+    exec(compile(snippet(), "README.md", "exec"), namespace)
     printed = capsys.readouterr().out.splitlines()
     top = [int(i) for i in re.findall(r"\d+", printed[0])]
     assert len(top) == 10 and not {1, 2, 3} & set(top) and set(top) <= set(range(1, N_ITEMS + 1))

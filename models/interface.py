@@ -48,6 +48,13 @@ class FitReport:
     best_valid: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
     stopped_early: bool = False
+    # What ``epochs`` are: "epoch" (trained epochs, with a training loss), or the name of a
+    # hyper-parameter chosen on validation NDCG@10 whose tried values, one per EpochLog, are
+    # ``grid`` (EASE: "l2"; no training loss), or "" when the fit has no curve at all and
+    # ``fitted_by`` says what it did instead ("counts").
+    curve: str = "epoch"
+    grid: list[float] = field(default_factory=list)
+    fitted_by: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -75,7 +75,8 @@ def fit_ensemble(
     )
     valid = {"ndcg@10": fit.blend}
     report = FitReport(
-        epochs=[EpochLog(0, 0.0, valid, seconds)], best_epoch=0, best_valid=valid, wall_seconds=seconds
+        epochs=[EpochLog(0, 0.0, valid, seconds)], best_epoch=0, best_valid=valid, wall_seconds=seconds,
+        curve="", fitted_by="blend weights fitted on the validation cases",
     )
     out = work_dir("trained-ensemble")
     save_model(out / "weights.pt", "ensemble", ensemble)

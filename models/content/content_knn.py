@@ -80,7 +80,7 @@ class ContentKNN(nn.Module):
         longest = max((len(h) for h in histories), default=0)
         max_len = self.history_length or max(longest, 1)  # what score would keep anyway
 
-        report = FitReport()
+        report = FitReport(curve="recency_decay", grid=[float(d) for d in grid])
         best_ndcg, best_decay = -1.0, grid[0]
         for index, decay in enumerate(grid):
             tick = time.perf_counter()

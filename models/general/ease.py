@@ -76,7 +76,8 @@ class EASE(nn.Module):
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint_dir: Path | None = None,  # nothing to resume: each λ is one solve
     ) -> FitReport:
-        """One EpochLog per λ tried (epoch = its index in l2_grid); keeps the best λ's weights."""
+        """One EpochLog per λ tried (epoch = its index in l2_grid, ``report.grid`` the λ values);
+        keeps the best λ's weights."""
         from models.metrics import evaluate
 
         start = time.perf_counter()
@@ -88,7 +89,7 @@ class EASE(nn.Module):
         grid = tuple(self.config.l2_grid) if len(valid_cases) else ()
         grid = grid or (self.config.l2,)
 
-        report = FitReport()
+        report = FitReport(curve="l2", grid=[float(l2) for l2 in grid])
         best_ndcg, best_weights, best_l2 = -1.0, None, grid[0]
         for index, l2 in enumerate(grid):
             tick = time.perf_counter()

@@ -61,7 +61,7 @@ class Popularity(nn.Module):
         if on_epoch is not None:
             on_epoch(log)
         return FitReport(
-            epochs=[log], best_epoch=0, best_valid=valid, wall_seconds=log.seconds
+            epochs=[log], best_epoch=0, best_valid=valid, wall_seconds=log.seconds, curve="", fitted_by="counts"
         )
 
     @torch.no_grad()

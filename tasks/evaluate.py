@@ -22,15 +22,17 @@ def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table
     from models.device import pick_device
     from models.metrics import evaluate
     from models.registry import load_model
-    from tasks.plots import learning_curve, png_html, results_table
+    from tasks.decks import own_deck
+    from tasks.plots import fit_html, results_matrix_html, results_table
 
+    own_deck()
     device = pick_device()
     test_cases = test_cases.reset_index(drop=True)
     n_items = int(items["item_idx"].max())
     raw_id = np.zeros(n_items + 1, dtype=np.int64)  # item_idx -> raw item id; 0 stays 0 (no item)
     raw_id[items["item_idx"].to_numpy()] = items["item_id"].to_numpy()
     evaluations, fit_reports, seconds = [], {}, {}
-    deck_curves = []
+    deck_fits = []
     for model_file in trained:
         family, model = load_model(model_file.weights.download(), map_location=device)
         model.to(device).eval()
@@ -54,10 +56,15 @@ def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table
         )
         fit_reports[family] = json.loads(open(model_file.fit_report.download()).read())
         seconds[family] = model_file.train_seconds
-        curve = learning_curve(fit_reports[family], family, out / "learning_curve.png")
-        deck_curves.append(png_html(curve))
+        deck_fits.append(fit_html(fit_reports[family], family, out))
         print(f"{family}: test NDCG@10 {result.metrics['all']['ndcg@10']:.4f}, HR@10 {result.metrics['all']['hr@10']:.4f}")
     table = results_table(evaluations, fit_reports, seconds)
-    Deck("Results", table.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
-    Deck("Learning curves", "".join(deck_curves))
+    Deck(
+        "Results",
+        "<h3>Test NDCG@10 and HR@10 per slice</h3>"
+        + results_matrix_html({e.family: e.metrics for e in evaluations})
+        + "<h3>Every metric</h3>"
+        + table.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+    )
+    Deck("What each model chose", "".join(deck_fits))
     return evaluations

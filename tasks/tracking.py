@@ -72,8 +72,10 @@ def log_model_run(
             (tmp / "config.json").write_text(json.dumps({"family": family, "config": config}, indent=1))
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
             (tmp / "fit_report.json").write_text(json.dumps(fit_report, indent=1))
-            learning_curve(fit_report, family, tmp / "learning_curve.png")
-            for name in ("config.json", "metrics.json", "fit_report.json", "learning_curve.png"):
+            names = ["config.json", "metrics.json", "fit_report.json"]
+            if learning_curve(fit_report, family, tmp / "learning_curve.png") is not None:  # None: no curve
+                names.append("learning_curve.png")
+            for name in names:
                 mlflow.log_artifact(str(tmp / name))
         mlflow.log_artifact(weights, artifact_path="weights")
         mlflow.log_artifact(evaluation.predictions.download(), artifact_path="predictions")

@@ -42,7 +42,9 @@ def validate(
     from data_contracts.report import render_html
     from data_contracts.suites import ContractConfig
     from data_contracts.validate import DataContractError, validate_tables
+    from tasks.decks import own_deck
 
+    own_deck()
     out = work_dir("validation")
     qdir = quarantine_dir(info.name, info.checksum) if quarantine else work_dir("quarantine")
     try:

@@ -1,4 +1,7 @@
-"""Every trained model as an MLflow pyfunc: user histories (raw item ids) in, top-k raw ids out."""
+"""Every trained model as an MLflow pyfunc: user histories (raw item ids) in, top-k raw ids out.
+
+Logged as code (``tasks/pyfunc_model.py`` calls ``mlflow.models.set_model(TopKRecommender())``),
+so loading a logged model runs that file instead of unpickling an object."""
 
 from __future__ import annotations
 

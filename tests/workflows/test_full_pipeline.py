@@ -1,6 +1,10 @@
-"""End to end: the real full_pipeline under flytekit's local execution, then the MLflow store."""
+"""End to end: the real full_pipeline under flytekit's local execution, then the MLflow store
+and what the run printed."""
 
+import contextlib
+import io
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -31,10 +35,20 @@ def pipeline_run(tmp_path_factory, tiny_encoder):
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     mp.chdir(tracking)  # artifacts land next to the store, not in the repo
     mp.setenv("CINESYNC_HOME", str(tracking / "cinesync"))
-    table = full_pipeline(
-        synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG, text_encoder=tiny_encoder
-    )
-    yield table, MlflowClient(tracking_uri=uri)
+    printed, records = io.StringIO(), []
+    handler = logging.Handler()
+    handler.emit = records.append  # MLflow logs through its own handler, not the root logger
+    logging.getLogger("mlflow").addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            table = full_pipeline(
+                synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG,
+                text_encoder=tiny_encoder,
+            )  # fmt: skip
+    finally:
+        logging.getLogger("mlflow").removeHandler(handler)
+    printed = printed.getvalue() + "".join(f"\n{r.levelname} {r.name}: {r.getMessage()}" for r in records)
+    yield table, MlflowClient(tracking_uri=uri), printed
     mp.undo()
 
 
@@ -44,7 +58,7 @@ def _runs(client):
 
 
 def test_pipeline_returns_a_results_row_per_model_and_slice(pipeline_run):
-    table, _ = pipeline_run
+    table, _, _ = pipeline_run
     assert isinstance(table, pd.DataFrame)
     assert set(table["model"]) == set(EVALUATED)
     for model in EVALUATED:
@@ -54,7 +68,7 @@ def test_pipeline_returns_a_results_row_per_model_and_slice(pipeline_run):
 
 
 def test_one_parent_run_tagged_with_the_flyte_execution(pipeline_run):
-    _, client = pipeline_run
+    _, client, _ = pipeline_run
     parents = [r for r in _runs(client) if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
     parent = parents[0]
@@ -66,7 +80,7 @@ def test_one_parent_run_tagged_with_the_flyte_execution(pipeline_run):
 
 
 def test_a_child_run_per_model_with_curves_metrics_and_artifacts(pipeline_run):
-    _, client = pipeline_run
+    _, client, _ = pipeline_run
     runs = _runs(client)
     parent_id = next(r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = {r.data.tags["model_family"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id}
@@ -84,16 +98,14 @@ def test_a_child_run_per_model_with_curves_metrics_and_artifacts(pipeline_run):
         assert {"config.json", "metrics.json", "weights", "predictions"} <= files
         # a figure for what was trained or searched; popularity counts and the ensemble blends
         assert ("learning_curve.png" in files) == (family not in ("popularity", "ensemble")), family
-        logged = mlflow.search_logged_models(
-            experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
-        )
-        assert [m.name for m in logged] == ["model"], family
+        assert run.data.tags["mlflow.note.content"].startswith(f"**{family}**"), family
+        assert [m.name for m in _logged_models(run)] == [family]
 
 
 def test_logged_pyfunc_returns_top_k_unseen_raw_item_ids(pipeline_run):
-    _, client = pipeline_run
+    _, client, _ = pipeline_run
     run = next(r for r in _runs(client) if r.data.tags.get("model_family") == "sasrec")
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/sasrec")
     predictions_dir = Path(client.download_artifacts(run.info.run_id, "predictions"))
     cases = pd.read_parquet(next(predictions_dir.glob("*.parquet")))
     known = set(cases["target_item_id"])
@@ -105,7 +117,7 @@ def test_logged_pyfunc_returns_top_k_unseen_raw_item_ids(pipeline_run):
 
 
 def test_predictions_parquet_lets_anyone_recompute_the_metrics(pipeline_run):
-    _, client = pipeline_run
+    _, client, _ = pipeline_run
     run = next(r for r in _runs(client) if r.data.tags.get("model_family") == "ease")
     folder = Path(client.download_artifacts(run.info.run_id, "predictions"))
     cases = pd.read_parquet(next(folder.glob("*.parquet")))
@@ -113,6 +125,76 @@ def test_predictions_parquet_lets_anyone_recompute_the_metrics(pipeline_run):
     assert sum(hits) / len(hits) == pytest.approx(run.data.metrics["test_all_hr_at_10"])
     metrics = json.loads(Path(client.download_artifacts(run.info.run_id, "metrics.json")).read_text())
     assert metrics["all"]["n_cases"] == len(cases)
+
+
+def _logged_models(run):
+    return mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+    )
+
+
+def _children(client):
+    runs = _runs(client)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    return parent, {r.data.tags["model_family"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+
+
+def test_each_logged_model_carries_the_metrics_of_the_weights_it_holds(pipeline_run):
+    _, client, _ = pipeline_run
+    _, children = _children(client)
+    for family, run in children.items():
+        report = json.loads(Path(client.download_artifacts(run.info.run_id, "fit_report.json")).read_text())
+        (model,) = _logged_models(run)
+        metrics = {m.key: m for m in model.metrics}
+        assert metrics["valid_ndcg_at_10"].value == pytest.approx(report["best_valid"]["ndcg@10"]), family
+        if report.get("curve", "epoch") == "epoch":  # the point of the best epoch, not of epoch 0
+            assert {m.step for m in model.metrics if m.key.startswith(("valid_", "train_"))} == {report["best_epoch"]}
+            best = report["epochs"][report["best_epoch"]]
+            assert metrics["train_loss"].value == pytest.approx(best["train_loss"]), family
+        else:
+            assert "train_loss" not in metrics and "train_loss" not in run.data.metrics, family
+        for slice_name in ("all", "warm", "cold_user", "cold_item"):
+            assert metrics[f"test_{slice_name}_ndcg_at_10"].value == run.data.metrics[f"test_{slice_name}_ndcg_at_10"]
+
+
+def test_the_dataset_is_logged_as_the_input_of_every_run_and_model(pipeline_run):
+    _, client, _ = pipeline_run
+    parent, children = _children(client)
+    checksum = parent.data.tags["dataset_sha256"]
+    for run in [parent, *children.values()]:
+        (dataset_input,) = run.inputs.dataset_inputs
+        assert dataset_input.dataset.name == parent.data.tags["dataset"]
+        assert dataset_input.dataset.digest == checksum[:12]
+        assert {t.key: t.value for t in dataset_input.tags}["sha256"] == checksum
+    for family, run in children.items():
+        (model,) = _logged_models(run)
+        assert {m.dataset_digest for m in model.metrics} == {checksum[:12]}, family
+        assert mlflow.models.get_model_info(model.model_uri).saved_input_example_info is not None, family
+
+
+def test_the_parent_run_summarises_the_best_model(pipeline_run):
+    table, client, _ = pipeline_run
+    parent, children = _children(client)
+    best = table[table["slice"] == "all"].set_index("model")["ndcg@10"].idxmax()
+    assert parent.data.tags["best_model"] == best
+    for _, row in table[table["model"] == best].iterrows():
+        key = row["slice"].replace(":", "/").replace("+", "plus")
+        assert parent.data.metrics[f"test_{key}_ndcg_at_10"] == pytest.approx(row["ndcg@10"])
+        assert parent.data.metrics[f"test_{key}_hr_at_10"] == pytest.approx(row["hr@10"])
+    assert f"Best model: **{best}**" in parent.data.tags["mlflow.note.content"]
+    sasrec = children["sasrec"]
+    assert sasrec.data.metrics["samples_per_second"] > 0 and sasrec.data.metrics["system/process_peak_rss_megabytes"] > 0
+    report = json.loads(Path(client.download_artifacts(sasrec.info.run_id, "fit_report.json")).read_text())
+    assert sasrec.info.start_time == int(report["started_at"] * 1000)  # the run spans the training
+    assert sasrec.info.end_time == int(report["finished_at"] * 1000)
+
+
+def test_the_run_prints_no_pickle_warning_no_progress_bars_no_database_lines(pipeline_run):
+    _, _, printed = pipeline_run
+    assert "may execute arbitrary code" not in printed
+    assert "Downloading artifacts" not in printed
+    assert "Creating initial MLflow database tables" not in printed and "Updating database tables" not in printed
+    assert "does not exist. Creating a new experiment" not in printed
 
 
 def test_unknown_model_name_fails_before_any_work():
@@ -131,9 +213,9 @@ def test_validate_stage_fails_naming_the_broken_expectation(tmp_path):
 
 
 def test_time_aware_pyfunc_uses_the_given_timestamps(pipeline_run):
-    _, client = pipeline_run
+    _, client, _ = pipeline_run
     run = next(r for r in _runs(client) if r.data.tags.get("model_family") == "temporal_attention")
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/temporal_attention")
     folder = Path(client.download_artifacts(run.info.run_id, "predictions"))
     history = list(pd.read_parquet(next(folder.glob("*.parquet")))["target_item_id"].unique()[:4])
     frame = pd.DataFrame({"history": [history, history], "history_timestamps": [[1_600_000_000 + d * 86_400 for d in range(4)], [1_600_000_000 + d * 3_600 for d in range(4)]]})
@@ -142,7 +224,7 @@ def test_time_aware_pyfunc_uses_the_given_timestamps(pipeline_run):
 
 
 def test_every_model_is_registered_and_the_best_holds_the_champion_alias(pipeline_run):
-    table, client = pipeline_run
+    table, client, _ = pipeline_run
     overall = table[table["slice"] == "all"].set_index("model")["ndcg@10"]
     for family in EVALUATED:
         assert client.get_registered_model(f"cinesync-{family}").aliases == {"champion": 1}, family
@@ -151,7 +233,7 @@ def test_every_model_is_registered_and_the_best_holds_the_champion_alias(pipelin
 
 
 def test_the_ensemble_is_fitted_on_validation_and_reported_against_its_members(pipeline_run):
-    _, client = pipeline_run
+    _, client, _ = pipeline_run
     run = next(r for r in _runs(client) if r.data.tags.get("model_family") == "ensemble")
     report = json.loads(Path(client.download_artifacts(run.info.run_id, "fit_report.json")).read_text())
     weights = {k.removeprefix("weight/"): v for k, v in report["blend"].items() if k.startswith("weight/")}

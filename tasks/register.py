@@ -27,11 +27,12 @@ def promote_models(
 ) -> str:
     """Register every model as a version of ``cinesync-<family>`` and the best as a version of
     ``cinesync-champion``; move ``champion`` only past the gate (``tasks.promotion``). Returns the
-    decisions as JSON, and prints them."""
+    decisions as JSON, and prints them; writes the champion decision on the pipeline's parent
+    run; ends the run's output with the summary (``end_of_run_summary``)."""
     from mlflow import MlflowClient
 
-    from tasks.promotion import Candidate, register_and_promote
-    from tasks.tracking import tracking_uri
+    from tasks.promotion import CHAMPION_NAME, Candidate, register_and_promote
+    from tasks.tracking import quiet_mlflow, tracking_uri
 
     logged = json.loads(runs)
     candidates = [
@@ -43,16 +44,91 @@ def promote_models(
         )
         for evaluation in evaluations
     ]
-    decisions = register_and_promote(
-        MlflowClient(tracking_uri=tracking_uri()),
-        candidates=candidates,
-        dataset_checksum=info.checksum,
-        protocol=protocol_of(split_summary),
-        margin=margin,
-        slice_tolerance=slice_tolerance,
-        execution_key=logged["execution_key"],
-    )
+    with quiet_mlflow():
+        decisions = register_and_promote(
+            MlflowClient(tracking_uri=tracking_uri()),
+            candidates=candidates,
+            dataset_checksum=info.checksum,
+            protocol=protocol_of(split_summary),
+            margin=margin,
+            slice_tolerance=slice_tolerance,
+            execution_key=logged["execution_key"],
+        )
     for decision in decisions:
         verdict = "champion" if decision.promoted else "challenger"
         print(f"registry: {decision.name} v{decision.version} -> {verdict} ({decision.reason})")
+    champion = next(d for d in decisions if d.name == CHAMPION_NAME)
+    client = MlflowClient(tracking_uri=tracking_uri())
+    with quiet_mlflow():
+        family = client.get_model_version(CHAMPION_NAME, champion.version).tags.get("family", "?")
+        log_decision(client, logged["parent_run_id"], champion, family)
+    metrics = {e.family: e.metrics for e in evaluations}
+    print_at_end(end_of_run_summary(metrics, champion, family, logged, list(metrics)))
     return json.dumps([asdict(d) for d in decisions])
+
+
+def log_decision(client, parent_run_id: str, decision, family: str) -> None:
+    """The champion decision on the pipeline's parent run: tags and a line of its description."""
+    from tasks.tracking import NOTE
+
+    verdict = "promoted to champion" if decision.promoted else "challenger (champion unchanged)"
+    line = f"Champion decision: {decision.name} v{decision.version} ({family}) {verdict}: {decision.reason}."
+    tags = {
+        "champion.family": family,
+        "champion.registered_model": decision.name,
+        "champion.version": decision.version,
+        "champion.promoted": str(decision.promoted).lower(),
+        "champion.reason": decision.reason,
+        "champion.previous_version": decision.previous_champion or "",
+    }
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value)
+    note = client.get_run(parent_run_id).data.tags.get(NOTE, "")
+    kept = [part for part in note.split("\n\n") if part and not part.startswith("Champion decision:")]
+    client.set_tag(parent_run_id, NOTE, "\n\n".join([*kept, line]))
+    client.log_metric(parent_run_id, "champion_promoted", float(decision.promoted))
+
+
+def end_of_run_summary(metrics: dict, decision, family: str, logged: dict, families: list[str]) -> str:
+    """What the end of a run shows: the models x slices table (NDCG@10 and HR@10, every model and
+    slice), the champion decision, how to open MLflow on this run, and where the Decks are."""
+    import sys
+
+    from tasks.decks import deck_files
+    from tasks.plots import render, results_matrix
+    from tasks.tracking import absolute_tracking_uri
+
+    color = sys.stdout.isatty()
+    table = render(results_matrix(metrics, "Test NDCG@10 and HR@10 per slice (leave-one-out, full ranking; best in bold)"), color=color)
+    verdict = "promoted to champion" if decision.promoted else "challenger: the champion stays"
+    uri = absolute_tracking_uri()
+    experiment, run = logged.get("experiment_id"), logged["parent_run_id"]
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}" if experiment else f"run {run}"
+    lines = [
+        table,
+        f"champion  {decision.name} v{decision.version} ({family}) {verdict}: {decision.reason}",
+        f"MLflow    mlflow ui --backend-store-uri {uri}",
+        f"          then open {link}",
+    ]
+    tabs = {"validate": "Data contracts", **{f"train {f}": f"Training: {f}" for f in families if f != "ensemble"},
+            "evaluate": "Results"}  # fmt: skip
+    found = deck_files(tabs)
+    width = max(len(label) for label in found)
+    for i, (label, path) in enumerate(found.items()):
+        where = path.as_uri() if path is not None else "(no Deck written in this process: served from Flyte's cache, or on a cluster)"
+        lines.append(f"{'Decks' if i == 0 else '':<10}{label:<{width}}  {where}")
+    lines.append(f"{'':<10}(open in a browser; on a Flyte cluster, each task's Flyte Deck in the console)")
+    return "\n".join(lines)
+
+
+def print_at_end(text: str) -> None:
+    """Print ``text`` as the last thing a local ``pyflyte run`` shows: pyflyte prints the
+    workflow's return value after the last task, so under its command the text waits for the
+    command to finish (click's ``call_on_close``); anywhere else it is printed at once."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None:
+        print(text, flush=True)
+    else:
+        context.call_on_close(lambda: print(text, flush=True))

@@ -172,21 +172,37 @@ def test_the_dataset_is_logged_as_the_input_of_every_run_and_model(pipeline_run)
         assert mlflow.models.get_model_info(model.model_uri).saved_input_example_info is not None, family
 
 
-def test_the_parent_run_summarises_the_best_model(pipeline_run):
+def test_the_parent_run_summarises_the_best_model_and_the_champion_decision(pipeline_run):
     table, client, _ = pipeline_run
     parent, children = _children(client)
     best = table[table["slice"] == "all"].set_index("model")["ndcg@10"].idxmax()
-    assert parent.data.tags["best_model"] == best
+    assert parent.data.tags["best_model"] == best == parent.data.tags["champion.family"]
     for _, row in table[table["model"] == best].iterrows():
         key = row["slice"].replace(":", "/").replace("+", "plus")
         assert parent.data.metrics[f"test_{key}_ndcg_at_10"] == pytest.approx(row["ndcg@10"])
         assert parent.data.metrics[f"test_{key}_hr_at_10"] == pytest.approx(row["hr@10"])
-    assert f"Best model: **{best}**" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.tags["champion.promoted"] == "true" and parent.data.metrics["champion_promoted"] == 1.0
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"Best model: **{best}**" in note and "Champion decision: cinesync-champion v1" in note
     sasrec = children["sasrec"]
     assert sasrec.data.metrics["samples_per_second"] > 0 and sasrec.data.metrics["system/process_peak_rss_megabytes"] > 0
     report = json.loads(Path(client.download_artifacts(sasrec.info.run_id, "fit_report.json")).read_text())
     assert sasrec.info.start_time == int(report["started_at"] * 1000)  # the run spans the training
     assert sasrec.info.end_time == int(report["finished_at"] * 1000)
+
+
+def test_the_run_ends_with_one_table_of_every_model_and_slice_and_where_to_look(pipeline_run):
+    table, _, printed = pipeline_run
+    end = printed[printed.index("Test NDCG@10 and HR@10 per slice") :]
+    for model in EVALUATED:
+        assert f"\n {model} " in end, model
+    for label in ("all", "warm", "cold user", "cold item", "history 1-10", "history 11-50"):
+        assert label in end
+    assert end.count("NDCG@10 ") >= len(EVALUATED) and end.count("HR@10 ") >= len(EVALUATED)
+    assert "mlflow ui --backend-store-uri sqlite:///" in end and "champion  cinesync-champion v1" in end
+    for label in ("validate", "train sasrec", "evaluate"):
+        line = next(line for line in end.splitlines() if f" {label} " in line)
+        assert "file:///" in line and line.rstrip().endswith("deck.html"), line
 
 
 def test_the_run_prints_no_pickle_warning_no_progress_bars_no_database_lines(pipeline_run):

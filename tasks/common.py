@@ -15,7 +15,7 @@ from flytekit.extras.accelerators import A100, L4
 from flytekit.types.file import FlyteFile
 
 # Bump when a task's behaviour changes, so cached results of the old code are not reused.
-CACHE_VERSION = "2026.12.01-1"
+CACHE_VERSION = "2026.12.01-2"
 DATA_CACHE = Cache(version=CACHE_VERSION)
 TRAIN_CACHE = Cache(version=CACHE_VERSION)
 

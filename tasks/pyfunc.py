@@ -1,9 +1,25 @@
 """Every trained model as an MLflow pyfunc: user histories (raw item ids) in, top-k raw ids out.
 
 Logged as code (``tasks/pyfunc_model.py`` calls ``mlflow.models.set_model(TopKRecommender())``),
-so loading a logged model runs that file instead of unpickling an object."""
+so loading a logged model runs that file instead of unpickling an object.
+
+Request formats (``mlflow models serve``; see ``benchmarks/SERVING.md``): ``dataframe_records``,
+``dataframe_split`` and ``inputs`` as a list of records, or ``inputs`` as one record for one user.
+Each row is one user: ``history`` (raw item ids, oldest first) and optionally
+``history_timestamps``; the param ``k`` (default 10).
+
+Serving is one small request at a time, so ``predict`` is written for latency: torch runs it on
+``CINESYNC_INFERENCE_THREADS`` threads (default 1; see ``inference_threads``), raw ids are mapped
+with one vectorised ``searchsorted``, the padded batch is built in numpy, and the history is
+excluded by writing ``-inf`` at its indices before one ``topk``; pandas only reads the input
+column and builds the output frame.
+"""
 
 from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -13,14 +29,39 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from models.data import HistoryBatch, left_pad
-from models.metrics import exclusion_mask
+from models.data import PAD, HistoryBatch
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(Array("long"), "history"), ColSpec(Array("long"), "history_timestamps", required=False)]),
     outputs=Schema([ColSpec(Array("long"), "items"), ColSpec("long", "unknown_items")]),
     params=ParamSchema([ParamSpec("k", "long", 10)]),
 )
+
+INFERENCE_THREADS_ENV = "CINESYNC_INFERENCE_THREADS"
+DEFAULT_INFERENCE_THREADS = 1
+
+
+def inference_threads() -> int | None:
+    """The torch threads ``predict`` runs with: ``CINESYNC_INFERENCE_THREADS`` (default 1); 0
+    means leave torch's own setting alone (None).
+
+    Why 1: one request scores ~3.7k items against one history, tens of microseconds to about a
+    millisecond of arithmetic split into many small ops; fanning each op out to a thread pool costs
+    more in wake-ups and synchronisation than it saves, and on a shared machine every extra thread
+    waits for a core (on the busy 2-core machine a 64x64 matmul took 8 us on one thread and 0.9 ms
+    on two; the issue measured SASRec at p50 32-152 ms with torch's default threads, 4.6 ms with
+    one). Throughput comes from more server workers, not from more threads per request.
+    """
+    value = os.environ.get(INFERENCE_THREADS_ENV, "").strip()
+    if not value:
+        return DEFAULT_INFERENCE_THREADS
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise ValueError(f"{INFERENCE_THREADS_ENV} must be a whole number >= 0 (0: torch's default), got {value!r}")
+    return threads or None
 
 
 class TopKRecommender(mlflow.pyfunc.PythonModel):
@@ -35,34 +76,135 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from models.registry import load_model
 
+        self.threads = inference_threads()
         self.family, self.model = load_model(context.artifacts["weights"], map_location="cpu")
         self.model.eval()
-        item_map = pd.read_parquet(context.artifacts["item_map"])
-        self.raw_ids = np.zeros(int(item_map["item_idx"].max()) + 1, dtype=np.int64)
-        self.raw_ids[item_map["item_idx"].to_numpy()] = item_map["item_id"].to_numpy()
-        self.index_of = dict(zip(item_map["item_id"].tolist(), item_map["item_idx"].tolist()))
+        self._set_item_map(pd.read_parquet(context.artifacts["item_map"]))
         self.history_length = self.model.history_length  # None: the whole history
+
+    def _set_item_map(self, item_map: pd.DataFrame) -> None:
+        """raw_ids[item_idx] = raw id; sorted raw ids with their item_idx for ``searchsorted``."""
+        idx = item_map["item_idx"].to_numpy(np.int64)
+        ids = item_map["item_id"].to_numpy(np.int64)
+        self.raw_ids = np.zeros(int(idx.max()) + 1, dtype=np.int64)
+        self.raw_ids[idx] = ids
+        order = np.argsort(ids, kind="stable")
+        self._sorted_ids, self._sorted_idx = ids[order], idx[order]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", 10))
-        raw = list(model_input["history"])
-        if "history_timestamps" in model_input:
-            times = list(model_input["history_timestamps"])
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        histories = _column(model_input, "history")
+        if histories is None:
+            raise ValueError("the input needs a 'history' column: raw item ids, oldest first")
+        times = _column(model_input, "history_timestamps")
+        rows = len(histories)
+        if not rows:
+            return pd.DataFrame({"items": pd.Series([], dtype=object), "unknown_items": pd.Series([], dtype=np.int64)})
+        flat, lengths = _flatten(histories)
+        # raw id -> item_idx for every history of the batch at once; unknown ids drop out
+        pos = np.searchsorted(self._sorted_ids, flat)
+        pos[pos == len(self._sorted_ids)] = 0
+        known = self._sorted_ids[pos] == flat
+        idx = self._sorted_idx[pos[known]]
+        row_of = np.repeat(np.arange(rows), lengths)[known]
+        n_known = np.bincount(row_of, minlength=rows)
+        unknown = lengths - n_known
+        if times is None:
+            stamps = np.zeros(len(idx), dtype=np.int64)
         else:
-            times = [[0] * len(h) for h in raw]
-        known = [[(self.index_of[i], t) for i, t in zip(h, ts) if i in self.index_of] for h, ts in zip(raw, times)]
-        histories = [[i for i, _ in pairs] for pairs in known]
-        unknown = [len(h) - len(pairs) for h, pairs in zip(raw, known)]
-        width = self.history_length or max(1, max((len(h) for h in histories), default=1))
+            stamps = _flatten(times, lengths)[0][known]
+        # left-padded [rows, width] batch of each history's latest ``width`` known items
+        width = self.history_length or max(1, int(n_known.max(initial=0)))
+        ends = np.cumsum(n_known)
+        from_end = ends[row_of] - 1 - np.arange(len(idx))  # 0 for each history's latest item
+        keep = from_end < width
+        items = np.full((rows, width), PAD, dtype=np.int64)
+        timestamps = np.zeros((rows, width), dtype=np.int64)
+        cols = width - 1 - from_end[keep]
+        items[row_of[keep], cols] = idx[keep]
+        timestamps[row_of[keep], cols] = stamps[keep]
         batch = HistoryBatch(
-            items=left_pad(histories, width),
-            timestamps=left_pad([[t for _, t in pairs] for pairs in known], width),
-            users=torch.zeros(len(histories), dtype=torch.long),
+            items=torch.from_numpy(items),
+            timestamps=torch.from_numpy(timestamps),
+            users=torch.zeros(rows, dtype=torch.long),
         )
-        with torch.inference_mode():
-            scores = self.model.score(batch).float()
-            seen = exclusion_mask(histories, scores.shape[1] - 1)
-            seen[:, 0] = True  # padding is never recommended
-            scores = scores.masked_fill(seen, float("-inf"))
-            top = torch.topk(scores, k=min(k, scores.shape[1] - 1), dim=1).indices.numpy()
-        return pd.DataFrame({"items": [list(self.raw_ids[t]) for t in top], "unknown_items": unknown})
+        with torch.inference_mode(), _torch_threads(self.threads):
+            scores = self.model.score(batch)
+            # a copy of our own (a model may hand back a view of its buffers), float32
+            scores = scores.to(torch.float32, copy=True)
+            n_items = scores.shape[1] - 1
+            scores[:, PAD] = float("-inf")  # padding is never recommended
+            # the whole history is excluded, also the part older than the model reads
+            scores[torch.from_numpy(row_of), torch.from_numpy(idx)] = float("-inf")
+            top = torch.topk(scores, k=min(k, n_items), dim=1).indices.numpy()
+        ranked = self.raw_ids[top]
+        if top.shape[1] > n_items - int(n_known.max(initial=0)):  # k reaches into excluded items
+            candidates = n_items - _distinct_per_row(row_of, idx, rows, n_items)
+            lists = [ranked[r, : candidates[r]].tolist() for r in range(rows)]
+        else:
+            lists = ranked.tolist()
+        column = np.empty(rows, dtype=object)  # one list per row (numpy would make a 2-D array)
+        for r, items_of_row in enumerate(lists):
+            column[r] = items_of_row
+        # arrays and a ready index: pandas infers nothing (half the cost of a frame from lists)
+        return pd.DataFrame({"items": column, "unknown_items": unknown}, index=pd.RangeIndex(rows))
+
+
+def _column(model_input, name: str) -> list | None:
+    """The values of column ``name`` (one per row), or None when there is no such column."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input[name].tolist() if name in model_input.columns else None
+    if name not in model_input:
+        return None
+    return list(model_input[name])
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _flatten(rows: list, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(all rows' values concatenated as int64, each row's length). With ``lengths`` (the
+    histories'), each row must have exactly that many values; a missing row is zeros."""
+    arrays = []
+    for r, values in enumerate(rows):
+        if _missing(values):
+            array = np.zeros(0 if lengths is None else int(lengths[r]), dtype=np.int64)
+        else:
+            array = np.asarray(values, dtype=np.int64).reshape(-1)
+            if lengths is not None and len(array) != lengths[r]:
+                raise ValueError(
+                    f"row {r}: history has {int(lengths[r])} ids but history_timestamps {len(array)} values"
+                )
+        arrays.append(array)
+    if lengths is None:
+        lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    flat = arrays[0] if len(arrays) == 1 else (np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64))
+    return flat, lengths
+
+
+def _distinct_per_row(row_of: np.ndarray, idx: np.ndarray, rows: int, n_items: int) -> np.ndarray:
+    """How many distinct items each row's history holds."""
+    return np.bincount(np.unique(row_of * (n_items + 1) + idx) // (n_items + 1), minlength=rows)
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """Run the block with ``threads`` torch threads, then give the caller back its own.
+
+    Set per call, not once at load: torch's thread count is per OS thread once a thread has run
+    torch code, and the scoring server calls ``predict`` from a worker thread, not the one that
+    loaded the model. Restoring it keeps the setting from leaking into the caller (MLflow itself
+    loads the model and predicts the input example inside ``log_model``, in the training process).
+    Setting and restoring costs well under a microsecond."""
+    previous = torch.get_num_threads()
+    if not threads or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

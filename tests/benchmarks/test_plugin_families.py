@@ -1,0 +1,81 @@
+"""benchmarks/plugin_families.py end to end on the tiny synthetic dataset (60 users), twice: the
+second run loads the item text embeddings from the disk cache and records both runs."""
+
+import json
+
+import pytest
+
+from benchmarks.plugin_families import main, text_cache_key
+
+FAMILIES = ["popularity", "ease", "lightgcn", "content_knn"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_encoder):
+    root = tmp_path_factory.mktemp("plugin")
+    argv = [
+        "--source", "synthetic", "--synthetic-users", "60", "--name", "tiny", "--split-mode", "pipeline",
+        "--models", ",".join(FAMILIES), "--ensemble", "--encoder", tiny_encoder, "--device", "cpu",
+        "--models-config", json.dumps({"lightgcn": {"dim": 8, "n_layers": 1, "max_epochs": 2, "batch_size": 256}}),
+        "--text-cache-dir", str(root / "cache"), "--out", str(root / "out"),
+    ]  # fmt: skip
+    main(argv)
+    first = json.loads((root / "out" / "plugin-tiny-pipeline-cpu.json").read_text())
+    main(argv)
+    second = json.loads((root / "out" / "plugin-tiny-pipeline-cpu.json").read_text())
+    return root, first, second
+
+
+def test_every_family_is_scored_per_slice(two_runs):
+    _, first, _ = two_runs
+    assert [r["model"] for r in first["results"]] == FAMILIES
+    assert first["split"]["mode"] == "pipeline" and first["split"]["seed"] == 0 and len(first["dataset_sha256"]) == 64
+    assert first["hardware"]["cpu_threads"] == 1
+    slices = set(first["test_cases_per_slice"])
+    assert {"warm", "cold_user", "cold_item"} <= slices
+    for row in first["results"]:
+        assert {"all", *slices} <= set(row["test"])
+        for metrics in row["test"].values():
+            assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0 and 0.0 <= metrics["coverage@10"] <= 1.0
+        assert row["test"]["all"]["n_cases"] == first["n_test_cases"]
+        assert row["best_valid_ndcg@10"] is not None and row["train_seconds"] >= 0
+    by_model = {r["model"]: r for r in first["results"]}
+    assert by_model["lightgcn"]["epochs_run"] == 2 and by_model["lightgcn"]["capped_at_max_epochs"]
+    assert by_model["lightgcn"]["config"]["num_threads"] == 1  # one thread where the family has the field
+    assert by_model["lightgcn"]["side_inputs"] == ["interaction_graph"]
+    assert by_model["content_knn"]["config"]["dim"] == 16  # the tiny encoder's width, taken from the embeddings
+    assert "recency_decay" in by_model["content_knn"]["chosen"] and "l2" in by_model["ease"]["chosen"]
+
+
+def test_ensemble_weights_and_paired_interval(two_runs):
+    _, first, _ = two_runs
+    ens = first["ensemble"]
+    assert set(ens["weights"]) == set(FAMILIES) and abs(sum(ens["weights"].values()) - 1) < 1e-6
+    assert set(ens["member_table"]["cases_per_stage"]) == {"valid", "test"}
+    best = max(first["results"], key=lambda r: r["best_valid_ndcg@10"])
+    assert ens["best_member_by_valid"] == best["model"]
+    assert ens["test_ndcg@10_minus_best_member"] == pytest.approx(ens["test"]["all"]["ndcg@10"] - best["test"]["all"]["ndcg@10"])
+    boot = ens["bootstrap_vs_best_member"]
+    assert boot["n_resamples"] == 2000 and boot["n_cases"] == first["n_test_cases"]
+    lo, hi = boot["ndcg@10_diff_ci95"]
+    assert lo <= hi
+
+
+def test_text_embeddings_cached_on_the_second_run(two_runs):
+    root, first, second = two_runs
+    t1, t2 = first["side_inputs"]["item_text_embeddings"], second["side_inputs"]["item_text_embeddings"]
+    assert t1["cache_hit"] is False and t1["encode_seconds"] > 0 and t1["load_seconds"] is None
+    assert t2["cache_hit"] is True and t2["load_seconds"] >= 0 and t2["cache_key_sha256"] == t1["cache_key_sha256"]
+    assert t2["measured"]["first_run_measured_by_this_file"] and t2["measured"]["cached_run_seconds"] is not None
+    assert [r["text_cache_hit"] for r in second["runs"]] == [False, True]
+    assert len(list((root / "cache").glob("*.pt"))) == 1
+    # seeded: the second run gives the same numbers
+    assert second["runs"][0]["test_ndcg@10"] == second["runs"][1]["test_ndcg@10"]
+    md = (root / "out" / "plugin-tiny-pipeline-cpu.md").read_text()
+    assert "| lightgcn |" in md and "| ensemble |" in md and "cold_item" in md and "95% interval" in md
+
+
+def test_cache_key_follows_texts_and_encoder():
+    assert text_cache_key(["a", "b"], "enc") == text_cache_key(["a", "b"], "enc")
+    assert text_cache_key(["a", "b"], "enc") != text_cache_key(["a", "b"], "other")
+    assert text_cache_key(["a", "b"], "enc") != text_cache_key(["ab"], "enc")

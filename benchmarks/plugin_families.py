@@ -39,6 +39,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, fields  # noqa: E402
@@ -376,7 +377,6 @@ def run(args: argparse.Namespace) -> dict:
         "test_cases_per_slice": {str(k): int(v) for k, v in test_cases["slice"].value_counts().items()},
         "n_valid_cases": len(data.stage("valid")),
         "hardware": hardware(device),
-        "command": " ".join(sys.argv),
         "prep_seconds": _r(prep_seconds, 1),
         "side_inputs": side_records,
         "results": rows,
@@ -552,6 +552,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     result = run(args)
+    result["command"] = shlex.join(["python", "benchmarks/plugin_families.py", *(sys.argv[1:] if argv is None else argv)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"plugin-{args.name}-{args.split_mode}-{result['hardware']['device'].split(':')[0]}"

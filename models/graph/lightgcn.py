@@ -26,8 +26,6 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import LGConv
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from models.data import PAD, HistoryBatch, TrainingData
 from models.graph.interaction_graph import InteractionGraph, build_interaction_graph
@@ -65,6 +63,8 @@ class LightGCN(nn.Module):
             self.item_emb = nn.Embedding(config.n_items + 1, config.dim)
             nn.init.normal_(self.user_emb.weight, std=config.init_std)
             nn.init.normal_(self.item_emb.weight, std=config.init_std)
+        from torch_geometric.nn import LGConv  # imported here: PyG costs seconds, and the registry imports this file
+
         self.convs = nn.ModuleList(LGConv(normalize=False) for _ in range(config.n_layers))
         # What score reads, filled from the graph by refresh_embeddings(): saved with the weights.
         self.register_buffer("user_final", torch.zeros(config.n_users + 1, config.dim))
@@ -84,6 +84,8 @@ class LightGCN(nn.Module):
                 f"{self.config.n_users} and {self.config.n_items}"
             )
         n = graph.num_nodes
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
         edge_index, edge_weight = gcn_norm(graph.edge_index, None, n, add_self_loops=False)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

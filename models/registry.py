@@ -15,17 +15,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from models.sequential.bert4rec import BERT4Rec, BERT4RecConfig
-from models.content.content_knn import ContentKNN, ContentKNNConfig
-from models.general.ease import EASE, EASEConfig
-from models.ensemble import Ensemble, EnsembleConfig
-from models.graph.lightgcn import LightGCN, LightGCNConfig
-from models.general.popularity import Popularity, PopularityConfig
-from models.sequential.sasrec import SASRec, SASRecConfig
-from models.sequential.temporal_attention import TemporalAttention, TemporalAttentionConfig
+if TYPE_CHECKING:  # torch is imported where a model is built, saved or loaded
+    import torch
+    from torch import nn
+
+import importlib
 
 FORMAT_VERSION = 1
 
@@ -40,24 +36,45 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class FamilySpec:
     name: str  # what --models and the results table call it
-    config: type  # the frozen config dataclass (first field n_items)
-    module: type  # the nn.Module built from that config
+    config_class: type | str  # the frozen config dataclass (first field n_items), or "module:Class"
+    module_class: type | str  # the nn.Module built from that config, or "module:Class"
     resources: Resources  # where its training task runs
     side_inputs: tuple[str, ...] = ()  # computed once per catalogue, handed to fit(side_inputs=...)
     trainable: bool = True  # False: built from other trained models (the ensemble), not by --models
+
+    # Classes named as "module:Class" are imported when first read, so that checking a family's
+    # name (the first task of every run) does not import PyTorch and every model file.
+    @property
+    def config(self) -> type:
+        return _resolve(self.config_class)
+
+    @property
+    def module(self) -> type:
+        return _resolve(self.module_class)
+
+
+def _resolve(target: type | str) -> type:
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _spec(name: str, file: str, config: str, module: str, resources: Resources, **kw) -> FamilySpec:
+    return FamilySpec(name, f"models.{file}:{config}", f"models.{file}:{module}", resources, **kw)
 
 
 FAMILIES: dict[str, FamilySpec] = {
     spec.name: spec
     for spec in (
-        FamilySpec("popularity", PopularityConfig, Popularity, "cpu"),
-        FamilySpec("ease", EASEConfig, EASE, "small_gpu"),
-        FamilySpec("sasrec", SASRecConfig, SASRec, "large_gpu"),
-        FamilySpec("bert4rec", BERT4RecConfig, BERT4Rec, "large_gpu"),
-        FamilySpec("temporal_attention", TemporalAttentionConfig, TemporalAttention, "large_gpu"),
-        FamilySpec("lightgcn", LightGCNConfig, LightGCN, "small_gpu", side_inputs=("interaction_graph",)),
-        FamilySpec("content_knn", ContentKNNConfig, ContentKNN, "cpu", side_inputs=("item_text_embeddings",)),
-        FamilySpec("ensemble", EnsembleConfig, Ensemble, "cpu", trainable=False),
+        _spec("popularity", "general.popularity", "PopularityConfig", "Popularity", "cpu"),
+        _spec("ease", "general.ease", "EASEConfig", "EASE", "small_gpu"),
+        _spec("sasrec", "sequential.sasrec", "SASRecConfig", "SASRec", "large_gpu"),
+        _spec("bert4rec", "sequential.bert4rec", "BERT4RecConfig", "BERT4Rec", "large_gpu"),
+        _spec("temporal_attention", "sequential.temporal_attention", "TemporalAttentionConfig", "TemporalAttention", "large_gpu"),
+        _spec("lightgcn", "graph.lightgcn", "LightGCNConfig", "LightGCN", "small_gpu", side_inputs=("interaction_graph",)),
+        _spec("content_knn", "content.content_knn", "ContentKNNConfig", "ContentKNN", "cpu", side_inputs=("item_text_embeddings",)),
+        _spec("ensemble", "ensemble", "EnsembleConfig", "Ensemble", "cpu", trainable=False),
     )
 }
 
@@ -115,6 +132,8 @@ def build_model(
 
 def save_model(path: str | Path, family: str, model: nn.Module) -> None:
     _family(family)
+    import torch
+
     torch.save(
         {
             "family": family,
@@ -128,6 +147,8 @@ def save_model(path: str | Path, family: str, model: nn.Module) -> None:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[str, nn.Module]:
     """-> (family, model rebuilt from its config with the saved weights, in eval mode)."""
+    import torch
+
     saved = torch.load(path, map_location=map_location, weights_only=True)
     if saved.get("format_version") != FORMAT_VERSION:
         raise ValueError(

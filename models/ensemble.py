@@ -27,7 +27,6 @@ from torch import nn
 from models.data import HistoryBatch
 from models.member_scores import (
     ensemble_history_length,
-    history_length_of,
     member_batch,
     score_column,
     standardisation_mask,
@@ -380,7 +379,7 @@ class Ensemble(nn.Module):
             if weight == 0:
                 continue  # adds 0 · z: skip the member's forward pass
             member = self.members[name]
-            scores = member.score(member_batch(batch, history_length_of(member)))
+            scores = member.score(member_batch(batch, member.history_length))
             total += weight * standardise(scores.to(keep.device), keep)
         total[:, 0] = 0.0
         return total

@@ -38,19 +38,9 @@ def score_column(member: str) -> str:
     return f"{SCORE_PREFIX}{member}"
 
 
-def history_length_of(model: nn.Module) -> int | None:
-    """How many of the latest history items ``model.score`` reads; None: the whole history.
-
-    The ``history_length`` attribute, else (older families) ``config.max_len``, else None.
-    """
-    if hasattr(model, "history_length"):
-        return model.history_length
-    return getattr(getattr(model, "config", None), "max_len", None)
-
-
 def ensemble_history_length(models: Iterable[nn.Module]) -> int | None:
     """The history an ensemble of ``models`` reads: the longest member's, None if any reads all."""
-    lengths = [history_length_of(m) for m in models]
+    lengths = [m.history_length for m in models]
     if not lengths or any(h is None for h in lengths):
         return None
     return max(int(h) for h in lengths)
@@ -178,7 +168,7 @@ def member_scores(
             z_all = []
             for name in names:
                 model = models[name]
-                width = history_length_of(model) or longest
+                width = model.history_length or longest
                 batch = HistoryBatch(left_pad(histories, width), left_pad(stamps, width), users)
                 scores = model.score(batch.to(device)).to(device)
                 if scores.shape != eligible.shape:

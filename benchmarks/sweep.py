@@ -98,7 +98,9 @@ def main() -> None:
         if done:
             print(f"already measured: {json.dumps(overrides)} -> valid {done[0]['best_valid_ndcg@10']:.4f}")
             continue
-        row = train_and_score(args.family, data, overrides, device, f"{args.name} {args.family} {json.dumps(entry)}")
+        row = train_and_score(
+            args.family, data, overrides, device, f"{args.name} {args.family} {json.dumps(entry)}", tables.checksum
+        )
         row["changed"] = _changed(overrides, reference)
         result["trials"].append(row)
         result.update(

@@ -115,8 +115,12 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
             stamps = np.zeros(len(idx), dtype=np.int64)
         else:
             stamps = _flatten(times, lengths)[0][known]
-        # left-padded [rows, width] batch of each history's latest ``width`` known items
-        width = self.history_length or max(1, int(n_known.max(initial=0)))
+        # left-padded [rows, width] batch of each history's latest ``width`` known items; no
+        # wider than the longest history: models read histories right-aligned, so columns that
+        # are padding in every row change no score, and attention costs grow with the width
+        width = max(1, int(n_known.max(initial=0)))
+        if self.history_length:
+            width = min(width, self.history_length)
         ends = np.cumsum(n_known)
         from_end = ends[row_of] - 1 - np.arange(len(idx))  # 0 for each history's latest item
         keep = from_end < width

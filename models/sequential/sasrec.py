@@ -61,14 +61,22 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D]; attend: BoolTensor[B, 1, L, L], True where query i may read key j."""
+    def forward(self, x: torch.Tensor, attend: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x: [B, L, D]; attend: BoolTensor[B, 1, L, L], True where query i may read key j, or
+        None for plain causal attention. -> [B, L, D], or [B, 1, D] with ``last_only`` (only the
+        latest position queries)."""
         b, l, d = x.shape
         q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q = q[:, :, -1:]
+            attend = attend[:, :, -1:] if attend is not None else None
+        # attend None: no padding anywhere, so plain causal attention (PyTorch's fused causal
+        # kernel, no mask built); the latest position alone may read every key
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=attend is None and not last_only,
         )
-        return self.proj(y.transpose(1, 2).reshape(b, l, d))
+        return self.proj(y.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class Block(nn.Module):
@@ -84,8 +92,10 @@ class Block(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln_attn(x), attend))
+    def forward(self, x: torch.Tensor, attend: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D], or [B, 1, D] for the latest position with ``last_only``."""
+        residual = x[:, -1:] if last_only else x
+        x = residual + self.dropout(self.attn(self.ln_attn(x), attend, last_only))
         return x + self.dropout(self.ffn(self.ln_ffn(x)))
 
 
@@ -116,21 +126,29 @@ class SASRec(nn.Module):
 
     # ----- the network ---------------------------------------------------------------------
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """items: LongTensor[B, L] left-padded, L <= max_len -> hidden FloatTensor[B, L, D]."""
+    def encode(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """items: LongTensor[B, L] left-padded, L <= max_len -> hidden FloatTensor[B, L, D].
+
+        ``last_only``: the hidden state of the latest position alone, [B, 1, D]. The last block
+        then computes one query per row instead of L (its attention row, projection and
+        feed-forward), which is what scoring needs."""
         _, l = items.shape
         real = items != PAD
         positions = torch.arange(self.config.max_len - l, self.config.max_len, device=items.device)
         x = self.item_emb(items) * math.sqrt(self.config.dim) + self.pos_emb(positions)
         x = self.emb_dropout(x) * real.unsqueeze(-1)
-        # Causal, and keys must be real items; every query may always read itself, so pad
-        # queries (whose every earlier key is padding) never get an all-masked, NaN softmax row.
-        causal = torch.ones(l, l, dtype=torch.bool, device=items.device).tril()
-        eye = torch.eye(l, dtype=torch.bool, device=items.device)
-        attend = (causal & real.unsqueeze(1)) | eye
-        attend = attend.unsqueeze(1)  # [B, 1, L, L], broadcast over heads
-        for block in self.blocks:
-            if self.config.gradient_checkpointing and self.training:
+        attend = None  # no padding in the batch (one user's history, long windows): causal only
+        if not bool(real.all()):
+            # Causal, and keys must be real items; every query may always read itself, so pad
+            # queries (whose every earlier key is padding) never get an all-masked, NaN softmax row.
+            causal = torch.ones(l, l, dtype=torch.bool, device=items.device).tril()
+            eye = torch.eye(l, dtype=torch.bool, device=items.device)
+            attend = (causal & real.unsqueeze(1)) | eye
+            attend = attend.unsqueeze(1)  # [B, 1, L, L], broadcast over heads
+        for number, block in enumerate(self.blocks, 1):
+            if last_only and number == len(self.blocks):
+                x = block(x, attend, last_only=True) * real[:, -1:].unsqueeze(-1)
+            elif self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, attend, use_reentrant=False) * real.unsqueeze(-1)
             else:
                 x = block(x, attend) * real.unsqueeze(-1)
@@ -187,7 +205,7 @@ class SASRec(nn.Module):
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """Hidden state at the latest position @ item embeddings -> FloatTensor[B, n_items + 1]."""
         items = batch.items.to(self.item_emb.weight.device)[:, -self.config.max_len :]
-        return self.encode(items)[:, -1] @ self.item_emb.weight.T
+        return self.encode(items, last_only=True)[:, -1] @ self.item_emb.weight.T
 
     # ----- training ------------------------------------------------------------------------
 

@@ -119,6 +119,8 @@ def test_predictions_equal_the_straightforward_implementation(artifacts, family,
         "histories": pd.DataFrame({"history": HISTORIES}),
         "with timestamps": pd.DataFrame({"history": HISTORIES, "history_timestamps": TIMESTAMPS}),
         "one user": pd.DataFrame({"history": [HISTORIES[1]]}),
+        # shorter than max_len: the pyfunc's batch is cut to 2 columns, the reference's is not
+        "short histories": pd.DataFrame({"history": [[1003, 1007], [1029]]}),
     }
     for name, frame in frames.items():
         for k in (1, 5, 10):
@@ -127,6 +129,20 @@ def test_predictions_equal_the_straightforward_implementation(artifacts, family,
             assert got["items"].tolist() == [[int(i) for i in row] for row in want["items"]], (family, name, k)
             assert got["unknown_items"].tolist() == want["unknown_items"].tolist(), (family, name, k)
             assert list(got.columns) == ["items", "unknown_items"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_columns_of_padding_change_no_score(family):
+    """What lets predict cut its batch to the longest history: every family reads histories
+    right-aligned, so left columns that are padding in every row change no score."""
+    model = _randomised(family, seed=3)
+    items = torch.tensor([[3, 7, 1], [0, 0, 29], [0, 12, 12]])
+    stamps = torch.tensor([[1, 2, 3], [0, 0, 5], [0, 4, 9]]) * DAY + 1_600_000_000
+    users = torch.zeros(3, dtype=torch.long)
+    with torch.inference_mode():
+        narrow = model.score(HistoryBatch(items, stamps, users))
+        wide = model.score(HistoryBatch(left_pad(items.tolist(), 6), left_pad(stamps.tolist(), 6), users))
+    torch.testing.assert_close(narrow, wide, rtol=1e-5, atol=1e-5)
 
 
 def test_history_excluded_unknown_ids_counted_padding_never_recommended(artifacts, restore_threads):

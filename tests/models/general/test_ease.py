@@ -38,10 +38,13 @@ def test_diagonal_is_zero(planted_split):
 def test_score_is_multi_hot_history_times_weights(planted_split):
     model = EASE(EASEConfig(planted_split.n_items, l2_grid=()))
     model.fit(planted_split.training_data(), CPU, progress=False)
-    items = torch.tensor([[0, 0, 3, 5], [1, 2, 2, 4]])  # padding and a repeat count once
-    users = torch.zeros(2, dtype=torch.long)
+    # padding and a repeat count once; an empty history scores 0 (rows are kept in place)
+    items = torch.tensor([[0, 0, 3, 5], [0, 0, 0, 0], [1, 2, 2, 4]])
+    users = torch.zeros(3, dtype=torch.long)
     scores = model.score(HistoryBatch(items, torch.zeros_like(items), users))
-    expected = torch.stack([model.weights[[3, 5]].sum(0), model.weights[[1, 2, 4]].sum(0)])
+    expected = torch.stack(
+        [model.weights[[3, 5]].sum(0), torch.zeros(model.weights.shape[1]), model.weights[[1, 2, 4]].sum(0)]
+    )
     torch.testing.assert_close(scores, expected)
 
 

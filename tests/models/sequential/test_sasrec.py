@@ -33,6 +33,28 @@ def test_score_shape_is_batch_by_items_plus_one():
     assert model.score(_batch([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 7]])).shape == (3, 31)
 
 
+def test_scoring_shortcuts_give_the_full_computation():
+    """score runs the last block for the latest position only, and a batch without padding
+    takes PyTorch's fused causal attention instead of a built mask: both give what the full
+    masked computation gives."""
+    model = SASRec(_config(30)).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    unpadded = torch.randint(1, 31, (3, 12), generator=generator)
+    padded = torch.cat([torch.zeros(3, 4, dtype=torch.long), unpadded[:, 4:]], dim=1)
+    padded[1, :6] = PAD
+    with torch.no_grad():
+        for items in (unpadded, padded):
+            torch.testing.assert_close(model.encode(items, last_only=True)[:, -1], model.encode(items)[:, -1])
+        # fused causal path (no PAD anywhere) against the masked path (a PAD column in front)
+        with_pad_column = torch.cat([torch.zeros(3, 1, dtype=torch.long), unpadded], dim=1)
+        torch.testing.assert_close(model.encode(with_pad_column)[:, 1:], model.encode(unpadded), rtol=1e-5, atol=1e-5)
+        full = model.encode(padded)[:, -1] @ model.item_emb.weight.T
+        torch.testing.assert_close(model.score(_batch(padded)), full)
+
+
 def test_ffn_dim_sets_the_feed_forward_width_and_defaults_to_dim():
     assert SASRec(_config(30)).blocks[0].ffn[0].out_features == 32
     wide = SASRec(_config(30, ffn_dim=128)).eval()

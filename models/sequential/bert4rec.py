@@ -186,14 +186,18 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D]; keys: BoolTensor[B, 1, 1, L], True where a key may be read by every query."""
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
+        """x: [B, L, D]; keys: BoolTensor[B, 1, 1, L], True where a key may be read by every
+        query, or None (every key real). -> [B, L, D], or [B, 1, D] with ``last_only`` (only
+        the latest position queries)."""
         b, l, d = x.shape
         q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q = q[:, :, -1:]
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=keys, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.proj(y.transpose(1, 2).reshape(b, l, d))
+        return self.proj(y.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class Block(nn.Module):
@@ -209,8 +213,10 @@ class Block(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln_attn(x), keys))
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D], or [B, 1, D] for the latest position with ``last_only``."""
+        residual = x[:, -1:] if last_only else x
+        x = residual + self.dropout(self.attn(self.ln_attn(x), keys, last_only))
         return x + self.dropout(self.ffn(self.ln_ffn(x)))
 
 
@@ -247,9 +253,12 @@ class BERT4Rec(nn.Module):
 
     # ----- the network ---------------------------------------------------------------------
 
-    def encode(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, items: torch.Tensor, users: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """items: LongTensor[B, L] left-padded, L <= max_len (may hold [MASK]); users:
-        LongTensor[B] or None -> hidden FloatTensor[B, L, D]."""
+        LongTensor[B] or None -> hidden FloatTensor[B, L, D].
+
+        ``last_only``: the latest position's hidden state alone, [B, 1, D] (the last block
+        computes one query per row), which is all scoring reads."""
         _, l = items.shape
         real = items != PAD
         positions = torch.arange(self.config.max_len - l, self.config.max_len, device=items.device)
@@ -262,10 +271,14 @@ class BERT4Rec(nn.Module):
         x = self.emb_dropout(self.ln_emb(x))
         # Every query reads the real keys only. A row with no real item at all reads every key
         # instead (its output is never used), so no softmax row is ever all-masked (NaN).
-        keys = real | ~real.any(1, keepdim=True)
-        keys = keys[:, None, None, :]  # [B, 1, 1, L], broadcast over heads and queries
-        for block in self.blocks:
-            if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+        keys = None  # every key real: no mask to build or apply
+        if not bool(real.all()):
+            keys = real | ~real.any(1, keepdim=True)
+            keys = keys[:, None, None, :]  # [B, 1, 1, L], broadcast over heads and queries
+        for number, block in enumerate(self.blocks, 1):
+            if last_only and number == len(self.blocks):
+                x = block(x, keys, last_only=True)
+            elif self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, keys, use_reentrant=False)
             else:
                 x = block(x, keys)
@@ -318,7 +331,7 @@ class BERT4Rec(nn.Module):
         # Columns that are padding in every row change nothing (positions count from the right);
         # cutting them saves the quadratic attention cost on short histories.
         first = int((items != PAD).any(0).long().argmax())
-        hidden = self.encode(items[:, first:], batch.users.to(device))
+        hidden = self.encode(items[:, first:], batch.users.to(device), last_only=True)
         return self.item_logits(hidden[:, -1])
 
     # ----- training ------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def interval_buckets(delta_seconds: torch.Tensor, time_span: int) -> torch.Tenso
 
 
 def activity_profile(
-    timestamps: torch.Tensor, real: torch.Tensor, earlier: torch.Tensor, delta: torch.Tensor
+    timestamps: torch.Tensor, real: torch.Tensor, earlier: torch.Tensor, delta: torch.Tensor, last_only: bool = False
 ) -> torch.Tensor:
     """The user's activity profile at each position, from that position's events and earlier.
 
@@ -132,6 +132,7 @@ def activity_profile(
     real and j <= i); delta: LongTensor[B, L, L] = t_i - t_j. Returns FloatTensor[B, L,
     N_PROFILE_FEATURES]: weekday shares (7), month shares (12), weekday and month of "now" = t_i
     (7 + 12 one-hot), log(recent rate / overall rate) per trend window, log1p(events per day).
+    ``last_only``: the latest position's profile alone, [B, 1, N_PROFILE_FEATURES].
     """
     weekday, month = weekday_and_month(timestamps)
     now = torch.cat([F.one_hot(weekday, 7), F.one_hot(month, 12)], dim=-1).float()
@@ -141,6 +142,9 @@ def activity_profile(
     first = timestamps.masked_fill(~real, torch.iinfo(torch.long).max).cummin(1).values
     span_days = (timestamps - first).clamp(min=0).float() / DAY + 1.0  # +1: never divide by 0
     overall = n.squeeze(-1) / span_days
+    if last_only:  # the prefix sums above are O(L); the trend windows below are O(L^2)
+        shares, now, span_days, overall = shares[:, -1:], now[:, -1:], span_days[:, -1:], overall[:, -1:]
+        earlier, delta = earlier[:, -1:], delta[:, -1:]
     trends = []
     for window in TREND_WINDOWS_DAYS:
         recent = (earlier & (delta < window * DAY)).sum(-1).float()
@@ -171,23 +175,28 @@ class TemporalSelfAttention(nn.Module):
             nn.init.zeros_(self.interval_bias.weight)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, buckets: torch.Tensor | None
+        self, x: torch.Tensor, mask: torch.Tensor, buckets: torch.Tensor | None, last_only: bool = False
     ) -> torch.Tensor:
-        """x: [B, L, D]; mask: float [B, 1, L, L] (0 or -inf); buckets: Long [B, L, L] or None."""
+        """x: [B, L, D]; mask: float [B, 1, L, L] (0 or -inf); buckets: Long [B, L, L] or None.
+        -> [B, L, D], or [B, 1, D] with ``last_only`` (only the latest position queries)."""
         b, l, d = x.shape
         h, dh = self.n_heads, d // self.n_heads
         q, k, v = self.qkv(x).view(b, l, 3, h, dh).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, mask = q[:, :, -1:], mask[:, :, -1:]
+            buckets = buckets[:, -1:] if buckets is not None else None
+        queries = q.shape[2]
         bias = mask
         if buckets is not None:
-            # q_i . r_ij for every bucket at once, then picked per (i, j): [B, H, L, L].
+            # q_i . r_ij for every bucket at once, then picked per (i, j): [B, H, queries, L].
             per_bucket = torch.einsum("bhld,nhd->bhln", q, self.interval_key.weight.view(-1, h, dh))
-            index = buckets.unsqueeze(1).expand(b, h, l, l)
+            index = buckets.unsqueeze(1).expand(b, h, queries, l)
             bias = bias + per_bucket.gather(3, index) / math.sqrt(dh)
             bias = bias + self.interval_bias(buckets).permute(0, 3, 1, 2)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.dropout if self.training else 0.0
         )
-        return self.proj(y.transpose(1, 2).reshape(b, l, d))
+        return self.proj(y.transpose(1, 2).reshape(b, queries, d))
 
 
 class TemporalBlock(nn.Module):
@@ -207,9 +216,11 @@ class TemporalBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, buckets: torch.Tensor | None
+        self, x: torch.Tensor, mask: torch.Tensor, buckets: torch.Tensor | None, last_only: bool = False
     ) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln_attn(x), mask, buckets))
+        """[B, L, D] -> [B, L, D], or [B, 1, D] for the latest position with ``last_only``."""
+        residual = x[:, -1:] if last_only else x
+        x = residual + self.dropout(self.attn(self.ln_attn(x), mask, buckets, last_only))
         return x + self.dropout(self.ffn(self.ln_ffn(x)))
 
 
@@ -241,8 +252,11 @@ class TemporalAttention(nn.Module):
             with torch.no_grad():
                 self.item_emb.weight[PAD].zero_()
 
-    def encode(self, items: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
-        """items, timestamps: LongTensor[B, L] left-padded, L <= max_len -> FloatTensor[B, L, D]."""
+    def encode(self, items: torch.Tensor, timestamps: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """items, timestamps: LongTensor[B, L] left-padded, L <= max_len -> FloatTensor[B, L, D].
+
+        ``last_only``: the latest position's hidden state alone, [B, 1, D]: the last block
+        queries from that position only and its activity profile alone is computed."""
         cfg = self.config
         _, l = items.shape
         real = items != PAD
@@ -261,16 +275,18 @@ class TemporalAttention(nn.Module):
         need_delta = cfg.time_intervals or cfg.seasonal_decomposition
         delta = timestamps.unsqueeze(2) - timestamps.unsqueeze(1) if need_delta else None
         buckets = interval_buckets(delta, cfg.time_span) if cfg.time_intervals else None
-        for block in self.blocks:
-            if cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
+        for number, block in enumerate(self.blocks, 1):
+            if last_only and number == len(self.blocks):
+                x = block(x, mask, buckets, last_only=True)
+            elif cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, mask, buckets, use_reentrant=False)
             else:
                 x = block(x, mask, buckets)
-            x = x * real.unsqueeze(-1)
+            x = x * real[:, -x.shape[1] :].unsqueeze(-1)  # the latest column alone after last_only
         hidden = self.ln_out(x)
         if cfg.seasonal_decomposition:
-            profile = activity_profile(timestamps, real, earlier, delta)
-            hidden = hidden + self.profile_mlp(profile) * real.unsqueeze(-1)
+            profile = activity_profile(timestamps, real, earlier, delta, last_only)
+            hidden = hidden + self.profile_mlp(profile) * real[:, -hidden.shape[1] :].unsqueeze(-1)
         return hidden
 
     def loss(
@@ -297,7 +313,7 @@ class TemporalAttention(nn.Module):
         device = self.item_emb.weight.device
         items = batch.items.to(device)[:, -self.config.max_len :]
         timestamps = batch.timestamps.to(device)[:, -self.config.max_len :]
-        hidden = self.encode(items, timestamps)[:, -1]
+        hidden = self.encode(items, timestamps, last_only=True)[:, -1]
         # float32 scores even under bf16 autocast: bf16 would make ties, which rank against the
         # target.
         with torch.autocast(device.type, enabled=False):

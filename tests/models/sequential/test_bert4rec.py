@@ -74,6 +74,23 @@ def test_left_padding_does_not_change_real_positions():
     )
 
 
+def test_scoring_shortcuts_give_the_full_computation():
+    """score runs the last block for the latest position only, and a batch without padding
+    skips the key mask: both give what the full masked computation gives."""
+    model = BERT4Rec(_config(30)).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+        unpadded = torch.randint(1, 32, (3, 12), generator=generator)
+        padded = unpadded.clone()
+        padded[1, :6] = PAD
+        for items in (unpadded, padded):
+            torch.testing.assert_close(model.encode(items, last_only=True)[:, -1], model.encode(items)[:, -1])
+        with_pad_column = torch.cat([torch.zeros(3, 1, dtype=torch.long), unpadded], dim=1)
+        torch.testing.assert_close(model.encode(with_pad_column)[:, 1:], model.encode(unpadded), rtol=1e-5, atol=1e-5)
+
+
 def test_fully_padded_history_gives_finite_scores_and_loss():
     model = BERT4Rec(_config(30)).train()  # dropout on: pad rows must not produce NaN either
     assert torch.isfinite(model.score(_batch([[0, 0, 0, 0], [0, 0, 3, 4]]))).all()
@@ -85,7 +102,7 @@ def test_score_appends_mask_token_after_the_history():
     model = BERT4Rec(_config(30)).eval()
     seen = []
     encode = model.encode
-    model.encode = lambda items, users=None: seen.append(items) or encode(items, users)
+    model.encode = lambda items, users=None, **kw: seen.append(items) or encode(items, users, **kw)
     model.score(_batch([[0, 0, 4, 9, 2]]))
     model.score(_batch([list(range(1, 21))]))  # fills max_len = 20: the oldest item is dropped
     assert seen[0].tolist() == [[4, 9, 2, 31]]  # all-padding columns are cut off

@@ -138,6 +138,21 @@ def test_left_padding_does_not_change_real_positions():
     torch.testing.assert_close(padded[:, 9:], short, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("flags", [{}, ALL_OFF, {"seasonal_decomposition": False}, {"time_intervals": False}])
+def test_latest_position_shortcut_gives_the_full_computation(flags):
+    """score runs the last block for the latest position only and computes that position's
+    activity profile alone: the same hidden state as the full computation, with padding too."""
+    model = TemporalAttention(_config(30, **flags)).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+        items = torch.randint(1, 31, (3, 12), generator=generator)
+        items[1, :5] = 0
+        times = torch.tensor([_irregular_times(12, T0 + r * DAY) for r in range(3)]).masked_fill(items == 0, 0)
+        torch.testing.assert_close(model.encode(items, times, last_only=True)[:, -1], model.encode(items, times)[:, -1])
+
+
 def test_fully_padded_history_gives_finite_scores_and_loss():
     model = TemporalAttention(_config(30)).train()  # dropout on: pad rows must not give NaN
     items = torch.tensor([[0, 0, 0, 0], [0, 0, 3, 4]])

@@ -1,0 +1,282 @@
+"""GraphSAGE with attention aggregation: an inductive graph recommender (Hamilton et al. 2017;
+attention aggregation as GATv2, Brody et al. 2022).
+
+Users and items are the two sides of the training part's bipartite graph. Their layer-0
+representations come from what a node *is*, not only from an id:
+
+- item: its text embedding (the ``item_text_embeddings`` side input: title, year, genres, plot,
+  cast, ...) through a linear map, plus an item-id embedding;
+- user: a user-id embedding.
+
+Each of ``n_layers`` layers updates both sides, SAGE-style: a node's new state is its own state
+(a root weight) plus an attention-weighted aggregate of its neighbours' states (``GATv2Conv`` on
+the bipartite graph, ``heads`` heads averaged), then GELU, a residual and LayerNorm; user→item
+and item→user messages have their own weights. The score of an item for a user is the dot product
+of their last-layer states, trained with full-softmax cross-entropy over the catalogue on every
+distinct training (user, item) pair, the whole graph propagated for each batch.
+
+**Inductive.** Ids are dropped during training (``id_dropout``: each step a share of users and of
+items get the "unknown" id row 0 instead of their own), so the model learns to represent a node
+from its features and neighbours. At inference nothing is retrained:
+
+- a user is always embedded from their history, as a new node whose neighbours are the history
+  items (their stored per-layer states) and whose id row is their own if they had training edges,
+  row 0 otherwise — so a cold user is embedded from the items of their first interactions;
+- an item with no training edges (a cold item) is embedded from its text alone (id row 0, no
+  neighbours), through the same layers.
+
+The graph and the text are side inputs and not part of the weights: after training the items'
+per-layer states are kept as buffers, so ``score`` needs only the state_dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.data import PAD, HistoryBatch, TrainingData
+from models.graph.interaction_graph import InteractionGraph, build_interaction_graph
+from models.interface import EpochLog, FitReport
+from models.training import train_loop
+
+TEXT_INPUT = "item_text_embeddings"
+GRAPH_INPUT = "interaction_graph"
+
+
+@dataclass(frozen=True)
+class GraphSAGEConfig:
+    n_items: int
+    n_users: int = 0
+    text_dim: int = 384  # width of the item text embeddings (all-MiniLM-L6-v2: 384); 0 = no text
+    dim: int = 64
+    n_layers: int = 2
+    heads: int = 2  # attention heads of each aggregation (averaged)
+    dropout: float = 0.1  # on attention weights and layer outputs
+    id_dropout: float = 0.3  # share of users and items trained with the unknown id (cold start)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 4096  # training (user, item) pairs per step; the graph is propagated per step
+    max_epochs: int = 100
+    patience: int = 10  # evaluations without a better valid NDCG@10 before stopping
+    eval_every: int = 1
+    seed: int = 0
+    num_threads: int | None = None
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.n_layers < 1 or self.heads < 1:
+            raise ValueError(f"dim, n_layers and heads must be >= 1, got {self.dim}, {self.n_layers}, {self.heads}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.text_dim < 0:
+            raise ValueError(f"text_dim must be >= 0 (0: no text features), got {self.text_dim}")
+
+
+class AttentionSAGELayer(nn.Module):
+    """dst' = LayerNorm(dst + dropout(GELU(root(dst) + GATv2(src -> dst)))) on a bipartite graph."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        from torch_geometric.nn import GATv2Conv  # imported here: PyG costs seconds, and the registry imports this file
+
+        self.neighbours = GATv2Conv((dim, dim), dim, heads=heads, concat=False, dropout=dropout, add_self_loops=False)
+        self.root = nn.Linear(dim, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, src: torch.Tensor, dst: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """src: [S, D], dst: [T, D], edge_index: LongTensor[2, E] (row 0 into src, row 1 into dst)
+        -> [T, D]. A dst node with no edges keeps its root term alone."""
+        message = self.neighbours((src, dst), edge_index)
+        return self.norm(dst + self.dropout(F.gelu(self.root(dst) + message)))
+
+
+class GraphSAGE(nn.Module):
+    def __init__(self, config: GraphSAGEConfig):
+        super().__init__()
+        self.config = config
+        self.history_length = None  # a user is embedded from their whole history
+        d = config.dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.user_emb = nn.Embedding(config.n_users + 1, d)  # row 0: the unknown user
+            self.item_emb = nn.Embedding(config.n_items + 1, d)  # row 0: the unknown item
+            nn.init.normal_(self.user_emb.weight, std=0.1)
+            nn.init.normal_(self.item_emb.weight, std=0.1)
+            self.text_proj = nn.Linear(config.text_dim, d) if config.text_dim else None
+            self.to_user = nn.ModuleList(AttentionSAGELayer(d, config.heads, config.dropout) for _ in range(config.n_layers))
+            self.to_item = nn.ModuleList(AttentionSAGELayer(d, config.heads, config.dropout) for _ in range(config.n_layers))
+        # What score reads, refreshed from the graph whenever the model switches to eval: each
+        # item's state entering every layer (0..n_layers - 1) and after the last one.
+        self.register_buffer("item_layers", torch.zeros(config.n_layers, config.n_items + 1, d))
+        self.register_buffer("item_final", torch.zeros(config.n_items + 1, d))
+        self.register_buffer("user_has_edges", torch.zeros(config.n_users + 1, dtype=torch.bool))
+        self.register_buffer("item_has_edges", torch.zeros(config.n_items + 1, dtype=torch.bool))
+        # Attached by fit / attach: the graph's two edge directions and the item text (never saved).
+        self.register_buffer("user_to_item", None, persistent=False)
+        self.register_buffer("item_to_user", None, persistent=False)
+        self.register_buffer("item_text", None, persistent=False)
+
+    # ----- inputs --------------------------------------------------------------------------
+
+    def attach(self, graph: InteractionGraph, item_text: torch.Tensor | None) -> None:
+        """Use ``graph`` (training edges) and ``item_text`` (FloatTensor[n_items + 1, text_dim])."""
+        if (graph.n_users, graph.n_items) != (self.config.n_users, self.config.n_items):
+            raise ValueError(
+                f"graph has {graph.n_users} users and {graph.n_items} items, the config "
+                f"{self.config.n_users} and {self.config.n_items}"
+            )
+        device = self.item_emb.weight.device
+        users, items = graph.user_item_pairs()
+        self.user_to_item = torch.stack([users, items]).to(device)
+        self.item_to_user = self.user_to_item.flip(0)
+        has_edges = torch.zeros(self.config.n_users + 1, dtype=torch.bool)
+        has_edges[users] = True
+        self.user_has_edges.copy_(has_edges)
+        has_edges = torch.zeros(self.config.n_items + 1, dtype=torch.bool)
+        has_edges[items] = True
+        self.item_has_edges.copy_(has_edges)
+        if self.config.text_dim:
+            expected = (self.config.n_items + 1, self.config.text_dim)
+            if item_text is None or tuple(item_text.shape) != expected:
+                got = None if item_text is None else tuple(item_text.shape)
+                raise ValueError(
+                    f"GraphSAGE needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
+                    f"text_dim), got {got}: set GraphSAGEConfig.text_dim to the encoder's width, or 0 for none"
+                )
+            self.item_text = item_text.to(device=device, dtype=torch.float32)
+
+    def _item_inputs(self, keep_ids: torch.Tensor) -> torch.Tensor:
+        """Layer-0 item states: id embedding (row 0 where ``keep_ids`` is False) + projected text."""
+        ids = torch.where(keep_ids, torch.arange(len(keep_ids), device=keep_ids.device), 0)
+        x = self.item_emb(ids)
+        if self.text_proj is not None:
+            x = x + self.text_proj(self.item_text)
+        return x
+
+    def _id_mask(self, has_edges: torch.Tensor) -> torch.Tensor:
+        """Which nodes use their own id row: those with training edges, less ``id_dropout`` of
+        them while training."""
+        if self.training and self.config.id_dropout > 0:
+            return has_edges & (torch.rand(has_edges.shape, device=has_edges.device) >= self.config.id_dropout)
+        return has_edges
+
+    # ----- propagation ---------------------------------------------------------------------
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(user states [n_users + 1, D], item states [n_items + 1, D], the items' state entering
+        each layer) after the last layer, over the attached training graph."""
+        if self.user_to_item is None:
+            raise RuntimeError("GraphSAGE.propagate needs a graph: call attach or fit first")
+        users = self.user_emb(torch.where(self._id_mask(self.user_has_edges), torch.arange(
+            self.config.n_users + 1, device=self.user_has_edges.device), 0))  # fmt: skip
+        items = self._item_inputs(self._id_mask(self.item_has_edges))
+        item_layers = []
+        for to_user, to_item in zip(self.to_user, self.to_item):
+            item_layers.append(items)
+            users, items = to_user(items, users, self.item_to_user), to_item(users, items, self.user_to_item)
+        return users, items, item_layers
+
+    @torch.no_grad()
+    def refresh_items(self) -> None:
+        """Store the items' per-layer and final states (eval mode: no dropout) for ``score``."""
+        _, items, layers = self.propagate()
+        self.item_final.copy_(items)
+        self.item_layers.copy_(torch.stack(layers))
+
+    def train(self, mode: bool = True) -> "GraphSAGE":
+        # Switching to eval (before each validation, and after fit loads the best weights)
+        # re-propagates, so score always reads states of the current weights.
+        super().train(mode)
+        if not mode and self.user_to_item is not None:
+            self.refresh_items()
+        return self
+
+    # ----- loss and scores -----------------------------------------------------------------
+
+    def loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Full-softmax cross-entropy of each pair's item over the catalogue (items 1..n_items)."""
+        user_states, item_states, _ = self.propagate()
+        logits = user_states[users] @ item_states[1:].T
+        return F.cross_entropy(logits, positives - 1)
+
+    def embed_users(self, batch: HistoryBatch) -> torch.Tensor:
+        """Each row's user state from its history, as a new node joined to its history items:
+        FloatTensor[B, D]. The id row is the user's own if they had training edges, else 0."""
+        device = self.item_final.device
+        items, users = batch.items.to(device), batch.users.to(device)
+        in_range = (users >= 1) & (users <= self.config.n_users)
+        users = torch.where(in_range, users, 0)
+        users = torch.where(self.user_has_edges[users], users, 0)
+        state = self.user_emb(users)
+        # one edge per distinct (row, history item); the layers read only the items involved
+        rows, columns = (items != PAD).nonzero(as_tuple=True)
+        keys = torch.unique(rows * (self.config.n_items + 1) + items[rows, columns])
+        rows, history = keys // (self.config.n_items + 1), keys % (self.config.n_items + 1)
+        involved, source = torch.unique(history, return_inverse=True)
+        edges = torch.stack([source, rows])
+        for layer, to_user in enumerate(self.to_user):
+            state = to_user(self.item_layers[layer][involved], state, edges)
+        return state
+
+    @torch.no_grad()
+    def score(self, batch: HistoryBatch) -> torch.Tensor:
+        """user state (from the history) · item states -> FloatTensor[B, n_items + 1]."""
+        return self.embed_users(batch) @ self.item_final.T
+
+    # ----- training ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: TrainingData,
+        device: torch.device,
+        *,
+        side_inputs: dict[str, Any] | None = None,
+        progress: bool = True,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> FitReport:
+        """Cross-entropy on the graph's (user, item) pairs. ``side_inputs``: the
+        ``interaction_graph`` (built from ``data.train`` when absent) and the
+        ``item_text_embeddings`` (required unless ``text_dim`` is 0)."""
+        if data.n_users != self.config.n_users or data.n_items != self.config.n_items:
+            raise ValueError(
+                f"data has {data.n_users} users and {data.n_items} items, the config "
+                f"{self.config.n_users} and {self.config.n_items} (build it with n_users=data.n_users)"
+            )
+        side_inputs = side_inputs or {}
+        graph = side_inputs.get(GRAPH_INPUT)
+        if graph is None:
+            graph = build_interaction_graph(data.train, data.n_users, data.n_items)
+        elif not isinstance(graph, InteractionGraph):
+            graph = InteractionGraph.load(graph)
+        text = side_inputs.get(TEXT_INPUT)
+        self.to(device)
+        self.attach(graph, None if text is None else torch.as_tensor(text.matrix))
+        users, items = graph.user_item_pairs()
+        return train_loop(
+            self,
+            data,
+            device,
+            name="graphsage",
+            epoch_batches=lambda generator: _shuffled_pairs(users, items, self.config.batch_size, generator),
+            batch_loss=lambda batch: self.loss(*batch),
+            progress=progress,
+            on_epoch=on_epoch,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+
+def _shuffled_pairs(
+    users: torch.Tensor, items: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every (user, item) pair once, shuffled, ``batch_size`` at a time."""
+    order = torch.randperm(len(users), generator=generator)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield users[rows], items[rows]

@@ -74,6 +74,7 @@ FAMILIES: dict[str, FamilySpec] = {
         _spec("temporal_attention", "sequential.temporal_attention", "TemporalAttentionConfig", "TemporalAttention", "large_gpu"),
         _spec("lightgcn", "graph.lightgcn", "LightGCNConfig", "LightGCN", "small_gpu", side_inputs=("interaction_graph",)),
         _spec("graphsage", "graph.graphsage", "GraphSAGEConfig", "GraphSAGE", "small_gpu", side_inputs=("interaction_graph", "item_text_embeddings")),
+        _spec("hetero_gnn", "graph.hetero_gnn", "HeteroGNNConfig", "HeteroGNN", "small_gpu", side_inputs=("item_text_embeddings",)),
         _spec("content_knn", "content.content_knn", "ContentKNNConfig", "ContentKNN", "cpu", side_inputs=("item_text_embeddings",)),
         _spec("ensemble", "ensemble", "EnsembleConfig", "Ensemble", "cpu", trainable=False),
     )

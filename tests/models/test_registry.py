@@ -15,6 +15,7 @@ FIT_OVERRIDES = {
     "temporal_attention": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
     "lightgcn": {"dim": 16, "n_layers": 2, "max_epochs": 2, "batch_size": 64},
     "graphsage": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_epochs": 2, "batch_size": 64},
+    "hetero_gnn": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_epochs": 2, "batch_size": 64, "attribute_buckets": 64},
     "content_knn": {"dim": 8},
 }
 

@@ -1,0 +1,357 @@
+"""GNN-TV: a heterogeneous graph network over users, items and what the items are made of.
+
+The graph (``build_hetero_graph``) has users, items and the item metadata as node types —
+genres, cast, creators (directors), networks (studios) — with (user, rates, item) edges from the
+training part and (item, has_genre, genre), (item, has_cast, cast), (item, by, creator),
+(item, on, network) edges from the item table, each also reversed. Layer-0 states:
+
+- user: a user-id embedding (row 0: the unknown user);
+- item: an item-id embedding (row 0: the unknown item) plus its projected text embedding when the
+  ``item_text_embeddings`` side input is there;
+- metadata value: an embedding looked up by a stable hash of its name into ``attribute_buckets``
+  rows per node type, so the weights' shapes do not depend on the catalogue and a value first seen
+  at inference (a new actor) still has a row.
+
+Each of ``n_layers`` layers is a ``HeteroConv``: ``GATv2Conv`` (attention, ``heads`` heads) on the
+user–item relations, ``SAGEConv`` (mean) on the item–metadata relations, summed per destination,
+then per node type GELU(root + messages), dropout, a residual and LayerNorm.
+
+**Meta-path aggregation** (HAN, Wang et al. 2019): after the layers, each item also reads the
+items it shares a genre (item–genre–item), a cast member (item–cast–item), a creator or a network
+with (two mean aggregations along each meta-path), and an attention over {itself, each meta-path}
+per item fuses them into its final state.
+
+**Multi-task heads** (the seed's): beside the recommendation loss (full-softmax cross-entropy of
+each training pair's item), a genre head (multi-label, BCE over the genre buckets) and a network
+head (cross-entropy over the network buckets) read the items' final states, weighted by
+``genre_weight`` and ``network_weight``.
+
+Cold start without retraining, as in ``graphsage.py``: ids are dropped in training
+(``id_dropout``); a user is embedded from their history as a new node joined to their history
+items (the items' stored per-layer states); an item without ratings is reached through its
+metadata and text.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.data import PAD, HistoryBatch, TrainingData
+from models.graph.interaction_graph import ITEM_ATTRIBUTE_NODES, build_hetero_graph
+from models.interface import EpochLog, FitReport
+from models.training import train_loop
+
+TEXT_INPUT = "item_text_embeddings"
+ATTRIBUTES = tuple(node for node, _ in ITEM_ATTRIBUTE_NODES.values())  # genre, cast, creator, network
+RELATION = {node: relation for node, relation in ITEM_ATTRIBUTE_NODES.values()}
+RATES, RATED_BY = ("user", "rates", "item"), ("item", "rev_rates", "user")
+
+
+@dataclass(frozen=True)
+class HeteroGNNConfig:
+    n_items: int
+    n_users: int = 0
+    text_dim: int = 384  # width of the item text embeddings (all-MiniLM-L6-v2: 384); 0 = no text
+    dim: int = 64
+    n_layers: int = 2
+    heads: int = 2  # attention heads on the user-item relations (averaged)
+    dropout: float = 0.1
+    id_dropout: float = 0.3  # share of users and items trained with the unknown id (cold start)
+    attribute_buckets: int = 2048  # hashed embedding rows per metadata node type
+    metapaths: bool = True  # item-genre-item, item-cast-item, ... aggregation with attention
+    genre_weight: float = 0.1  # multi-task genre-prediction loss weight (0: off)
+    network_weight: float = 0.1  # multi-task network-prediction loss weight (0: off)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 4096  # training (user, item) pairs per step; the graph is propagated per step
+    max_epochs: int = 100
+    patience: int = 10
+    eval_every: int = 1
+    seed: int = 0
+    num_threads: int | None = None
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.n_layers, self.heads, self.attribute_buckets) < 1:
+            raise ValueError("dim, n_layers, heads and attribute_buckets must be >= 1")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.text_dim < 0 or self.genre_weight < 0 or self.network_weight < 0:
+            raise ValueError("text_dim, genre_weight and network_weight must be >= 0")
+
+
+def stable_bucket(names: list[str], buckets: int) -> torch.Tensor:
+    """LongTensor of crc32(name) % buckets: the same row for the same name in every process
+    (Python's ``hash`` of a str changes per process)."""
+    return torch.tensor([zlib.crc32(name.encode()) % buckets for name in names], dtype=torch.long)
+
+
+class HeteroGNN(nn.Module):
+    def __init__(self, config: HeteroGNNConfig):
+        super().__init__()
+        from torch_geometric.nn import GATv2Conv, HeteroConv, SAGEConv  # PyG costs seconds: imported when built
+
+        self.config = config
+        self.history_length = None  # a user is embedded from their whole history
+        d = config.dim
+        relations = {RATES: "gat", RATED_BY: "gat"}
+        for node in ATTRIBUTES:
+            relations[("item", RELATION[node], node)] = "sage"
+            relations[(node, f"rev_{RELATION[node]}", "item")] = "sage"
+
+        def conv(kind: str) -> nn.Module:
+            if kind == "gat":
+                return GATv2Conv((d, d), d, heads=config.heads, concat=False, dropout=config.dropout, add_self_loops=False)
+            return SAGEConv((d, d), d, aggr="mean", root_weight=False)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.user_emb = nn.Embedding(config.n_users + 1, d)
+            self.item_emb = nn.Embedding(config.n_items + 1, d)
+            self.attribute_emb = nn.ModuleDict({node: nn.Embedding(config.attribute_buckets, d) for node in ATTRIBUTES})
+            for table in (self.user_emb, self.item_emb, *self.attribute_emb.values()):
+                nn.init.normal_(table.weight, std=0.1)
+            self.text_proj = nn.Linear(config.text_dim, d) if config.text_dim else None
+            self.layers = nn.ModuleList(
+                HeteroConv({edge: conv(kind) for edge, kind in relations.items()}, aggr="sum") for _ in range(config.n_layers)
+            )
+            node_types = ("user", "item", *ATTRIBUTES)
+            self.roots = nn.ModuleList(
+                nn.ModuleDict({t: nn.Linear(d, d, bias=False) for t in node_types}) for _ in range(config.n_layers)
+            )
+            self.norms = nn.ModuleList(nn.ModuleDict({t: nn.LayerNorm(d) for t in node_types}) for _ in range(config.n_layers))
+            self.dropout = nn.Dropout(config.dropout)
+            if config.metapaths:
+                self.path_proj = nn.Linear(d, d)
+                self.path_query = nn.Parameter(torch.randn(d) * 0.1)
+            self.genre_head = nn.Linear(d, config.attribute_buckets) if config.genre_weight > 0 else None
+            self.network_head = nn.Linear(d, config.attribute_buckets) if config.network_weight > 0 else None
+        # What score reads, refreshed whenever the model switches to eval (see graphsage.py).
+        self.register_buffer("item_layers", torch.zeros(config.n_layers, config.n_items + 1, d))
+        self.register_buffer("item_final", torch.zeros(config.n_items + 1, d))
+        self.register_buffer("user_has_edges", torch.zeros(config.n_users + 1, dtype=torch.bool))
+        self.register_buffer("item_has_edges", torch.zeros(config.n_items + 1, dtype=torch.bool))
+        # Attached by fit / attach (never saved): edges, metadata rows, text, task labels.
+        self.graph: dict[str, Any] | None = None
+
+    # ----- inputs --------------------------------------------------------------------------
+
+    def attach(self, hetero, item_text: torch.Tensor | None) -> None:
+        """Use ``hetero`` (``build_hetero_graph``'s HeteroData) and ``item_text``
+        (FloatTensor[n_items + 1, text_dim], required when ``text_dim`` > 0)."""
+        cfg = self.config
+        if (hetero["user"].num_nodes, hetero["item"].num_nodes) != (cfg.n_users + 1, cfg.n_items + 1):
+            raise ValueError(
+                f"graph has {hetero['user'].num_nodes - 1} users and {hetero['item'].num_nodes - 1} items, "
+                f"the config {cfg.n_users} and {cfg.n_items}"
+            )
+        device = self.item_emb.weight.device
+        edges = {edge: hetero[edge].edge_index.to(device) for edge in hetero.edge_types}
+        users, items = edges[RATES]
+        self.user_has_edges.copy_(torch.zeros_like(self.user_has_edges).index_fill_(0, users, True))
+        self.item_has_edges.copy_(torch.zeros_like(self.item_has_edges).index_fill_(0, items, True))
+        present = [node for node in ATTRIBUTES if node in hetero.node_types]
+        rows = {node: stable_bucket(hetero[node].names, cfg.attribute_buckets).to(device) for node in present}
+        text = None
+        if cfg.text_dim:
+            expected = (cfg.n_items + 1, cfg.text_dim)
+            if item_text is None or tuple(item_text.shape) != expected:
+                got = None if item_text is None else tuple(item_text.shape)
+                raise ValueError(
+                    f"HeteroGNN needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
+                    f"text_dim), got {got}: set HeteroGNNConfig.text_dim to the encoder's width, or 0 for none"
+                )
+            text = item_text.to(device=device, dtype=torch.float32)
+        self.graph = {"edges": edges, "attribute_rows": rows, "text": text, "labels": self._labels(edges, rows)}
+
+    def _labels(self, edges: dict, rows: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Multi-task targets: genre -> (items with a genre, multi-hot over genre buckets);
+        network -> (items with a network, the bucket of their first network)."""
+        labels = {}
+        n, buckets = self.config.n_items + 1, self.config.attribute_buckets
+        if "genre" in rows:
+            item, genre = edges[("item", RELATION["genre"], "genre")]
+            target = torch.zeros(n, buckets, device=item.device)
+            target[item, rows["genre"][genre]] = 1.0
+            has = target.sum(1) > 0
+            labels["genre"] = (has.nonzero().squeeze(1), target[has])
+        if "network" in rows:
+            item, network = edges[("item", RELATION["network"], "network")]
+            # one network per item (the first by name), deterministically: sort by (item, network)
+            order = torch.argsort(item * (len(rows["network"]) + 1) + network)
+            item, network = item[order], network[order]
+            first = torch.ones(len(item), dtype=torch.bool, device=item.device)
+            first[1:] = item[1:] != item[:-1]
+            labels["network"] = (item[first], rows["network"][network[first]])
+        return labels
+
+    def _id_rows(self, has_edges: torch.Tensor) -> torch.Tensor:
+        keep = has_edges
+        if self.training and self.config.id_dropout > 0:
+            keep = keep & (torch.rand(has_edges.shape, device=has_edges.device) >= self.config.id_dropout)
+        return torch.where(keep, torch.arange(len(keep), device=keep.device), 0)
+
+    # ----- propagation ---------------------------------------------------------------------
+
+    def _update(self, layer: int, node: str, state: torch.Tensor, message: torch.Tensor | None) -> torch.Tensor:
+        """LayerNorm(state + dropout(GELU(root(state) + message))) for one node type."""
+        total = self.roots[layer][node](state)
+        if message is not None:
+            total = total + message
+        return self.norms[layer][node](state + self.dropout(F.gelu(total)))
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(user states, item final states, the items' state entering each layer)."""
+        if self.graph is None:
+            raise RuntimeError("HeteroGNN.propagate needs a graph: call attach or fit first")
+        g = self.graph
+        x = {"user": self.user_emb(self._id_rows(self.user_has_edges)),
+             "item": self.item_emb(self._id_rows(self.item_has_edges))}  # fmt: skip
+        if g["text"] is not None:
+            x["item"] = x["item"] + self.text_proj(g["text"])
+        for node, rows in g["attribute_rows"].items():
+            x[node] = self.attribute_emb[node](rows)
+        item_layers = []
+        for layer, conv in enumerate(self.layers):
+            item_layers.append(x["item"])
+            messages = conv(x, g["edges"])
+            x = {node: self._update(layer, node, state, messages.get(node)) for node, state in x.items()}
+        items = self._metapath_fusion(x["item"]) if self.config.metapaths else x["item"]
+        return x["user"], items, item_layers
+
+    def _metapath_fusion(self, items: torch.Tensor) -> torch.Tensor:
+        """Per item, attention over itself and the mean of the items sharing each metadata kind."""
+        views, present = [items], [torch.ones(len(items), dtype=torch.bool, device=items.device)]
+        for node in self.graph["attribute_rows"]:
+            item, value = self.graph["edges"][("item", RELATION[node], node)]
+            n_values = len(self.graph["attribute_rows"][node])
+            per_value = _scatter_mean(items[item], value, n_values)  # item -> value
+            views.append(_scatter_mean(per_value[value], item, len(items)))  # value -> item
+            present.append(torch.zeros(len(items), dtype=torch.bool, device=items.device).index_fill_(0, item, True))
+        stacked, present = torch.stack(views, 1), torch.stack(present, 1)  # [N, P, D], [N, P]
+        logits = torch.tanh(self.path_proj(stacked)) @ self.path_query
+        weights = torch.softmax(logits.masked_fill(~present, float("-inf")), dim=1)
+        return (weights.unsqueeze(-1) * stacked).sum(1)
+
+    @torch.no_grad()
+    def refresh_items(self) -> None:
+        _, items, layers = self.propagate()
+        self.item_final.copy_(items)
+        self.item_layers.copy_(torch.stack(layers))
+
+    def train(self, mode: bool = True) -> "HeteroGNN":
+        super().train(mode)
+        if not mode and self.graph is not None:
+            self.refresh_items()
+        return self
+
+    # ----- loss and scores -----------------------------------------------------------------
+
+    def loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Recommendation cross-entropy + genre_weight * genre BCE + network_weight * network CE."""
+        user_states, item_states, _ = self.propagate()
+        loss = F.cross_entropy(user_states[users] @ item_states[1:].T, positives - 1)
+        labels = self.graph["labels"]
+        if self.genre_head is not None and "genre" in labels:
+            rows, target = labels["genre"]
+            loss = loss + self.config.genre_weight * F.binary_cross_entropy_with_logits(self.genre_head(item_states[rows]), target)
+        if self.network_head is not None and "network" in labels:
+            rows, target = labels["network"]
+            loss = loss + self.config.network_weight * F.cross_entropy(self.network_head(item_states[rows]), target)
+        return loss
+
+    def embed_users(self, batch: HistoryBatch) -> torch.Tensor:
+        """Each row's user state from its history, as a new user node joined to its history
+        items (users receive messages from items only): FloatTensor[B, D]."""
+        device = self.item_final.device
+        items, users = batch.items.to(device), batch.users.to(device)
+        in_range = (users >= 1) & (users <= self.config.n_users)
+        users = torch.where(in_range, users, 0)
+        state = self.user_emb(torch.where(self.user_has_edges[users], users, 0))
+        rows, columns = (items != PAD).nonzero(as_tuple=True)
+        keys = torch.unique(rows * (self.config.n_items + 1) + items[rows, columns])
+        rows, history = keys // (self.config.n_items + 1), keys % (self.config.n_items + 1)
+        involved, source = torch.unique(history, return_inverse=True)
+        edges = torch.stack([source, rows])
+        for layer, conv in enumerate(self.layers):
+            message = conv.convs[RATED_BY]((self.item_layers[layer][involved], state), edges)
+            state = self._update(layer, "user", state, message)
+        return state
+
+    @torch.no_grad()
+    def score(self, batch: HistoryBatch) -> torch.Tensor:
+        """user state (from the history) · item final states -> FloatTensor[B, n_items + 1]."""
+        return self.embed_users(batch) @ self.item_final.T
+
+    # ----- training ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: TrainingData,
+        device: torch.device,
+        *,
+        side_inputs: dict[str, Any] | None = None,
+        progress: bool = True,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> FitReport:
+        """Builds the heterogeneous graph from ``data.train`` and ``data.items`` (vectorised,
+        its time printed), then trains on the distinct (user, item) pairs with the heads."""
+        if data.n_users != self.config.n_users or data.n_items != self.config.n_items:
+            raise ValueError(
+                f"data has {data.n_users} users and {data.n_items} items, the config "
+                f"{self.config.n_users} and {self.config.n_items} (build it with n_users=data.n_users)"
+            )
+        started = time.perf_counter()
+        items_table = data.items if data.items is not None else _no_metadata(data.n_items)
+        hetero = build_hetero_graph(data.train, items_table, data.n_users, data.n_items)
+        if progress:
+            sizes = ", ".join(f"{t} {hetero[t].num_nodes:,}" for t in hetero.node_types)
+            print(f"hetero_gnn: graph of {sizes} nodes, {hetero.num_edges:,} edges ({time.perf_counter() - started:.2f}s)")
+        text = (side_inputs or {}).get(TEXT_INPUT)
+        self.to(device)
+        self.attach(hetero, None if text is None else torch.as_tensor(text.matrix))
+        users, items = hetero[RATES].edge_index
+        return train_loop(
+            self,
+            data,
+            device,
+            name="hetero_gnn",
+            epoch_batches=lambda generator: _shuffled_pairs(users, items, self.config.batch_size, generator),
+            batch_loss=lambda batch: self.loss(*batch),
+            progress=progress,
+            on_epoch=on_epoch,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+
+def _scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of ``values`` rows grouped by ``index`` into ``size`` rows (0 where none)."""
+    total = torch.zeros(size, values.shape[1], device=values.device, dtype=values.dtype).index_add_(0, index, values)
+    count = torch.zeros(size, device=values.device, dtype=values.dtype).index_add_(0, index, torch.ones_like(index, dtype=values.dtype))
+    return total / count.clamp_min(1).unsqueeze(1)
+
+
+def _no_metadata(n_items: int):
+    import pandas as pd
+
+    return pd.DataFrame({"item_idx": np.arange(1, n_items + 1)})
+
+
+def _shuffled_pairs(
+    users: torch.Tensor, items: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every (user, item) pair once, shuffled, ``batch_size`` at a time."""
+    order = torch.randperm(len(users), generator=generator)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield users[rows], items[rows]

@@ -52,6 +52,7 @@ import torch  # noqa: E402
 STARTED = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
+from benchmarks.baselines import checkpoint_folder  # noqa: E402
 from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
 from data_contracts.suites import ContractConfig  # noqa: E402
 from data_contracts.validate import validate_tables  # noqa: E402
@@ -213,18 +214,28 @@ def chosen_settings(family: str, model) -> dict:
     return {}
 
 
-def train_and_score(family: str, data, training, overrides: dict, side_inputs: dict, device) -> tuple[dict, object]:
-    """Train one family (seeded), score the test cases per slice -> (results row, model)."""
+def train_and_score(
+    family: str, data, training, overrides: dict, side_inputs: dict, device, checkpoints_key: str | None = None
+) -> tuple[dict, object]:
+    """Train one family (seeded), score the test cases per slice -> (results row, model).
+
+    With ``checkpoints_key`` (the dataset checksum and split) the training checkpoints every
+    epoch outside the checkout and a stopped run resumes (``baselines.checkpoint_folder``)."""
     seed_everything(0)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     mine = {name: side_inputs[name] for name in FAMILIES[family].side_inputs}
+    checkpoints = None
+    if checkpoints_key is not None:
+        checkpoints = checkpoint_folder(family, checkpoints_key, {**asdict(model.config), "device": device.type})
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        print(f"  {family}: checkpoints in {checkpoints}", flush=True)
 
     def on_epoch(log) -> None:
         print(f"  {family} epoch {log.epoch}: loss {log.train_loss:.4f} valid NDCG@10 "
               f"{log.valid.get('ndcg@10', float('nan')):.4f} ({log.seconds:.1f}s)", flush=True)  # fmt: skip
 
     tick = time.perf_counter()
-    report = model.fit(training, device, side_inputs=mine, progress=False, on_epoch=on_epoch)
+    report = model.fit(training, device, side_inputs=mine, progress=False, on_epoch=on_epoch, checkpoint_dir=checkpoints)
     train_seconds = time.perf_counter() - tick
     model.eval()
     tick = time.perf_counter()
@@ -355,11 +366,16 @@ def run(args: argparse.Namespace) -> dict:
     side_inputs, side_records = side_inputs_for(families, data, args)
     if "item_text_embeddings" in side_inputs and "content_knn" in overrides:
         overrides["content_knn"].setdefault("dim", side_inputs["item_text_embeddings"].dim)
+    for family in ("graphsage", "hetero_gnn"):  # their text input is as wide as the encoder's output
+        if family in overrides and "item_text_embeddings" in side_inputs:
+            overrides[family].setdefault("text_dim", side_inputs["item_text_embeddings"].dim)
 
     training = data.training_data()
     rows, models = [], {}
     for family in families:
-        row, model = train_and_score(family, data, training, overrides[family], side_inputs, device)
+        row, model = train_and_score(
+            family, data, training, overrides[family], side_inputs, device, f"{tables.checksum}-{args.split_mode}"
+        )
         rows.append(row)
         models[family] = model
     ensemble = ensemble_of(models, rows, data, device) if args.ensemble else None
@@ -541,6 +557,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (and num_threads of the families that have it)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--tag", default="plugin", help="results file prefix: <tag>-<name>-<split>-<device>.json")
     args = parser.parse_args(argv)
     if args.source == "movielens" and not args.path:
         parser.error("--path is required for --source movielens")
@@ -555,7 +572,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["command"] = shlex.join(["python", "benchmarks/plugin_families.py", *(sys.argv[1:] if argv is None else argv)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"plugin-{args.name}-{args.split_mode}-{result['hardware']['device'].split(':')[0]}"
+    stem = f"{args.tag}-{args.name}-{args.split_mode}-{result['hardware']['device'].split(':')[0]}"
     previous = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").exists() else None
     result = with_history(result, previous, time.perf_counter() - started)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))

@@ -1,12 +1,16 @@
-"""Test-wide settings: no analytics, no network, no reuse of a developer's Flyte cache."""
+"""Test-wide settings: no analytics, no network, no reuse of a developer's Flyte cache, and
+checkpoints and quarantined rows written under the session's temporary folder, not ~/.cache."""
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["FLYTE_LOCAL_CACHE_ENABLED"] = "false"  # each test runs its tasks for real
+# a test that resumes from a checkpoint makes its own; none may resume a developer's
+os.environ["CINESYNC_HOME"] = tempfile.mkdtemp(prefix="cinesync-tests-")
 
 
 TINY_VOCAB = (

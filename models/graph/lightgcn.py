@@ -50,6 +50,15 @@ class LightGCNConfig:
     seed: int = 0
     num_threads: int | None = None
     eval_batch_size: int = 512
+    # Mini-batch training with neighbour sampling instead of propagating the whole graph per
+    # batch: each batch's users and items are propagated over ``fanouts[d]`` neighbours sampled
+    # per node at depth d (one fanout per layer), so memory follows the batch, not the graph.
+    sampling: bool = False
+    fanouts: tuple[int, ...] = (10, 5, 5)
+
+    def __post_init__(self) -> None:
+        if self.sampling and (len(self.fanouts) != self.n_layers or min(self.fanouts, default=1) < 1):
+            raise ValueError(f"fanouts needs one value >= 1 per layer ({self.n_layers}), got {self.fanouts}")
 
 
 class LightGCN(nn.Module):
@@ -72,6 +81,7 @@ class LightGCN(nn.Module):
         self.register_buffer("user_has_edges", torch.zeros(config.n_users + 1, dtype=torch.bool))
         # The normalised graph (sparse CSR Â): attached by fit / attach_graph, never saved.
         self.register_buffer("adjacency", None, persistent=False)
+        self.sampler: NeighbourSampler | None = None  # with sampling: built by fit from the graph
 
     # ----- the graph -----------------------------------------------------------------------
 
@@ -129,13 +139,42 @@ class LightGCN(nn.Module):
 
     # ----- loss and scores -----------------------------------------------------------------
 
-    def loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def sampled_final(self, nodes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Final embeddings of ``nodes`` (graph node ids) estimated from sampled neighbourhoods:
+        FloatTensor[len(nodes), D]. Unbiased for each layer's sum over neighbours (uniform
+        sampling with replacement, each draw weighted by deg(v) / fanout)."""
+        if self.sampler is None:
+            raise RuntimeError("LightGCN.sampled_final needs a sampler: fit with sampling=True builds it")
+        blocks = self.sampler.blocks(nodes, self.config.fanouts, generator)
+        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        device = ego.device
+        k_layers = len(blocks)
+        # layers[d][k]: layer-k embeddings of the nodes at depth d (k <= K - d)
+        layers = [[ego[b.sources.to(device)]] for b in blocks] + [[ego[blocks[-1].targets.to(device)]]]
+        weights = [b.weights.to(device) for b in blocks]
+        for k in range(1, k_layers + 1):
+            for d in range(k_layers - k, -1, -1):
+                layers[d].append(weights[d] @ layers[d + 1][k - 1])
+        return torch.stack(layers[0]).mean(0)
+
+    def loss(
+        self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, sample_seed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """BPR + reg * L2 of the ego embeddings (½‖·‖², averaged over the batch).
 
-        users, positives, negatives: LongTensor[N] of user_idx / item_idx.
+        users, positives, negatives: LongTensor[N] of user_idx / item_idx. With ``sampling``
+        the final embeddings come from neighbourhoods sampled with ``sample_seed``.
         """
-        user_final, item_final = self.propagate()
-        u, p, n = user_final[users], item_final[positives], item_final[negatives]
+        if self.config.sampling and self.training:
+            if sample_seed is None:
+                raise ValueError("sampling needs each batch's sample_seed (fit's batches carry one)")
+            offset = self.config.n_users + 1
+            seeds, where = torch.unique(torch.cat([users, positives + offset, negatives + offset]), return_inverse=True)
+            final = self.sampled_final(seeds, torch.Generator().manual_seed(int(sample_seed)))
+            u, p, n = final[where].split(len(users))
+        else:
+            user_final, item_final = self.propagate()
+            u, p, n = user_final[users], item_final[positives], item_final[negatives]
         bpr = -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
         ego = (
             self.user_emb(users).pow(2).sum()
@@ -188,12 +227,22 @@ class LightGCN(nn.Module):
             graph = InteractionGraph.load(graph)
         self.attach_graph(graph)
         pairs = BPRPairs(graph, self.config.batch_size)
+        epoch_batches = pairs.epoch_batches
+        if self.config.sampling:
+            self.sampler = NeighbourSampler(graph)
+
+            def epoch_batches(generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+                # each batch's sampling seed comes from the loop's generator, which checkpoints
+                # save: a resumed run samples exactly what an unbroken one would
+                for batch in pairs.epoch_batches(generator):
+                    yield (*batch, torch.randint(0, 2**62, (1,), generator=generator))
+
         return train_loop(
             self,
             data,
             device,
             name="lightgcn",
-            epoch_batches=pairs.epoch_batches,
+            epoch_batches=epoch_batches,
             batch_loss=lambda batch: self.loss(*batch),
             progress=progress,
             on_epoch=on_epoch,
@@ -238,3 +287,53 @@ class BPRPairs:
         r = torch.minimum(r, (free - 1).clamp_min(0))
         below = torch.searchsorted(self.gap_keys, users * (self.n_items + 1) + r, right=True)
         return (r + 1 + below - self.first[users]).clamp(max=self.n_items)
+
+
+@dataclass
+class Block:
+    """One hop of a sampled neighbourhood: ``weights`` [len(sources), len(targets)] (sparse CSR)
+    maps the next depth's embeddings (``targets``, node ids) to this depth's (``sources``)."""
+
+    sources: torch.Tensor
+    targets: torch.Tensor
+    weights: torch.Tensor
+
+
+class NeighbourSampler:
+    """Uniform neighbour sampling with replacement over a graph's CSR, vectorised (no Python
+    loop over nodes or edges): what lets LightGCN train on graphs whose full propagation (and
+    its saved activations) would not fit in memory."""
+
+    def __init__(self, graph: InteractionGraph):
+        source, target = graph.edge_index
+        n = graph.num_nodes
+        order = torch.argsort(source * n + target)
+        self.neighbours = target[order]
+        counts = torch.bincount(source, minlength=n)
+        self.rowptr = torch.zeros(n + 1, dtype=torch.long)
+        self.rowptr[1:] = counts.cumsum(0)
+        self.degree = counts.float()
+
+    def blocks(self, seeds: torch.Tensor, fanouts: tuple[int, ...], generator: torch.Generator) -> list[Block]:
+        """One Block per depth: depth 0's sources are ``seeds``; each next depth holds the
+        previous one's nodes and their sampled neighbours. A draw of neighbour w for node v
+        weighs deg(v) / fanout * 1 / sqrt(deg(v) deg(w)) (LightGCN's normalisation)."""
+        blocks, sources = [], seeds.cpu()
+        for fanout in fanouts:
+            degree = self.degree[sources]
+            draw = (torch.rand(len(sources), fanout, generator=generator, dtype=torch.float64) * degree.unsqueeze(1).double()).long()
+            has = degree > 0
+            picked = self.neighbours[(self.rowptr[sources].unsqueeze(1) + draw)[has]]  # [n_has, fanout]
+            row = torch.arange(len(sources)).unsqueeze(1).expand(-1, fanout)[has]
+            targets = torch.unique(torch.cat([sources, picked.reshape(-1)]))
+            column = torch.searchsorted(targets, picked)
+            weight = (degree[row] / fanout) / torch.sqrt(degree[row] * self.degree[picked])
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                matrix = torch.sparse_coo_tensor(
+                    torch.stack([row.reshape(-1), column.reshape(-1)]), weight.reshape(-1), (len(sources), len(targets)),
+                    check_invariants=False,  # built here from valid indices
+                ).coalesce().to_sparse_csr()
+            blocks.append(Block(sources, targets, matrix))
+            sources = targets
+        return blocks

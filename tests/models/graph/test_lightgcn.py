@@ -7,7 +7,7 @@ import torch
 
 from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import build_interaction_graph
-from models.graph.lightgcn import BPRPairs, LightGCN, LightGCNConfig
+from models.graph.lightgcn import BPRPairs, LightGCN, LightGCNConfig, NeighbourSampler
 from models.metrics import evaluate
 from models.general.popularity import Popularity, PopularityConfig
 from models.training import CHECKPOINT_NAME
@@ -193,3 +193,56 @@ def test_cold_user_history_longer_than_any_window_is_averaged_whole(trained, pla
     history = list(range(1, planted.n_items + 1)) * 5  # 300 entries, every item 5 times
     scores = model.score(_batch([0], [history]))
     torch.testing.assert_close(scores[0], model.item_final[1:].mean(0) @ model.item_final.T)
+
+
+# ----- mini-batch training with neighbour sampling ------------------------------------------------
+
+
+def _sampling_model(train: pd.DataFrame, n_users: int, n_items: int, fanouts=(2, 2, 2)) -> LightGCN:
+    model = LightGCN(LightGCNConfig(n_items, n_users, dim=4, n_layers=len(fanouts), sampling=True, fanouts=fanouts))
+    graph = build_interaction_graph(train, n_users, n_items)
+    model.attach_graph(graph)
+    model.sampler = NeighbourSampler(graph)
+    return model
+
+
+def test_sampled_propagation_is_exact_where_every_node_has_one_neighbour():
+    model = _sampling_model(pd.DataFrame({"user_idx": [1, 2, 3], "item_idx": [2, 3, 1]}), 3, 3)
+    users, items = model.propagate()
+    nodes = torch.arange(3 + 3 + 2)
+    estimate = model.sampled_final(nodes, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(estimate, torch.cat([users, items]))
+
+
+def test_sampled_propagation_is_unbiased():
+    """Averaged over many draws, the sampled final embeddings reach the full propagation's."""
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"user_idx": rng.integers(1, 11, 60), "item_idx": rng.integers(1, 16, 60)})
+    model = _sampling_model(train, 10, 15, fanouts=(3, 2, 2))
+    with torch.no_grad():
+        full = torch.cat(model.propagate())
+        generator = torch.Generator().manual_seed(0)
+        nodes = torch.arange(len(full))
+        mean = sum(model.sampled_final(nodes, generator) for _ in range(3000)) / 3000
+    assert (mean - full).abs().max() < 0.05 * full.abs().max()
+    one = model.sampled_final(nodes, generator)
+    assert (one - full).abs().max() > 0.05 * full.abs().max()  # a single draw is an estimate
+
+
+def test_sampled_training_learns_and_resumes_exactly(planted, tmp_path):
+    sampled = dict(sampling=True, fanouts=(5, 5), batch_size=128, patience=100)
+    straight = LightGCN(_config(planted, max_epochs=3, **sampled))
+    report = straight.fit(planted, CPU, progress=False)
+    assert report.epochs[-1].train_loss < report.epochs[0].train_loss
+
+    interrupted = LightGCN(_config(planted, max_epochs=2, **sampled))
+    interrupted.fit(planted, CPU, progress=False, checkpoint_dir=tmp_path)
+    resumed = LightGCN(_config(planted, max_epochs=3, **sampled))
+    resumed.fit(planted, CPU, progress=False, checkpoint_dir=tmp_path)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_sampling_needs_one_fanout_per_layer():
+    with pytest.raises(ValueError, match="one value >= 1 per layer"):
+        LightGCNConfig(10, 5, n_layers=3, sampling=True, fanouts=(10, 5))

@@ -28,6 +28,8 @@ TINY = {
     "bert4rec": {"dim": 8, "n_layers": 1, "n_heads": 2, "max_len": 6},
     "temporal_attention": {"dim": 8, "n_layers": 1, "n_heads": 2, "max_len": 6},
     "lightgcn": {"dim": 8, "n_layers": 2},
+    "graphsage": {"text_dim": 8, "dim": 8, "n_layers": 2},
+    "hetero_gnn": {"text_dim": 0, "dim": 8, "n_layers": 2, "attribute_buckets": 16},
     "content_knn": {"dim": 8, "history_length": 4},
 }
 FAMILIES = [*TINY, "ensemble"]

@@ -20,10 +20,12 @@ ease: {l2_grid: [50.0, 500.0]}
 bert4rec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
 temporal_attention: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
 lightgcn: {dim: 16, n_layers: 2, batch_size: 256, max_epochs: 2, patience: 2}
+graphsage: {text_dim: 16, dim: 16, n_layers: 1, batch_size: 1024, max_epochs: 2, patience: 2}
+hetero_gnn: {text_dim: 16, dim: 16, n_layers: 1, batch_size: 1024, max_epochs: 2, patience: 2, attribute_buckets: 64}
 content_knn: {dim: 16}
 """
 # Every trainable family of models.registry.FAMILIES (the ensemble is added by the pipeline).
-MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "content_knn"]
+MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "graphsage", "hetero_gnn", "content_knn"]
 EVALUATED = [*MODELS, "ensemble"]
 
 

@@ -1,4 +1,5 @@
-"""Side-by-side benchmark against RecBole: its SASRec and BERT4Rec on OUR split, OUR evaluator.
+"""Side-by-side benchmark against RecBole: its SASRec, BERT4Rec, LightGCN and NGCF on OUR split,
+OUR evaluator.
 
     python benchmarks/peer_recbole.py setup                     # .venv-recbole (RecBole 1.2.1, CPU torch)
     python benchmarks/peer_recbole.py run --path ../shared/data/ml-100k --name ml-100k \
@@ -21,6 +22,10 @@ project does not use), through ``benchmarks/recbole_worker.py``. The data go ove
 3. RecBole trains with its defaults (max length 50; SASRec with CE and no negative sampling;
    early stopping on validation NDCG@10 with eval_step 1 and stopping_step 10; CPU; seed 0),
    then scores every test user's input (history up to the test target) with the best model.
+   LightGCN and NGCF (RecBole's "general" models) read the same file: its leave-one-out leaves
+   each user's last two items out of training exactly as for the sequential models, and they
+   train on the remaining (user, item) pairs with RecBole's defaults (BPR, one uniform negative
+   per pair); their full-sort scores come from the user's id, so there is no input to check.
 4. The worker's ranks (OUR tie rule, history excluded) and top-100 lists are re-evaluated here
    with ``models.metrics.metrics_from_ranks``; the ranks are also recomputed independently from
    the saved score matrix with ``models.metrics.target_ranks`` (``rank_check_mismatches``).
@@ -70,7 +75,7 @@ WORKER = REPO / "benchmarks" / "recbole_worker.py"
 CONSTRAINTS = REPO / "benchmarks" / "recbole-constraints.txt"
 VENV = REPO / ".venv-recbole"
 WORKDIR = REPO / "outputs" / "recbole"  # ignored by git
-MODELS = ("SASRec", "BERT4Rec")
+MODELS = ("SASRec", "BERT4Rec", "LightGCN", "NGCF")
 
 # torch 2.13's metadata asks for setuptools>=77.0.3 while RecBole 1.2.1 needs setuptools<70, so
 # pip cannot resolve both in one step: the peer packages first, then setuptools is pinned back.

@@ -1,4 +1,5 @@
-"""Runs one RecBole model inside RecBole's own virtual environment (``.venv-recbole``).
+"""Runs one RecBole model (SASRec, BERT4Rec, LightGCN, NGCF) inside RecBole's own virtual
+environment (``.venv-recbole``).
 
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 .venv-recbole/bin/python benchmarks/recbole_worker.py spec.json
 
@@ -55,6 +56,7 @@ import torch
 # be unit-tested from the project's environment, where RecBole is not installed.
 
 TOP_N = 100
+GENERAL_MODELS = ("LightGCN", "NGCF")  # user-item models: no input sequence to check
 # A file of this name in the out dir asks a running worker to stop after the current epoch's
 # validation and test its best epoch so far (e.g. before a machine is taken away).
 STOP_FILE = "STOP"
@@ -138,13 +140,18 @@ class ProtocolScorer:
         model.eval()
         users, targets_out, ranks_out, tops, score_rows = [], [], [], [], []
         target_mismatch = input_mismatch = 0
-        for interaction, _, _, positive_i in loader:
+        for interaction, _, positive_u, positive_i in loader:
             scores = model.full_sort_predict(interaction.to(device)).view(-1, self.n_columns)
             scores = scores.float().cpu()
             user_tokens = self.user_tokens[interaction[self.uid_field].cpu().numpy()]
-            targets = positive_i.cpu().long()
-            seq_in = interaction[self.seq_field].cpu().numpy()
-            seq_len = interaction[self.len_field].cpu().numpy()
+            # one target per row (leave-one-out); general models' loaders give rows per user
+            # with positive_u saying which row each positive belongs to
+            targets = torch.zeros(len(user_tokens), dtype=torch.long)
+            targets[positive_u.cpu().long()] = positive_i.cpu().long()
+            sequential = self.seq_field in interaction.columns  # general models read no sequence
+            if sequential:
+                seq_in = interaction[self.seq_field].cpu().numpy()
+                seq_len = interaction[self.len_field].cpu().numpy()
             histories = []
             for row, user in enumerate(user_tokens):
                 full = self.sequences[user]
@@ -152,7 +159,7 @@ class ProtocolScorer:
                 history = full[:-cut]
                 if int(targets[row]) != ours_target:
                     target_mismatch += 1
-                if list(seq_in[row, : seq_len[row]]) != history[-self.max_len :]:
+                if sequential and list(seq_in[row, : seq_len[row]]) != history[-self.max_len :]:
                     input_mismatch += 1
                 histories.append(history)
             ranks, top = protocol_ranks(scores, targets, _exclusion(histories, self.n_columns))
@@ -210,6 +217,10 @@ def build_config(spec: dict):
     }
     if spec["model"] == "SASRec":
         config_dict["loss_type"] = "CE"
+    if spec["model"] in GENERAL_MODELS:
+        # graph models train on (user, item) pairs with RecBole's default negative sampling
+        # (one uniform negative per pair); the same leave-one-out cuts the same .inter file
+        del config_dict["train_neg_sample_args"]
     if spec.get("max_epochs"):
         config_dict["epochs"] = int(spec["max_epochs"])
     config_dict.update(spec.get("overrides", {}))

@@ -79,7 +79,9 @@ MODELS = ("SASRec", "BERT4Rec", "LightGCN", "NGCF")
 
 # torch 2.13's metadata asks for setuptools>=77.0.3 while RecBole 1.2.1 needs setuptools<70, so
 # pip cannot resolve both in one step: the peer packages first, then setuptools is pinned back.
-PEER_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "torch==2.13.0")
+# scipy < 1.12: RecBole 1.2.1's LightGCN / NGCF build their adjacency with dok_matrix._update,
+# which scipy 1.12 removed.
+PEER_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "scipy<1.12", "torch==2.13.0")
 PEER_SETUPTOOLS = "setuptools<70"
 # Only the worker process gets this: torch >= 2.6 loads with weights_only=True by default, and
 # RecBole's test step reloads its own checkpoint, which pickles its Config object.

@@ -6,7 +6,8 @@
 
 ``--ours`` is a ``baselines.py`` (or ``sweep.py``: its chosen trial) result, repeatable,
 ``--recbole`` a ``peer_recbole.py`` result; all must have been measured on the same dataset file (same sha256).
-Pairs are ours ``sasrec`` with RecBole ``SASRec`` and ours ``bert4rec`` with RecBole ``BERT4Rec``.
+Pairs are ours ``sasrec`` with RecBole ``SASRec``, ours ``bert4rec`` with RecBole ``BERT4Rec`` and
+ours ``lightgcn`` with RecBole ``LightGCN``.
 
 Besides each side's NDCG@10 / HR@10 / MRR, time to its best validation epoch, seconds per
 epoch and peak memory, the table gives *our time to RecBole's best*: the wall time until our
@@ -26,12 +27,13 @@ import numpy as np
 
 from benchmarks.baselines import RESULTS
 
-PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec"}
+PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "lightgcn": "LightGCN"}
 
 # Issue 3's bars: minimum test NDCG@10 for our SASRec, minimum ratio of ours to RecBole's,
 # maximum ratio of our time to RecBole's best validation over RecBole's time to it.
 BARS = {
-    "ml-100k": {"sasrec": {"min_ndcg@10": 0.10, "min_ratio": 1.3, "max_time_ratio": 0.1}, "bert4rec": {"min_ratio": 1.0}},
+    "ml-100k": {"sasrec": {"min_ndcg@10": 0.10, "min_ratio": 1.3, "max_time_ratio": 0.1}, "bert4rec": {"min_ratio": 1.0},
+                "lightgcn": {"min_ratio": 1.0, "max_time_ratio": 0.5}},  # issue 12
     "ml-1m-u2999": {"sasrec": {"min_ndcg@10": 0.15, "min_ratio": 1.3}, "bert4rec": {"min_ratio": 1.0}},
 }
 

@@ -27,7 +27,8 @@ head (cross-entropy over the network buckets) read the items' final states, weig
 ``genre_weight`` and ``network_weight``.
 
 Cold start without retraining, as in ``graphsage.py``: ids are dropped in training
-(``id_dropout``); a user is embedded from their history as a new node joined to their history
+(``id_dropout``) and a share of items is trained as new ones are scored, without id or rating
+edges (``cold_item_dropout``); a user is embedded from their history as a new node joined to their history
 items (the items' stored per-layer states); an item without ratings is reached through its
 metadata and text.
 """
@@ -66,6 +67,7 @@ class HeteroGNNConfig:
     heads: int = 2  # attention heads on the user-item relations (averaged)
     dropout: float = 0.1
     id_dropout: float = 0.3  # share of users and items trained with the unknown id (cold start)
+    cold_item_dropout: float = 0.1  # share of items trained as if new each step: no id, no ratings
     attribute_buckets: int = 2048  # hashed embedding rows per metadata node type
     metapaths: bool = True  # item-genre-item, item-cast-item, ... aggregation with attention
     genre_weight: float = 0.1  # multi-task genre-prediction loss weight (0: off)
@@ -83,8 +85,9 @@ class HeteroGNNConfig:
     def __post_init__(self) -> None:
         if min(self.dim, self.n_layers, self.heads, self.attribute_buckets) < 1:
             raise ValueError("dim, n_layers, heads and attribute_buckets must be >= 1")
-        if not 0.0 <= self.id_dropout < 1.0:
-            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        for name in ("id_dropout", "cold_item_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.text_dim < 0 or self.genre_weight < 0 or self.network_weight < 0:
             raise ValueError("text_dim, genre_weight and network_weight must be >= 0")
 
@@ -214,8 +217,16 @@ class HeteroGNN(nn.Module):
         if self.graph is None:
             raise RuntimeError("HeteroGNN.propagate needs a graph: call attach or fit first")
         g = self.graph
+        edges, item_has_edges = g["edges"], self.item_has_edges
+        if self.training and self.config.cold_item_dropout > 0:
+            # items trained as cold ones are scored at test time: no id, no rating edges
+            # (their metadata and text stay)
+            cold = torch.rand(item_has_edges.shape, device=item_has_edges.device) < self.config.cold_item_dropout
+            item_has_edges = item_has_edges & ~cold
+            keep = ~cold[edges[RATES][1]]
+            edges = {**edges, RATES: edges[RATES][:, keep], RATED_BY: edges[RATED_BY][:, keep]}
         x = {"user": self.user_emb(self._id_rows(self.user_has_edges)),
-             "item": self.item_emb(self._id_rows(self.item_has_edges))}  # fmt: skip
+             "item": self.item_emb(self._id_rows(item_has_edges))}  # fmt: skip
         if g["text"] is not None:
             x["item"] = x["item"] + self.text_proj(g["text"])
         for node, rows in g["attribute_rows"].items():
@@ -223,7 +234,7 @@ class HeteroGNN(nn.Module):
         item_layers = []
         for layer, conv in enumerate(self.layers):
             item_layers.append(x["item"])
-            messages = conv(x, g["edges"])
+            messages = conv(x, edges)
             x = {node: self._update(layer, node, state, messages.get(node)) for node, state in x.items()}
         items = self._metapath_fusion(x["item"]) if self.config.metapaths else x["item"]
         return x["user"], items, item_layers

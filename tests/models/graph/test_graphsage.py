@@ -150,3 +150,22 @@ def test_config_rejects_impossible_values():
         GraphSAGEConfig(10, 5, id_dropout=1.0)
     with pytest.raises(ValueError, match="text_dim"):
         GraphSAGEConfig(10, 5, text_dim=-1)
+
+
+def test_items_trained_as_cold_have_neither_id_nor_edges(planted):
+    """cold_item_dropout: an item drawn as cold is computed exactly as an item with no training
+    edge (what every cold item is at test time); with (almost) every item drawn, all are."""
+    config = GraphSAGEConfig(planted.n_items, planted.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.999999)
+    text = torch.as_tensor(_text(planted.n_items).matrix)
+    model = GraphSAGE(config)
+    model.attach(build_interaction_graph(planted.train, planted.n_users, planted.n_items), text)
+    empty = GraphSAGE(config)
+    empty.load_state_dict(model.state_dict())
+    empty.attach(build_interaction_graph(planted.train.iloc[:0], planted.n_users, planted.n_items), text)
+    model.train(), empty.train()
+    torch.manual_seed(0)
+    _, items, _ = model.propagate()
+    _, expected, _ = empty.propagate()
+    torch.testing.assert_close(items, expected)
+    model.eval()  # no dropout at inference: the known items read their neighbours again
+    assert not torch.allclose(model.item_final, expected.detach())

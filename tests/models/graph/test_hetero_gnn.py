@@ -94,8 +94,9 @@ def test_cold_items_are_reached_through_their_metadata_alone(trained):
 
 
 def test_genre_and_network_heads_learn_the_item_metadata(planted):
+    # the heads alone: no id or cold-item dropout adding noise to 15 epochs on 60 items
     model = HeteroGNN(HeteroGNNConfig(planted.n_items, planted.n_users, **TINY, genre_weight=1.0, network_weight=1.0,
-                                      max_epochs=15, patience=100))  # fmt: skip
+                                      id_dropout=0.0, cold_item_dropout=0.0, max_epochs=15, patience=100))  # fmt: skip
     model.fit(planted, CPU, progress=False)
     rows = model.graph["attribute_rows"]
     with torch.no_grad():
@@ -132,3 +133,17 @@ def test_missing_text_names_the_side_input(planted):
         model.fit(planted, CPU, progress=False)
     text = SimpleNamespace(matrix=torch.randn(planted.n_items + 1, 8))
     assert len(model.fit(planted, CPU, side_inputs={"item_text_embeddings": text}, progress=False).epochs) == 1
+
+
+def test_items_trained_as_cold_keep_metadata_but_lose_id_and_ratings(planted):
+    from models.graph.interaction_graph import build_hetero_graph
+
+    config = HeteroGNNConfig(planted.n_items, planted.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.999999)
+    model, empty = HeteroGNN(config), HeteroGNN(config)
+    empty.load_state_dict(model.state_dict())
+    model.attach(build_hetero_graph(planted.train, planted.items, planted.n_users, planted.n_items), None)
+    empty.attach(build_hetero_graph(planted.train.iloc[:0], planted.items, planted.n_users, planted.n_items), None)
+    model.train(), empty.train()
+    _, items, _ = model.propagate()
+    _, expected, _ = empty.propagate()
+    torch.testing.assert_close(items, expected)

@@ -150,8 +150,10 @@ def markdown(result: dict) -> str:
         else:
             c = v["versus_reference"]
             diff = v["metrics"][claim["slice"]]["ndcg@10"] - result["variants"][ref]["metrics"][claim["slice"]]["ndcg@10"]
-            versus = [f"{diff:+.4f} [{c['ndcg@10_diff_ci95'][0]:+.4f}, {c['ndcg@10_diff_ci95'][1]:+.4f}]",
-                      f"[{c['ndcg@10_ratio_ci95'][0]:.2f}, {c['ndcg@10_ratio_ci95'][1]:.2f}]"]  # fmt: skip
+            low, high = c["ndcg@10_ratio_ci95"]
+            # some resamples of a near-zero reference score 0: the ratio is unbounded there
+            ratio = f"[{low:.2f}, {high:.2f}]" if high < 1000 else f"[{low:.2f}, unbounded]"
+            versus = [f"{diff:+.4f} [{c['ndcg@10_diff_ci95'][0]:+.4f}, {c['ndcg@10_diff_ci95'][1]:+.4f}]", ratio]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {v['best_valid_ndcg@10']:.4f} | "
                      f"{v['epochs_run']} ({v['best_epoch']}) | {v['train_seconds']} | " + " | ".join(versus) + " |")  # fmt: skip
     lines += ["", "(n) = test cases in the slice. Paired bootstrap: 2,000 resamples of the slice's test cases; "

@@ -73,14 +73,14 @@ def one_epoch(args) -> dict:
     """Child: train ``args.model`` for one epoch on the split; its times and peak RSS."""
     from benchmarks.plugin_families import item_text_embeddings
     from models.device import seed_everything
-    from models.registry import FAMILIES, build_model
+    from models.registry import FAMILIES, build_model, sized_to_side_inputs
 
     family, overrides = EPOCH_MODELS[args.model]
     _, data = load_split(args)
     side = {}
     if "item_text_embeddings" in FAMILIES[family].side_inputs:
         side["item_text_embeddings"], _ = item_text_embeddings(data.items, args.encoder, Path(args.text_cache_dir).expanduser())
-        overrides = {**overrides, "text_dim": side["item_text_embeddings"].dim}
+    overrides = sized_to_side_inputs(family, overrides, side)
     seed_everything(0)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users)
     training = data.training_data()

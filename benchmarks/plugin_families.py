@@ -68,7 +68,7 @@ from models.ensemble import Ensemble, fit_blend  # noqa: E402
 from models.graph.interaction_graph import build_interaction_graph  # noqa: E402
 from models.member_scores import member_scores  # noqa: E402
 from models.metrics import evaluate  # noqa: E402
-from models.registry import FAMILIES, build_model  # noqa: E402
+from models.registry import FAMILIES, build_model, sized_to_side_inputs  # noqa: E402
 from models.split import MODES, leave_one_out_split  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -364,11 +364,7 @@ def run(args: argparse.Namespace) -> dict:
           f"{len(data.train):,} training rows, {len(test_cases):,} test cases, prep {prep_seconds:.1f}s", flush=True)  # fmt: skip
 
     side_inputs, side_records = side_inputs_for(families, data, args)
-    if "item_text_embeddings" in side_inputs and "content_knn" in overrides:
-        overrides["content_knn"].setdefault("dim", side_inputs["item_text_embeddings"].dim)
-    for family in ("graphsage", "hetero_gnn"):  # their text input is as wide as the encoder's output
-        if family in overrides and "item_text_embeddings" in side_inputs:
-            overrides[family].setdefault("text_dim", side_inputs["item_text_embeddings"].dim)
+    overrides = {family: sized_to_side_inputs(family, overrides[family], side_inputs) for family in families}
 
     training = data.training_data()
     rows, models = [], {}

@@ -85,7 +85,7 @@ def train(
     ``text_encoder``: sentence-transformers name or path, for families that read item text.
     """
     from models.device import pick_device, seed_everything
-    from models.registry import ConfigError, FAMILIES, build_model, trainable_families
+    from models.registry import ConfigError, FAMILIES, build_model, sized_to_side_inputs, trainable_families
 
     if family not in trainable_families():
         raise ConfigError(f"unknown model {family!r}; known: {', '.join(trainable_families())}")
@@ -97,8 +97,7 @@ def train(
         name: _side_input(name, family, data, text_encoder, torch_device)
         for name in FAMILIES[family].side_inputs
     }
-    if "item_text_embeddings" in side_inputs:
-        config.setdefault("dim", side_inputs["item_text_embeddings"].dim)  # the encoder's width
+    config = sized_to_side_inputs(family, config, side_inputs)  # e.g. the text encoder's width
     seed_everything(int(config.get("seed", 0)))
     model = build_model(family, data.n_items, config, n_users=data.n_users).to(torch_device)
     report = model.fit(training, torch_device, side_inputs=side_inputs, progress=progress)

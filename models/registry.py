@@ -132,6 +132,18 @@ def build_model(
     return model_cls(config_from_dict(family, {"n_items": n_items, **overrides}))
 
 
+def sized_to_side_inputs(family: str, overrides: dict[str, Any], side_inputs: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` plus the config fields a side input fixes, where not given: the width of the
+    item text embeddings goes to ``text_dim`` (GraphSAGE, GNN-TV) or, for a family whose vectors
+    are the embeddings themselves, ``dim`` (content k-NN)."""
+    config_cls, _ = _family(family)
+    text = side_inputs.get("item_text_embeddings")
+    if text is None or "item_text_embeddings" not in FAMILIES[family].side_inputs:
+        return dict(overrides)
+    names = {f.name for f in fields(config_cls)}
+    return {("text_dim" if "text_dim" in names else "dim"): int(text.dim), **overrides}
+
+
 def save_model(path: str | Path, family: str, model: nn.Module) -> None:
     _family(family)
     import torch

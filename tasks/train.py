@@ -127,7 +127,7 @@ def fit_family(
     same inputs after a kill resumes from the last completed epoch.
     """
     from models.device import pick_device, seed_everything
-    from models.registry import build_model, save_model
+    from models.registry import build_model, save_model, sized_to_side_inputs
     from tasks.plots import fit_html
 
     own_deck(timeline=False)  # the training tasks' Deck is their own tab only (deck_fields=())
@@ -135,10 +135,11 @@ def fit_family(
     data = training_data(train, valid_cases, items, users)
     device = pick_device()
     seed_everything(int(overrides.get("seed", 0)))
+    loaded_side_inputs = load_side_inputs(side_inputs)
+    overrides = sized_to_side_inputs(family, overrides, loaded_side_inputs)  # e.g. the text encoder's width
     with user_errors():
         model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     checkpoints = _checkpoint_folder(family, overrides, (train, valid_cases, items, users))
-    loaded_side_inputs = load_side_inputs(side_inputs)
     started_at, started = time.time(), time.perf_counter()
     with SystemSampler() as sampler:
         report = model.fit(

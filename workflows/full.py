@@ -35,7 +35,7 @@ from tasks.validate import validate
 # warns about that on every command; the flag works either way.
 warnings.filterwarnings("ignore", message=r"The parameter --\S+ is used more than once")
 
-DEFAULT_MODELS = ["popularity", "ease", "sasrec", "bert4rec", "lightgcn", "content_knn"]
+DEFAULT_MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "content_knn"]
 
 
 class ValidatedData(NamedTuple):

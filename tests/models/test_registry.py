@@ -4,7 +4,15 @@ import torch
 from models.data import HistoryBatch
 from models.general.ease import EASEConfig
 from models.content.item_text import ItemTextEmbeddings
-from models.registry import FAMILIES, build_model, config_from_dict, load_model, save_model, trainable_families
+from models.registry import (
+    FAMILIES,
+    build_model,
+    config_from_dict,
+    load_model,
+    save_model,
+    sized_to_side_inputs,
+    trainable_families,
+)
 from models.sequential.sasrec import SASRec
 
 FIT_OVERRIDES = {
@@ -83,3 +91,12 @@ def test_saved_file_is_config_and_state_dict_not_a_pickled_module(tmp_path):
 def test_build_model_fills_n_users_for_families_with_user_embeddings():
     model = build_model("bert4rec", 30, {"use_user_embedding": True, "dim": 16}, n_users=7)
     assert model.config.n_users == 7
+
+
+def test_sized_to_side_inputs_takes_the_text_width_unless_given():
+    text = {"item_text_embeddings": ItemTextEmbeddings(torch.zeros(5, 24), "x", 0.0, 0)}
+    assert sized_to_side_inputs("graphsage", {"lr": 0.1}, text) == {"text_dim": 24, "lr": 0.1}
+    assert sized_to_side_inputs("hetero_gnn", {"text_dim": 0}, text) == {"text_dim": 0}  # given wins
+    assert sized_to_side_inputs("content_knn", {}, text) == {"dim": 24}  # its vectors are the embeddings
+    assert sized_to_side_inputs("sasrec", {"dim": 16}, text) == {"dim": 16}  # reads no text
+    assert sized_to_side_inputs("graphsage", {}, {}) == {}

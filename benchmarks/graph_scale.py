@@ -47,7 +47,7 @@ ML1M_U2999 = {"users": 2_999, "items": 3_706, "interactions": 487_650}
 # one epoch each: real sizes, the batch sizes the graph benchmark uses
 EPOCH_MODELS = {
     "lightgcn (full graph)": ("lightgcn", {"max_epochs": 1, "batch_size": 2048, "num_threads": 1}),
-    "lightgcn (sampling 10,5,5)": ("lightgcn", {"max_epochs": 1, "batch_size": 2048, "sampling": True, "num_threads": 1}),
+    "lightgcn (sampling 10-5-5)": ("lightgcn", {"max_epochs": 1, "batch_size": 2048, "sampling": True, "num_threads": 1}),
     "graphsage": ("graphsage", {"max_epochs": 1, "batch_size": 8192, "num_threads": 1}),
     "hetero_gnn": ("hetero_gnn", {"max_epochs": 1, "batch_size": 8192, "num_threads": 1}),
 }
@@ -193,7 +193,10 @@ def large(args) -> dict:
 
 
 def child(argv: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *argv, "--child"], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, *argv, "--child"], capture_output=True, text=True)
+    if out.returncode:
+        sys.stderr.write(out.stderr[-3000:])
+        raise subprocess.CalledProcessError(out.returncode, out.args)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -33,6 +33,7 @@ from models.device import pick_device, seed_everything
 from models.metrics import evaluate
 from models.registry import build_model
 from models.split import leave_one_out_split
+from tasks.local_state import cinesync_home
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Real sizes unless overridden; written out so the JSON says what ran. SASRec's batch size and
@@ -64,8 +65,7 @@ def checkpoint_folder(family: str, dataset_sha256: str, config: dict) -> Path:
     default ``~/.cache/cinesync``), keyed by family, dataset checksum and the whole config, so a
     stopped run resumes where it was and a changed config starts afresh."""
     key = hashlib.sha256(json.dumps([family, dataset_sha256, config], sort_keys=True).encode()).hexdigest()[:16]
-    home = Path(os.environ.get("CINESYNC_HOME") or "~/.cache/cinesync").expanduser()
-    return home / "benchmarks" / f"{family}-{key}"
+    return cinesync_home() / "benchmarks" / f"{family}-{key}"
 
 
 def train_and_score(

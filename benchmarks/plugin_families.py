@@ -37,7 +37,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default encoder is packaged:
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
@@ -53,6 +52,7 @@ STARTED = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
 from benchmarks.baselines import checkpoint_folder  # noqa: E402
+from benchmarks.baselines import hardware as baseline_hardware  # noqa: E402
 from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
 from data_contracts.suites import ContractConfig  # noqa: E402
 from data_contracts.validate import validate_tables  # noqa: E402
@@ -325,15 +325,8 @@ def ensemble_of(models: dict, rows: list[dict], data, device) -> dict:
 
 
 def hardware(device: torch.device) -> dict:
-    return {
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-        "cpu_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    """``baselines.hardware`` plus the load average when the run began (the machine is shared)."""
+    return {**baseline_hardware(device), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def overrides_for(families: list[str], given: dict, threads: int) -> dict[str, dict]:

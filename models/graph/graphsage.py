@@ -36,19 +36,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.data import PAD, HistoryBatch, TrainingData
-from models.graph.interaction_graph import InteractionGraph, build_interaction_graph
+from models.data import HistoryBatch, TrainingData
+from models.graph.interaction_graph import (
+    InteractionGraph,
+    check_split_size,
+    graph_input,
+    history_edges,
+    known_user_rows,
+    shuffled_pairs,
+)
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
 TEXT_INPUT = "item_text_embeddings"
-GRAPH_INPUT = "interaction_graph"
 
 
 @dataclass(frozen=True)
@@ -222,16 +228,8 @@ class GraphSAGE(nn.Module):
         FloatTensor[B, D]. The id row is the user's own if they had training edges, else 0."""
         device = self.item_final.device
         items, users = batch.items.to(device), batch.users.to(device)
-        in_range = (users >= 1) & (users <= self.config.n_users)
-        users = torch.where(in_range, users, 0)
-        users = torch.where(self.user_has_edges[users], users, 0)
-        state = self.user_emb(users)
-        # one edge per distinct (row, history item); the layers read only the items involved
-        rows, columns = (items != PAD).nonzero(as_tuple=True)
-        keys = torch.unique(rows * (self.config.n_items + 1) + items[rows, columns])
-        rows, history = keys // (self.config.n_items + 1), keys % (self.config.n_items + 1)
-        involved, source = torch.unique(history, return_inverse=True)
-        edges = torch.stack([source, rows])
+        state = self.user_emb(known_user_rows(users, self.user_has_edges))
+        involved, edges = history_edges(items, self.config.n_items)  # the layers read only these items
         for layer, to_user in enumerate(self.to_user):
             state = to_user(self.item_layers[layer][involved], state, edges)
         return state
@@ -256,18 +254,9 @@ class GraphSAGE(nn.Module):
         """Cross-entropy on the graph's (user, item) pairs. ``side_inputs``: the
         ``interaction_graph`` (built from ``data.train`` when absent) and the
         ``item_text_embeddings`` (required unless ``text_dim`` is 0)."""
-        if data.n_users != self.config.n_users or data.n_items != self.config.n_items:
-            raise ValueError(
-                f"data has {data.n_users} users and {data.n_items} items, the config "
-                f"{self.config.n_users} and {self.config.n_items} (build it with n_users=data.n_users)"
-            )
-        side_inputs = side_inputs or {}
-        graph = side_inputs.get(GRAPH_INPUT)
-        if graph is None:
-            graph = build_interaction_graph(data.train, data.n_users, data.n_items)
-        elif not isinstance(graph, InteractionGraph):
-            graph = InteractionGraph.load(graph)
-        text = side_inputs.get(TEXT_INPUT)
+        check_split_size(data, self.config)
+        graph = graph_input(side_inputs, data)
+        text = (side_inputs or {}).get(TEXT_INPUT)
         self.to(device)
         self.attach(graph, None if text is None else torch.as_tensor(text.matrix))
         users, items = graph.user_item_pairs()
@@ -276,19 +265,10 @@ class GraphSAGE(nn.Module):
             data,
             device,
             name="graphsage",
-            epoch_batches=lambda generator: _shuffled_pairs(users, items, self.config.batch_size, generator),
+            epoch_batches=lambda generator: shuffled_pairs(users, items, self.config.batch_size, generator),
             batch_loss=lambda batch: self.loss(*batch),
             progress=progress,
             on_epoch=on_epoch,
             checkpoint_dir=checkpoint_dir,
         )
 
-
-def _shuffled_pairs(
-    users: torch.Tensor, items: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every (user, item) pair once, shuffled, ``batch_size`` at a time."""
-    order = torch.randperm(len(users), generator=generator)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        yield users[rows], items[rows]

@@ -39,15 +39,21 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.data import PAD, HistoryBatch, TrainingData
-from models.graph.interaction_graph import ITEM_ATTRIBUTE_NODES, build_hetero_graph
+from models.data import HistoryBatch, TrainingData
+from models.graph.interaction_graph import (
+    ITEM_ATTRIBUTE_NODES,
+    build_hetero_graph,
+    check_split_size,
+    history_edges,
+    known_user_rows,
+    shuffled_pairs,
+)
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
@@ -285,14 +291,8 @@ class HeteroGNN(nn.Module):
         items (users receive messages from items only): FloatTensor[B, D]."""
         device = self.item_final.device
         items, users = batch.items.to(device), batch.users.to(device)
-        in_range = (users >= 1) & (users <= self.config.n_users)
-        users = torch.where(in_range, users, 0)
-        state = self.user_emb(torch.where(self.user_has_edges[users], users, 0))
-        rows, columns = (items != PAD).nonzero(as_tuple=True)
-        keys = torch.unique(rows * (self.config.n_items + 1) + items[rows, columns])
-        rows, history = keys // (self.config.n_items + 1), keys % (self.config.n_items + 1)
-        involved, source = torch.unique(history, return_inverse=True)
-        edges = torch.stack([source, rows])
+        state = self.user_emb(known_user_rows(users, self.user_has_edges))
+        involved, edges = history_edges(items, self.config.n_items)
         for layer, conv in enumerate(self.layers):
             message = conv.convs[RATED_BY]((self.item_layers[layer][involved], state), edges)
             state = self._update(layer, "user", state, message)
@@ -317,14 +317,9 @@ class HeteroGNN(nn.Module):
     ) -> FitReport:
         """Builds the heterogeneous graph from ``data.train`` and ``data.items`` (vectorised,
         its time printed), then trains on the distinct (user, item) pairs with the heads."""
-        if data.n_users != self.config.n_users or data.n_items != self.config.n_items:
-            raise ValueError(
-                f"data has {data.n_users} users and {data.n_items} items, the config "
-                f"{self.config.n_users} and {self.config.n_items} (build it with n_users=data.n_users)"
-            )
+        check_split_size(data, self.config)
         started = time.perf_counter()
-        items_table = data.items if data.items is not None else _no_metadata(data.n_items)
-        hetero = build_hetero_graph(data.train, items_table, data.n_users, data.n_items)
+        hetero = build_hetero_graph(data.train, data.items, data.n_users, data.n_items)
         if progress:
             sizes = ", ".join(f"{t} {hetero[t].num_nodes:,}" for t in hetero.node_types)
             print(f"hetero_gnn: graph of {sizes} nodes, {hetero.num_edges:,} edges ({time.perf_counter() - started:.2f}s)")
@@ -337,7 +332,7 @@ class HeteroGNN(nn.Module):
             data,
             device,
             name="hetero_gnn",
-            epoch_batches=lambda generator: _shuffled_pairs(users, items, self.config.batch_size, generator),
+            epoch_batches=lambda generator: shuffled_pairs(users, items, self.config.batch_size, generator),
             batch_loss=lambda batch: self.loss(*batch),
             progress=progress,
             on_epoch=on_epoch,
@@ -351,18 +346,3 @@ def _scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch
     count = torch.zeros(size, device=values.device, dtype=values.dtype).index_add_(0, index, torch.ones_like(index, dtype=values.dtype))
     return total / count.clamp_min(1).unsqueeze(1)
 
-
-def _no_metadata(n_items: int):
-    import pandas as pd
-
-    return pd.DataFrame({"item_idx": np.arange(1, n_items + 1)})
-
-
-def _shuffled_pairs(
-    users: torch.Tensor, items: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every (user, item) pair once, shuffled, ``batch_size`` at a time."""
-    order = torch.randperm(len(users), generator=generator)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        yield users[rows], items[rows]

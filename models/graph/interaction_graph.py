@@ -8,6 +8,11 @@ Two builders, both plain functions over the split tables (no Flyte, no MLflow):
   metadata (genres, cast, creators, networks) as node types, for heterogeneous GNN families.
 
 Only the training part goes in: validation and test targets never become edges.
+
+And what the graph families share around it: reading the side input (``graph_input``), checking
+a model was sized for the split (``check_split_size``), a batch's users as graph rows
+(``known_user_rows``), a batch's histories as edges into new user nodes (``history_edges``) and
+one epoch of training pairs (``shuffled_pairs``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
+
+from models.data import PAD
 
 # Item metadata columns that become node types of the heterogeneous graph:
 # column -> (node type, item->value relation). Values are "|"-separated; "" means none.
@@ -162,3 +170,56 @@ def _add_both_ways(data, src: str, relation: str, dst: str, src_idx: np.ndarray,
     forward = torch.stack([torch.from_numpy(src_idx), torch.from_numpy(dst_idx)])
     data[src, relation, dst].edge_index = forward
     data[dst, f"rev_{relation}", src].edge_index = forward.flip(0)
+
+
+# ----- what the graph families share ------------------------------------------------------------
+
+
+def graph_input(side_inputs: dict[str, Any] | None, data) -> InteractionGraph:
+    """The ``interaction_graph`` side input (an InteractionGraph or a path to one saved), or the
+    graph of ``data.train`` when it is absent."""
+    graph = (side_inputs or {}).get("interaction_graph")
+    if graph is None:
+        return build_interaction_graph(data.train, data.n_users, data.n_items)
+    return graph if isinstance(graph, InteractionGraph) else InteractionGraph.load(graph)
+
+
+def check_split_size(data, config) -> None:
+    """Raise unless ``config`` (n_users, n_items) was built for ``data``'s split."""
+    if data.n_users != config.n_users or data.n_items != config.n_items:
+        raise ValueError(
+            f"data has {data.n_users} users and {data.n_items} items, the config "
+            f"{config.n_users} and {config.n_items} (build it with n_users=data.n_users)"
+        )
+
+
+def known_user_rows(users: torch.Tensor, has_edges: torch.Tensor) -> torch.Tensor:
+    """Each user's row where they had training edges, 0 (the unknown user) otherwise: cold
+    users, user 0, and indices outside 1..n_users. users: LongTensor[B]; has_edges:
+    BoolTensor[n_users + 1]."""
+    in_range = (users >= 1) & (users < len(has_edges))
+    users = torch.where(in_range, users, 0)
+    return torch.where(in_range & has_edges[users], users, 0)
+
+
+def history_edges(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of histories as edges into one new user node per row: (the distinct history
+    items, LongTensor[K]; edge_index LongTensor[2, E], row 0 indexing into them, row 1 the batch
+    row). One edge per distinct (row, item); padding gives none.
+
+    items: LongTensor[B, L] of item_idx, 0 = padding."""
+    rows, columns = (items != PAD).nonzero(as_tuple=True)
+    keys = torch.unique(rows * (n_items + 1) + items[rows, columns])
+    rows, history = keys // (n_items + 1), keys % (n_items + 1)
+    involved, source = torch.unique(history, return_inverse=True)
+    return involved, torch.stack([source, rows])
+
+
+def shuffled_pairs(
+    users: torch.Tensor, items: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every (user, item) pair once, shuffled, ``batch_size`` at a time."""
+    order = torch.randperm(len(users), generator=generator)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield users[rows], items[rows]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import PAD, HistoryBatch, TrainingData
-from models.graph.interaction_graph import InteractionGraph, build_interaction_graph
+from models.graph.interaction_graph import InteractionGraph, check_split_size, graph_input, known_user_rows
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
@@ -190,9 +190,8 @@ class LightGCN(nn.Module):
         stands in for the user's."""
         device = self.item_final.device
         items, users = batch.items.to(device), batch.users.to(device)
-        in_range = (users >= 1) & (users <= self.config.n_users)
-        users = torch.where(in_range, users, 0)
-        warm = in_range & self.user_has_edges[users]
+        users = known_user_rows(users, self.user_has_edges)
+        warm = users > 0
         # history mean as counts @ item_final: memory B x n_items, whatever the history length
         counts = torch.zeros(len(items), self.config.n_items + 1, device=device)
         counts.scatter_add_(1, items, torch.ones_like(items, dtype=counts.dtype))
@@ -215,16 +214,8 @@ class LightGCN(nn.Module):
     ) -> FitReport:
         """BPR on the graph's (user, item) pairs; ``side_inputs["interaction_graph"]`` (an
         ``InteractionGraph`` or a path to one saved) is built from ``data.train`` when absent."""
-        if data.n_users != self.config.n_users or data.n_items != self.config.n_items:
-            raise ValueError(
-                f"data has {data.n_users} users and {data.n_items} items, the config "
-                f"{self.config.n_users} and {self.config.n_items} (build it with n_users=data.n_users)"
-            )
-        graph = (side_inputs or {}).get("interaction_graph")
-        if graph is None:
-            graph = build_interaction_graph(data.train, data.n_users, data.n_items)
-        elif not isinstance(graph, InteractionGraph):
-            graph = InteractionGraph.load(graph)
+        check_split_size(data, self.config)
+        graph = graph_input(side_inputs, data)
         self.attach_graph(graph)
         pairs = BPRPairs(graph, self.config.batch_size)
         epoch_batches = pairs.epoch_batches

@@ -7,22 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.data import HistoryBatch, TrainingData
 from models.general.popularity import Popularity, PopularityConfig
 from models.graph.graphsage import AttentionSAGELayer, GraphSAGE, GraphSAGEConfig
 from models.graph.interaction_graph import build_interaction_graph
 from models.metrics import evaluate
 from models.registry import load_model, save_model
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
+from tests.models.graph.conftest import COLD_ITEMS, chain_of, history_batch
 
 CPU = torch.device("cpu")
 TEXT_DIM = 8
 TINY = dict(text_dim=TEXT_DIM, dim=16, n_layers=2, heads=2, dropout=0.0, lr=0.01, batch_size=256)
-COLD_ITEMS = [5, 25, 45]  # one per chain: every training row with them is removed
 
-
-def _chain(item: int) -> int:
-    return (item - 1) // CHAIN_LEN
 
 
 def _text(n_items: int) -> SimpleNamespace:
@@ -31,28 +27,16 @@ def _text(n_items: int) -> SimpleNamespace:
     generator = torch.Generator().manual_seed(0)
     matrix = torch.zeros(n_items + 1, TEXT_DIM)
     for item in range(1, n_items + 1):
-        matrix[item, _chain(item)] = 1.0
+        matrix[item, chain_of(item)] = 1.0
     matrix[1:, N_CHAINS:] = 0.3 * torch.randn(n_items, TEXT_DIM - N_CHAINS, generator=generator)
     return SimpleNamespace(matrix=F.normalize(matrix, dim=1))
 
 
-def _batch(users, items) -> HistoryBatch:
-    items = torch.as_tensor(items)
-    return HistoryBatch(items, torch.zeros_like(items), torch.as_tensor(users))
-
 
 @pytest.fixture(scope="module")
-def planted(planted_split) -> TrainingData:
-    data = planted_split.training_data()
-    train = data.train[~data.train["item_idx"].isin(COLD_ITEMS)].reset_index(drop=True)
-    valid = data.valid_cases[~data.valid_cases["target_item"].isin(COLD_ITEMS)].reset_index(drop=True)
-    return TrainingData(data.n_users, data.n_items, train, valid, data.items, data.users)
-
-
-@pytest.fixture(scope="module")
-def trained(planted):
-    model = GraphSAGE(GraphSAGEConfig(planted.n_items, planted.n_users, **TINY, max_epochs=30, patience=5))
-    report = model.fit(planted, CPU, side_inputs={"item_text_embeddings": _text(planted.n_items)}, progress=False)
+def trained(planted_cold_items):
+    model = GraphSAGE(GraphSAGEConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, max_epochs=30, patience=5))
+    report = model.fit(planted_cold_items, CPU, side_inputs={"item_text_embeddings": _text(planted_cold_items.n_items)}, progress=False)
     return model, report
 
 
@@ -68,37 +52,37 @@ def test_a_node_without_edges_keeps_its_root_term():
     assert not torch.allclose(moved[0], out[0]) and torch.allclose(moved[1], out[1])
 
 
-def test_history_path_gives_the_propagated_user_state(trained, planted):
+def test_history_path_gives_the_propagated_user_state(trained, planted_cold_items):
     """A warm user embedded from a history equal to their training items is exactly the user
     node of the propagated graph: the inductive path is the transductive one for known nodes."""
     model, _ = trained
     with torch.no_grad():
         users, _, _ = model.propagate()
     for user in (1, 2, 30):
-        items = planted.train.loc[planted.train["user_idx"] == user, "item_idx"].tolist()
-        state = model.embed_users(_batch([user], [items]))
+        items = planted_cold_items.train.loc[planted_cold_items.train["user_idx"] == user, "item_idx"].tolist()
+        state = model.embed_users(history_batch([user], [items]))
         torch.testing.assert_close(state[0], users[user], rtol=1e-4, atol=1e-5)
 
 
-def test_loss_decreases_and_beats_popularity(trained, planted):
+def test_loss_decreases_and_beats_popularity(trained, planted_cold_items):
     model, report = trained
     assert report.epochs[-1].train_loss < 0.8 * report.epochs[0].train_loss
-    popularity = Popularity(PopularityConfig(planted.n_items))
-    popularity.fit(planted, CPU, progress=False)
-    ours = evaluate(model.score, planted.valid_cases, planted.n_items).metrics["all"]["ndcg@10"]
-    theirs = evaluate(popularity.score, planted.valid_cases, planted.n_items).metrics["all"]["ndcg@10"]
+    popularity = Popularity(PopularityConfig(planted_cold_items.n_items))
+    popularity.fit(planted_cold_items, CPU, progress=False)
+    ours = evaluate(model.score, planted_cold_items.valid_cases, planted_cold_items.n_items).metrics["all"]["ndcg@10"]
+    theirs = evaluate(popularity.score, planted_cold_items.valid_cases, planted_cold_items.n_items).metrics["all"]["ndcg@10"]
     assert ours > theirs + 0.05
 
 
-def test_cold_user_is_embedded_from_their_first_items_without_retraining(trained, planted):
+def test_cold_user_is_embedded_from_their_first_items_without_retraining(trained, planted_cold_items):
     """User 0 (unknown) with a few items of one chain: the chain's other items rank first."""
     model, _ = trained
     for chain in range(N_CHAINS):
         history = [chain * CHAIN_LEN + k for k in (2, 3, 4)]
-        scores = model.score(_batch([0], [history]))[0, 1:]
+        scores = model.score(history_batch([0], [history]))[0, 1:]
         scores[torch.tensor(history) - 1] = float("-inf")
         top = (scores.topk(10).indices + 1).tolist()
-        assert sum(_chain(i) == chain for i in top) >= 8, (chain, top)
+        assert sum(chain_of(i) == chain for i in top) >= 8, (chain, top)
 
 
 def test_cold_items_are_ranked_from_their_text(trained):
@@ -108,24 +92,24 @@ def test_cold_items_are_ranked_from_their_text(trained):
     assert not model.item_has_edges[COLD_ITEMS].any()
     for chain, cold in enumerate(COLD_ITEMS):
         history = [chain * CHAIN_LEN + k for k in (10, 11, 12, 13)]
-        scores = model.score(_batch([0], [history]))[0]
+        scores = model.score(history_batch([0], [history]))[0]
         others = [i for i in COLD_ITEMS if i != cold]
         assert scores[cold] > scores[others].max(), (chain, scores[COLD_ITEMS])
 
 
-def test_missing_or_mismatched_text_names_the_side_input(planted):
-    model = GraphSAGE(GraphSAGEConfig(planted.n_items, planted.n_users, **TINY, max_epochs=1))
+def test_missing_or_mismatched_text_names_the_side_input(planted_cold_items):
+    model = GraphSAGE(GraphSAGEConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, max_epochs=1))
     with pytest.raises(ValueError, match="item_text_embeddings.*text_dim"):
-        model.fit(planted, CPU, progress=False)
-    wrong = SimpleNamespace(matrix=torch.zeros(planted.n_items + 1, TEXT_DIM + 1))
+        model.fit(planted_cold_items, CPU, progress=False)
+    wrong = SimpleNamespace(matrix=torch.zeros(planted_cold_items.n_items + 1, TEXT_DIM + 1))
     with pytest.raises(ValueError, match=r"\(61, 8\).*got \(61, 9\)"):
-        model.fit(planted, CPU, side_inputs={"item_text_embeddings": wrong}, progress=False)
+        model.fit(planted_cold_items, CPU, side_inputs={"item_text_embeddings": wrong}, progress=False)
 
 
-def test_without_text_it_trains_on_ids_and_graph_alone(planted):
-    model = GraphSAGE(GraphSAGEConfig(planted.n_items, planted.n_users, **{**TINY, "text_dim": 0}, max_epochs=2))
-    graph = build_interaction_graph(planted.train, planted.n_users, planted.n_items)
-    report = model.fit(planted, CPU, side_inputs={"interaction_graph": graph}, progress=False)
+def test_without_text_it_trains_on_ids_and_graph_alone(planted_cold_items):
+    model = GraphSAGE(GraphSAGEConfig(planted_cold_items.n_items, planted_cold_items.n_users, **{**TINY, "text_dim": 0}, max_epochs=2))
+    graph = build_interaction_graph(planted_cold_items.train, planted_cold_items.n_users, planted_cold_items.n_items)
+    report = model.fit(planted_cold_items, CPU, side_inputs={"interaction_graph": graph}, progress=False)
     assert len(report.epochs) == 2 and model.text_proj is None
 
 
@@ -133,15 +117,15 @@ def test_save_load_round_trip_gives_identical_scores(trained, tmp_path):
     model, _ = trained
     save_model(tmp_path / "m.pt", "graphsage", model)
     family, loaded = load_model(tmp_path / "m.pt")
-    batch = _batch([1, 0, 7], [[0, 1, 2], [3, 4, 5], [21, 22, 23]])
+    batch = history_batch([1, 0, 7], [[0, 1, 2], [3, 4, 5], [21, 22, 23]])
     assert family == "graphsage"
     torch.testing.assert_close(loaded.eval().score(batch), model.score(batch))
 
 
 def test_pad_columns_change_no_score(trained):
     model, _ = trained
-    narrow = model.score(_batch([1, 0], [[1, 2], [0, 22]]))
-    wide = model.score(_batch([1, 0], [[0, 0, 0, 1, 2], [0, 0, 0, 0, 22]]))
+    narrow = model.score(history_batch([1, 0], [[1, 2], [0, 22]]))
+    wide = model.score(history_batch([1, 0], [[0, 0, 0, 1, 2], [0, 0, 0, 0, 22]]))
     torch.testing.assert_close(narrow, wide)
 
 
@@ -152,16 +136,16 @@ def test_config_rejects_impossible_values():
         GraphSAGEConfig(10, 5, text_dim=-1)
 
 
-def test_items_trained_as_cold_have_neither_id_nor_edges(planted):
+def test_items_trained_as_cold_have_neither_id_nor_edges(planted_cold_items):
     """cold_item_dropout: an item drawn as cold is computed exactly as an item with no training
     edge (what every cold item is at test time); with (almost) every item drawn, all are."""
-    config = GraphSAGEConfig(planted.n_items, planted.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.999999)
-    text = torch.as_tensor(_text(planted.n_items).matrix)
+    config = GraphSAGEConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.999999)
+    text = torch.as_tensor(_text(planted_cold_items.n_items).matrix)
     model = GraphSAGE(config)
-    model.attach(build_interaction_graph(planted.train, planted.n_users, planted.n_items), text)
+    model.attach(build_interaction_graph(planted_cold_items.train, planted_cold_items.n_users, planted_cold_items.n_items), text)
     empty = GraphSAGE(config)
     empty.load_state_dict(model.state_dict())
-    empty.attach(build_interaction_graph(planted.train.iloc[:0], planted.n_users, planted.n_items), text)
+    empty.attach(build_interaction_graph(planted_cold_items.train.iloc[:0], planted_cold_items.n_users, planted_cold_items.n_items), text)
     model.train(), empty.train()
     torch.manual_seed(0)
     _, items, _ = model.propagate()

@@ -78,6 +78,8 @@ class HeteroGNNConfig:
     metapaths: bool = True  # item-genre-item, item-cast-item, ... aggregation with attention
     genre_weight: float = 0.1  # multi-task genre-prediction loss weight (0: off)
     network_weight: float = 0.1  # multi-task network-prediction loss weight (0: off)
+    # logits = u.v / sqrt(dim) (True) or u.v: the states leave a LayerNorm, norm ~sqrt(dim)
+    scaled_logits: bool = True
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 4096  # training (user, item) pairs per step; the graph is propagated per step
@@ -110,6 +112,7 @@ class HeteroGNN(nn.Module):
         from torch_geometric.nn import GATv2Conv, HeteroConv, SAGEConv  # PyG costs seconds: imported when built
 
         self.config = config
+        self.logit_scale = config.dim**-0.5 if config.scaled_logits else 1.0
         self.history_length = None  # a user is embedded from their whole history
         d = config.dim
         relations = {RATES: "gat", RATED_BY: "gat"}
@@ -276,7 +279,8 @@ class HeteroGNN(nn.Module):
     def loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Recommendation cross-entropy + genre_weight * genre BCE + network_weight * network CE."""
         user_states, item_states, _ = self.propagate()
-        loss = F.cross_entropy(user_states[users] @ item_states[1:].T, positives - 1)
+        # logits over sqrt(dim): LayerNorm'd states have norm ~sqrt(dim) (see GraphSAGE.loss)
+        loss = F.cross_entropy(user_states[users] @ item_states[1:].T * self.logit_scale, positives - 1)
         labels = self.graph["labels"]
         if self.genre_head is not None and "genre" in labels:
             rows, target = labels["genre"]
@@ -300,8 +304,8 @@ class HeteroGNN(nn.Module):
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
-        """user state (from the history) · item final states -> FloatTensor[B, n_items + 1]."""
-        return self.embed_users(batch) @ self.item_final.T
+        """user state (from the history) · item final states (/ sqrt(dim), see loss) -> FloatTensor[B, n_items + 1]."""
+        return self.embed_users(batch) @ self.item_final.T * self.logit_scale
 
     # ----- training ------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """GNN-TV (hetero_gnn): the heterogeneous graph it trains on, the inductive user path, cold
 items reached through their metadata alone, meta-path fusion and the multi-task heads."""
 
+import math
 import zlib
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from models.general.popularity import Popularity, PopularityConfig
+from models.graph.interaction_graph import build_hetero_graph
 from models.graph.hetero_gnn import HeteroGNN, HeteroGNNConfig, stable_bucket
 from models.metrics import evaluate
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
@@ -74,7 +76,7 @@ def test_cold_items_are_reached_through_their_metadata_alone(trained):
 def test_genre_and_network_heads_learn_the_item_metadata(planted_cold_items):
     # the heads alone: no id or cold-item dropout adding noise to 15 epochs on 60 items
     model = HeteroGNN(HeteroGNNConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, genre_weight=1.0, network_weight=1.0,
-                                      id_dropout=0.0, cold_item_dropout=0.0, max_epochs=15, patience=100))  # fmt: skip
+                                      id_dropout=0.0, cold_item_dropout=0.0, max_epochs=40, patience=100))  # fmt: skip
     model.fit(planted_cold_items, CPU, progress=False)
     rows = model.graph["attribute_rows"]
     with torch.no_grad():
@@ -125,3 +127,15 @@ def test_items_trained_as_cold_keep_metadata_but_lose_id_and_ratings(planted_col
     _, items, _ = model.propagate()
     _, expected, _ = empty.propagate()
     torch.testing.assert_close(items, expected)
+
+
+def test_an_untrained_model_starts_near_the_uniform_guess(planted_cold_items):
+    """Logits are scaled by 1/sqrt(dim), as in GraphSAGE (LayerNorm'd states have norm ~sqrt(dim)):
+    the recommendation loss (heads off) of an untrained model is about log(n_items)."""
+    data = planted_cold_items
+    model = HeteroGNN(HeteroGNNConfig(data.n_items, data.n_users, **{**TINY, "dim": 64}, genre_weight=0, network_weight=0))
+    model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), None)
+    model.eval()
+    with torch.no_grad():
+        loss = model.loss(torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy()))
+    assert abs(loss.item() - math.log(data.n_items)) < 0.5, (loss.item(), math.log(data.n_items))

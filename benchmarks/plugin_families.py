@@ -205,6 +205,30 @@ def ranks_by_user(per_case, data) -> dict[str, int]:
     return {str(raw_user[u]): int(r) for u, r in zip(per_case["user_idx"], per_case["rank"])}
 
 
+def slices_by_user(per_case, data) -> dict[str, str]:
+    raw_user = dict(zip(data.users["user_idx"].tolist(), data.users["user_id"].tolist()))
+    return {str(raw_user[u]): str(s) for u, s in zip(per_case["user_idx"], per_case["slice"])}
+
+
+def against_reference(rows: list[dict], reference: str) -> dict[str, dict[str, dict]]:
+    """model -> slice -> paired bootstrap of test NDCG@10 (model - ``reference``) over that
+    slice's test cases (each test user is one case in a leave-one-out split)."""
+    ref = next((r for r in rows if r["model"] == reference), None)
+    if ref is None:
+        raise SystemExit(f"--reference {reference!r} is not among --models")
+    out = {}
+    for row in rows:
+        if row["model"] == reference:
+            continue
+        out[row["model"]] = {}
+        for name in ["all", *sorted(set(ref["test_slices_by_user"].values()))]:
+            users = [u for u, s in ref["test_slices_by_user"].items() if name == "all" or s == name]
+            mine, theirs = ({u: r["test_ranks_by_user"][u] for u in users} for r in (row, ref))
+            gain = lambda ranks: float(np.mean([1.0 / np.log2(k + 1.0) if k <= 10 else 0.0 for k in ranks.values()]))  # noqa: E731
+            out[row["model"]][name] = {"ndcg@10_diff": gain(mine) - gain(theirs), **paired_bootstrap(mine, theirs, **BOOTSTRAP)}
+    return out
+
+
 def chosen_settings(family: str, model) -> dict:
     """What the family chose on validation (beyond the epoch)."""
     if family == "ease":
@@ -267,6 +291,7 @@ def train_and_score(
         "test_eval_seconds": _r(eval_seconds, 1),
         "valid_curve": curve,
         "test_ranks_by_user": ranks_by_user(result.per_case, data),
+        "test_slices_by_user": slices_by_user(result.per_case, data),
         "config": asdict(model.config),
     }
     return row, model
@@ -368,6 +393,7 @@ def run(args: argparse.Namespace) -> dict:
         rows.append(row)
         models[family] = model
     ensemble = ensemble_of(models, rows, data, device) if args.ensemble else None
+    versus = against_reference(rows, args.reference) if args.reference else None
 
     split = {k: v for k, v in asdict(summary).items() if k not in ("cold_user_ids", "cold_item_ids")}
     return {
@@ -386,6 +412,8 @@ def run(args: argparse.Namespace) -> dict:
         "side_inputs": side_records,
         "results": rows,
         "ensemble": ensemble,
+        "reference": args.reference,
+        "versus_reference": versus,
     }
 
 
@@ -494,6 +522,22 @@ def markdown(result: dict) -> str:
             f"({b['n_resamples']} resamples, seed {BOOTSTRAP['seed']}): 95% interval [{lo:+.4f}, {hi:+.4f}], "
             f"ratio [{b['ndcg@10_ratio_ci95'][0]:.2f}, {b['ndcg@10_ratio_ci95'][1]:.2f}]",
         ]
+    if result.get("versus_reference"):
+        ref = result["reference"]
+        lines += ["", f"Test NDCG@10 minus {ref}'s, per slice: difference [95% paired-bootstrap interval over the slice's "
+                  f"test cases, {BOOTSTRAP['n_resamples']} resamples]; **bold** where the interval is above 0:", "",
+                  "| model | " + " | ".join(["all", *names]) + " |", "|---|" + "---|" * (len(names) + 1)]  # fmt: skip
+        for model, per_slice in result["versus_reference"].items():
+            cells = []
+            for name in ["all", *names]:
+                b = per_slice.get(name)
+                if b is None:
+                    cells.append("")
+                    continue
+                lo, hi = b["ndcg@10_diff_ci95"]
+                text = f"{b['ndcg@10_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                cells.append(f"**{text}**" if lo > 0 else text)
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     side = result["side_inputs"]
     lines.append("")
     for r in rows:
@@ -546,6 +590,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (and num_threads of the families that have it)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--reference", default=None,
+                        help="a family of --models to compare every other with, per slice (paired bootstrap)")
     parser.add_argument("--tag", default="plugin", help="results file prefix: <tag>-<name>-<split>-<device>.json")
     args = parser.parse_args(argv)
     if args.source == "movielens" and not args.path:

@@ -15,7 +15,7 @@ def two_runs(tmp_path_factory, tiny_encoder):
     root = tmp_path_factory.mktemp("plugin")
     argv = [
         "--source", "synthetic", "--synthetic-users", "60", "--name", "tiny", "--split-mode", "pipeline",
-        "--models", ",".join(FAMILIES), "--ensemble", "--encoder", tiny_encoder, "--device", "cpu",
+        "--models", ",".join(FAMILIES), "--ensemble", "--reference", "content_knn", "--encoder", tiny_encoder, "--device", "cpu",
         "--models-config", json.dumps({"lightgcn": {"dim": 8, "n_layers": 1, "max_epochs": 2, "batch_size": 256}}),
         "--text-cache-dir", str(root / "cache"), "--out", str(root / "out"),
     ]  # fmt: skip
@@ -59,6 +59,24 @@ def test_ensemble_weights_and_paired_interval(two_runs):
     assert boot["n_resamples"] == 2000 and boot["n_cases"] == first["n_test_cases"]
     lo, hi = boot["ndcg@10_diff_ci95"]
     assert lo <= hi
+
+
+def test_every_model_is_compared_with_the_reference_per_slice(two_runs):
+    root, first, _ = two_runs
+    versus = first["versus_reference"]
+    assert first["reference"] == "content_knn" and set(versus) == set(FAMILIES) - {"content_knn"}
+    by_model = {r["model"]: r for r in first["results"]}
+    for model, per_slice in versus.items():
+        assert set(per_slice) == {"all", *first["test_cases_per_slice"]}
+        for name, boot in per_slice.items():
+            n = first["n_test_cases"] if name == "all" else first["test_cases_per_slice"][name]
+            assert boot["n_cases"] == n
+            expected = by_model[model]["test"][name]["ndcg@10"] - by_model["content_knn"]["test"][name]["ndcg@10"]
+            assert boot["ndcg@10_diff"] == pytest.approx(expected, abs=1e-9)
+            lo, hi = boot["ndcg@10_diff_ci95"]
+            assert lo - 1e-9 <= boot["ndcg@10_diff"] <= hi + 1e-9 or lo == hi
+    table = (root / "out" / "plugin-tiny-pipeline-cpu.md").read_text()
+    assert "minus content_knn's, per slice" in table and "| lightgcn |" in table
 
 
 def test_text_embeddings_cached_on_the_second_run(two_runs):

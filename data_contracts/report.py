@@ -3,7 +3,8 @@
 The page opens with the verdict in words and the counts behind it, e.g. "Validation failed: 2 of
 31 expectations failed (93.5% passed) · mode: fail (the run stops)", then the suites evaluated and
 the great-expectations version; then one section per table (tables with failures first), each
-check with what GX observed, failed checks first; then the quarantine counts and sample rows.
+check with what GX observed, failed checks first; then the quarantine counts and sample rows (of
+failed checks, and of passing checks that allow some rows, e.g. the items without a description).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _table_section(table: TableOutcome) -> str:
     if table.quarantined_by_reason:
         parts.append("<h3>Quarantined rows by reason</h3>")
         parts.append(_html_table(["reason", "rows"], table.quarantined_by_reason.items()))
-    for check in table.failures:
+    for check in ordered:  # a passing check has a sample when ``mostly`` allowed some rows
         if check.sample:
             title = f"{check.expectation} on {', '.join(check.columns)}"
             parts.append(f"<h3>Sample: {escape(title)}</h3>")
@@ -135,6 +136,9 @@ def observed(check: CheckResult) -> str:
 
 def detail(check: CheckResult) -> str:
     """What passed, or what failed and where (rows, the rows they repeat, GX's error)."""
+    if check.success and check.unexpected_count:  # within the share ``mostly`` allows
+        shown = f"passes with {check.unexpected_count} allowed; {check.rows_label} {_shown(check.rows)}"
+        return shown + ("; sample below" if check.sample else "")
     if check.success:
         if not check.row_level:
             return "as expected"

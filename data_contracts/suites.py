@@ -38,6 +38,9 @@ EPOCH_1990 = int(datetime(1990, 1, 1, tzinfo=timezone.utc).timestamp())
 ONE_DAY = 86_400
 USER_GENDERS = ("M", "F", "X", "")
 ISO_DATE_OR_EMPTY = r"^(?:\d{4}-\d{2}-\d{2})?$"  # non-capturing: pandas warns on groups
+HAS_TEXT = r"\S"  # searched: any non-blank character; "" and whitespace are "no description"
+# (table, column) of a rows-suite check -> how its unexpected rows are counted in reports.
+COUNTED_AS = {("items", "description"): "items without a description"}
 PANDAS_SOURCE = "contracts"  # the pandas data source of gx_context()
 # Interaction id column -> (the table it refers to, the derived flag column the suite checks).
 REFERENCE_FLAGS = {
@@ -63,6 +66,16 @@ class ContractConfig:
     ``max_timestamp`` None means "now + 1 day", resolved each time the suites are built.
     ``known_item_ids`` / ``known_user_ids`` are the ids interactions may refer to; None skips the
     check (``validate_tables`` fills them from the items and users tables it is given).
+
+    Item-text coverage: ``description_coverage`` True adds to the items suite an expectation that
+    counts the items with no description (empty or blank) and names them; False leaves it out;
+    None (default) means "when any item has a description" (``validate_tables`` resolves it with
+    ``has_item_text``), so a dataset read without item text (every description "") is not checked.
+    It fails when fewer than ``min_description_share`` of the items have a description. The
+    default 0.0 reports the count without ever failing: coverage is a property of the side files
+    (MeLU gives 3845 of 3883 ML-1M movies a plot, TMDB 3537 of 9742 ml-latest-small movies an
+    overview), and a model that needs text should set its own floor. A failing coverage check is a row check like
+    any other: quarantine mode sets aside the items without a description.
     """
 
     rating_min: float = 0.0
@@ -72,6 +85,14 @@ class ContractConfig:
     min_history_length: int = 1  # a user with fewer interactions breaks the contract
     known_item_ids: frozenset[int] | None = None
     known_user_ids: frozenset[int] | None = None
+    description_coverage: bool | None = None
+    min_description_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_description_share <= 1.0:
+            raise ValueError(
+                f"ContractConfig.min_description_share must be in [0, 1], got {self.min_description_share}"
+            )
 
     def resolved_max_timestamp(self) -> int:
         """Return ``max_timestamp``, or now + 1 day (unix seconds) when it is None."""
@@ -158,7 +179,28 @@ def items_suites(config: ContractConfig) -> TableSuites:
             description='release_date is "YYYY-MM-DD" or ""',
         ),
     ]
+    if config.description_coverage:
+        share = config.min_description_share
+        rows.append(
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="description",
+                regex=HAS_TEXT,
+                mostly=share,
+                description=(
+                    f"at least {100 * share:g}% of items have a description (those without are counted)"
+                    if share
+                    else "items have a description (those without are counted; none is required)"
+                ),
+            )
+        )
     return TableSuites(structure_suite("items"), _suite("items.rows", rows))
+
+
+def has_item_text(items: pd.DataFrame) -> bool:
+    """Return True when any item has a description that is not blank."""
+    if "description" not in items.columns:
+        return False
+    return bool(items["description"].astype("string").str.contains(HAS_TEXT, na=False).any())
 
 
 def users_suites(config: ContractConfig) -> TableSuites:

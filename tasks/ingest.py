@@ -31,8 +31,11 @@ def ingest(
     """Read ``source`` ("synthetic" | "movielens" | "movielens-download" | "generic") at ``path``.
 
     ``ratings_path`` overrides a MovieLens folder's ratings file (gzip is read transparently);
-    ``item_text_path`` adds plot text (MeLU's movies_extrainfos.dat); ``synthetic_users`` and
-    ``seed`` size and seed the embedded synthetic catalogue.
+    ``item_text_path`` adds item text: for MovieLens, plots (MeLU's movies_extrainfos.dat) or
+    overviews (a TMDB movies CSV, joined through links.csv); for synthetic, TVmaze show dumps (a
+    file, a comma-separated list or a folder) whose titles, genres, networks and summaries the
+    synthetic TV shows take, the interactions unchanged. ``synthetic_users`` and ``seed`` size and
+    seed the embedded synthetic catalogue.
     """
     from data_contracts.sources import read_source
 

@@ -3,7 +3,10 @@
 Each reader returns a :class:`Tables`; the on-disk formats are documented in
 ``data_contracts/FORMATS.md``.
 
-- ``synthetic.generate_synthetic(SyntheticConfig(...))`` — the embedded, seeded default dataset.
+- ``synthetic.generate_synthetic(SyntheticConfig(...))`` — the embedded, seeded default dataset
+  (``item_text_path``: TVmaze show dumps give its TV shows real text).
+- ``tvmaze.read_tvmaze(paths)`` — TVmaze show-index dumps as item text rows (not a source of
+  interactions; the synthetic source uses it).
 - ``movielens.read_movielens(folder, ...)`` — every MovieLens release format from a local folder.
 - ``download.fetch_movielens(name, cache_dir, ...)`` — download + checksum-verify + unpack a release.
 - ``generic.read_generic(folder)`` — the documented generic format (parquet or CSV).
@@ -88,7 +91,7 @@ def _read_synthetic(path: str | None, *, synthetic_users: int | None, seed: int 
             f"source 'synthetic' takes no path (got {path!r}); pass its settings as keyword "
             "arguments (SyntheticConfig fields)"
         )
-    _unused("synthetic", ratings_path=ratings_path, item_text_path=item_text_path)
+    _unused("synthetic", ratings_path=ratings_path)
     if synthetic_users is not None:
         kw["n_users"] = synthetic_users
     if seed is not None:
@@ -97,7 +100,7 @@ def _read_synthetic(path: str | None, *, synthetic_users: int | None, seed: int 
         config = SyntheticConfig(**kw)
     except TypeError as exc:
         raise SourceError(f"source 'synthetic': {exc}") from None
-    tables = generate_synthetic(config)
+    tables = generate_synthetic(config, item_text_path=item_text_path)
     return tables if name is None else Tables(*tuple(tables)[:3], name=name, checksum=tables.checksum)
 
 
@@ -165,7 +168,8 @@ def read_source(
     """Read one source into canonical tables.
 
     - ``"synthetic"``: ``path`` must be empty/None; ``synthetic_users`` (-> ``n_users``), ``seed``
-      and any other ``SyntheticConfig`` field as keywords.
+      and any other ``SyntheticConfig`` field as keywords; ``item_text_path``: TVmaze show dumps
+      (a file, a comma-separated list of files, or a folder) whose text the TV shows take.
     - ``"movielens"``: ``path`` is a local release folder; ``ratings_path``, ``item_text_path``,
       ``name``, ``progress`` as in ``read_movielens``.
     - ``"movielens-download"``: ``path`` is ``<cache_dir>/<release>`` (e.g. ``.cache/ml-100k``);

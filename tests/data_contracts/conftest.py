@@ -1,6 +1,10 @@
-"""Tiny canonical tables, valid by default, with any cell replaced on request."""
+"""Tiny canonical tables, valid by default, with any cell replaced on request; stand-in TVmaze
+show dumps."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -55,3 +59,31 @@ def make_tables():
         )
 
     return make
+
+
+def tvmaze_show(show_id: int, name: str = "", **fields) -> dict:
+    """One show entry as the TVmaze API gives it (page-1 shape, every field present)."""
+    entry = {
+        "id": show_id,
+        "name": name or f"Show {show_id}",
+        "type": "Scripted",
+        "language": "English",
+        "genres": ["Drama"],
+        "premiered": "2014-10-20",
+        "rating": {"average": 7.5},
+        "network": {"id": 2, "name": "CBS", "country": {"code": "US"}},
+        "webChannel": None,
+        "summary": f"<p>The story of show {show_id}.</p>",
+    }
+    entry.update(fields)
+    return entry
+
+
+def write_tvmaze_pages(folder: Path, page0: list[dict], page1: list[dict]) -> tuple[Path, Path]:
+    """Stand-ins for the two shared dumps: page 0 wrapped in {"shows"} and without ``network``
+    (as its uploader left it), page 1 a plain array."""
+    first, second = folder / "shows_page0.json", folder / "shows_page1.json"
+    wrapped = [{k: v for k, v in entry.items() if k != "network"} for entry in page0]
+    first.write_text(json.dumps({"shows": wrapped}))
+    second.write_text(json.dumps(page1))
+    return first, second

@@ -141,3 +141,16 @@ def test_no_check_has_an_empty_detail_or_observed_cell(failed, passed):
         for table in outcome.tables:
             for row in _check_rows(page, table):
                 assert row[5] and row[6], row
+
+
+def test_report_shows_how_many_items_have_no_description_and_which():
+    items = _table("items", {**ITEMS, "description": ["A heist.", "", "Aliens.", ""]}, {})
+    page = render_html(validate_tables(*_tables()[:1], items, _tables()[2], dataset="tiny-set"))
+    coverage = ["expect_column_values_to_match_regex", "description"]
+    (row,) = [r for r in _check_rows(page, "items") if r[2:4] == coverage]
+    assert row[0] == "passed"
+    assert row[5:] == [
+        "2 of 4 items without a description", "passes with 2 allowed; rows [1, 3]; sample below",
+    ]
+    sample = page.split(f"<h3>Sample: {coverage[0]} on description</h3>")[1].split("</table>")[0]
+    assert "Lost" in sample and "Fargo" in sample and "Heat" not in sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from data_contracts import suites
 from data_contracts.schema import SCHEMAS
@@ -104,3 +105,36 @@ def test_user_history_suite_floors_n_interactions_at_min_history_length():
         "n_interactions",
         5,
     )
+
+
+def test_items_suite_counts_missing_descriptions_only_when_asked():
+    def coverage(config):
+        checks = _kwargs_by_type_and_column(items_suites(config).rows)
+        return checks.get(("expect_column_values_to_match_regex", "description"))
+
+    assert coverage(ContractConfig()) is None  # None: validate_tables decides from the items
+    assert coverage(ContractConfig(description_coverage=False)) is None
+    reporting = coverage(ContractConfig(description_coverage=True))
+    assert (reporting["regex"], reporting["mostly"]) == (r"\S", 0.0)
+    strict = coverage(ContractConfig(description_coverage=True, min_description_share=0.9))
+    assert strict["mostly"] == 0.9
+
+
+def test_coverage_description_says_what_is_counted_and_required():
+    def described(share):
+        suite = items_suites(ContractConfig(description_coverage=True, min_description_share=share)).rows
+        return suite.expectations[-1].description
+
+    assert described(0.0) == "items have a description (those without are counted; none is required)"
+    assert described(0.95) == "at least 95% of items have a description (those without are counted)"
+
+
+def test_min_description_share_must_be_a_share():
+    with pytest.raises(ValueError, match="min_description_share must be in \\[0, 1\\], got 1.5"):
+        ContractConfig(min_description_share=1.5)
+
+
+def test_has_item_text_ignores_blank_descriptions():
+    assert not suites.has_item_text(pd.DataFrame({"description": pd.array(["", "  ", "\n"], dtype="string")}))
+    assert suites.has_item_text(pd.DataFrame({"description": pd.array(["", "A plot."], dtype="string")}))
+    assert not suites.has_item_text(pd.DataFrame({"item_id": [1]}))

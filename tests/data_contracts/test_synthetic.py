@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,7 @@ import pytest
 from data_contracts.schema import INTERACTION_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
 from data_contracts.sources import SourceError, Tables, read_source
 from data_contracts.sources.synthetic import GENRES, SyntheticConfig, generate_synthetic, _GENRE_WORDS
+from tests.data_contracts.conftest import tvmaze_show, write_tvmaze_pages
 
 SMALL = SyntheticConfig(n_users=150, n_movies=60, n_shows=15, mean_history=20)
 
@@ -256,3 +260,112 @@ def test_read_source_synthetic_passes_config_fields(small):
         read_source("synthetic", "", no_such_field=1)
     with pytest.raises(SourceError, match="takes no path"):
         read_source("synthetic", "/some/folder")
+
+
+# --- TVmaze show text ----------------------------------------------------------------------
+
+
+def _tvmaze_dump(folder, n: int, **fields) -> str:
+    """A stand-in TVmaze dump of ``n`` shows, ids 101.., written to ``folder``; returns its path."""
+    entries = [
+        tvmaze_show(100 + k, f"Real Show {k}", summary=f"<p>Plot of <b>real</b> show {k}.</p>", **fields)
+        for k in range(1, n + 1)
+    ]
+    _, page1 = write_tvmaze_pages(folder, [], entries)
+    return str(page1)
+
+
+def _show_of_each_item(items: pd.DataFrame) -> pd.Series:
+    """The show (title before " — Season") of each TV item."""
+    tv = items[items["kind"] == "tv"]
+    return tv["title"].str.replace(r" — Season \d+$", "", regex=True)
+
+
+def test_tvmaze_text_leaves_interactions_users_and_movies_unchanged(small, tmp_path):
+    texted = generate_synthetic(SMALL, item_text_path=_tvmaze_dump(tmp_path, 40))
+    pd.testing.assert_frame_equal(texted.interactions, small.interactions)
+    pd.testing.assert_frame_equal(texted.users, small.users)
+    movies = small.items["kind"] == "movie"
+    pd.testing.assert_frame_equal(texted.items[movies], small.items[movies])
+    kept = ["item_id", "kind", "cast", "creator", "release_date", "seasons"]
+    pd.testing.assert_frame_equal(texted.items[kept], small.items[kept])
+    assert texted.name == "synthetic+tvmaze" and texted.checksum != small.checksum
+
+
+def test_every_season_of_a_show_takes_the_text_of_one_tvmaze_show(small, tmp_path):
+    items = generate_synthetic(SMALL, item_text_path=_tvmaze_dump(tmp_path, 40)).items
+    tv = items[items["kind"] == "tv"].assign(show=_show_of_each_item(items))
+    synthetic_show = _show_of_each_item(small.items)
+    # The synthetic seasons of one show map to one real show, and no real show is used twice.
+    pairs = pd.DataFrame({"synthetic": synthetic_show, "real": tv["show"]}).drop_duplicates()
+    assert pairs["synthetic"].is_unique and pairs["real"].is_unique
+    assert len(pairs) == SMALL.n_shows and pairs["real"].str.fullmatch(r"Real Show \d+").all()
+    for _, group in tv.groupby("show", sort=False):
+        k = int(group["show"].iloc[0].split()[-1])
+        seasons = range(1, len(group) + 1)
+        assert group["title"].tolist() == [f"Real Show {k} — Season {s}" for s in seasons]
+        assert group["description"].iloc[0] == f"Plot of real show {k}."
+        assert group["description"].iloc[1:].tolist() == [
+            f"Real Show {k}, season {s}. Plot of real show {k}." for s in range(2, len(group) + 1)
+        ]
+        assert set(group["genres"]) == {"Drama"} and set(group["network"]) == {"CBS"}
+
+
+def test_tvmaze_text_is_assigned_deterministically_and_checksummed_by_content(tmp_path):
+    dump = _tvmaze_dump(tmp_path, 40)
+    first = generate_synthetic(SMALL, item_text_path=dump)
+    again = generate_synthetic(SMALL, item_text_path=dump)
+    pd.testing.assert_frame_equal(first.items, again.items)
+    assert first.checksum == again.checksum
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    other = generate_synthetic(SMALL, item_text_path=_tvmaze_dump(changed, 41))
+    assert other.checksum != first.checksum
+
+
+def test_shows_are_matched_to_tvmaze_shows_of_the_same_genres(small, tmp_path):
+    # One real show per synthetic show with exactly its genres (TVmaze spells Sci-Fi
+    # "Science-Fiction"), among as many decoys that share no genre with any synthetic show.
+    roots = small.items[(small.items["kind"] == "tv") & small.items["title"].str.endswith("Season 1")]
+    entries = [
+        tvmaze_show(1000 + i, f"Match {i}", genres=genres.replace("Sci-Fi", "Science-Fiction").split("|"))
+        for i, genres in enumerate(roots["genres"])
+    ] + [tvmaze_show(2000 + i, f"Decoy {i}", genres=["Cooking"]) for i in range(len(roots))]
+    _, dump = write_tvmaze_pages(tmp_path, [], entries)
+    items = generate_synthetic(SMALL, item_text_path=str(dump)).items
+    texted_roots = items.loc[roots.index]
+    assert texted_roots["title"].str.startswith("Match ").all()
+    expected = roots["genres"].str.replace("Sci-Fi", "Science-Fiction")
+    assert texted_roots["genres"].tolist() == expected.tolist()
+
+
+def test_more_synthetic_shows_than_tvmaze_shows_keep_their_text_and_are_counted(small, tmp_path, caplog):
+    dump = _tvmaze_dump(tmp_path, 4)
+    entries = json.loads(Path(dump).read_text())
+    entries[0]["summary"] = None  # a show without a summary is not used
+    entries[1]["genres"], entries[1]["network"] = [], None  # empty fields keep the synthetic value
+    Path(dump).write_text(json.dumps(entries))
+    with caplog.at_level(logging.INFO, logger="data_contracts.sources.synthetic"):
+        items = generate_synthetic(SMALL, item_text_path=dump).items
+    assert ("3 of 15 shows take TVmaze text (3 TVmaze shows with a summary); "
+            "12 keep their synthetic text") in caplog.text
+    shows = _show_of_each_item(items)
+    real = items.loc[shows.index[shows.str.startswith("Real Show ")]]
+    assert set(shows[real.index]) == {"Real Show 2", "Real Show 3", "Real Show 4"}
+    untouched = items.index.difference(real.index)
+    pd.testing.assert_frame_equal(items.loc[untouched], small.items.loc[untouched])
+    blank = real[real["title"].str.startswith("Real Show 2 ")]
+    assert blank[["genres", "network"]].equals(small.items.loc[blank.index, ["genres", "network"]])
+
+
+def test_read_source_synthetic_takes_tvmaze_files_as_a_list_or_a_folder(small, tmp_path):
+    page0, page1 = write_tvmaze_pages(tmp_path, [tvmaze_show(1), tvmaze_show(2)],
+                                      [tvmaze_show(3), tvmaze_show(4), tvmaze_show(5)])
+    by_list = read_source("synthetic", "", item_text_path=f"{page0},{page1}", **SMALL.__dict__)
+    by_folder = read_source("synthetic", "", item_text_path=str(tmp_path), **SMALL.__dict__)
+    pd.testing.assert_frame_equal(by_list.items, by_folder.items)
+    assert by_list.checksum == by_folder.checksum and by_list.name == "synthetic+tvmaze"
+    pd.testing.assert_frame_equal(by_list.interactions, small.interactions)
+    assert _show_of_each_item(by_list.items).str.fullmatch(r"Show [1-5]").sum() > 0
+    with pytest.raises(SourceError, match="does not exist"):
+        read_source("synthetic", "", item_text_path=str(tmp_path / "missing.json"))

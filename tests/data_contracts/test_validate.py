@@ -464,3 +464,66 @@ def test_html_report_escapes_data(make_tables, tmp_path):
     tables = make_tables(items={"kind": {0: "<script>x</script>"}})
     page = render_html(_quarantine(tables, tmp_path))
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+# --- item-text coverage ----------------------------------------------------------------------
+
+COVERAGE = "expect_column_values_to_match_regex"
+
+
+def _with_descriptions(tables, descriptions: list[str]):
+    interactions, items, users = tables
+    items = items.assign(description=pd.array(descriptions, dtype="string"))
+    return interactions, items, users
+
+
+def _coverage_check(outcome):
+    checks = outcome.tables["items"].checks
+    found = [c for c in checks if c.expectation == COVERAGE and c.columns == ("description",)]
+    return found[0] if found else None
+
+
+def test_items_without_a_description_are_counted_and_named(make_tables):
+    tables = _with_descriptions(make_tables(), ["A heist.", "", "Aliens.", "   "])
+    outcome = validate_tables(*tables, dataset="tiny-set")
+    check = _coverage_check(outcome)
+    assert outcome.passed and check.success  # the default share 0.0 reports, never fails
+    assert (check.unexpected_count, check.element_count) == (2, 4)
+    assert check.rows.tolist() == [1, 3]
+    assert [s["item_id"] for s in check.sample] == [11, 13]
+    assert check.counted == "items without a description"
+    assert check.describe().endswith("passed with 2 of 4 items without a description")
+    assert outcome.tables["items"].rows_kept == 4  # counted, not dropped
+    summary = outcome.summary["tables"]["items"]["checks"]
+    counts = [c["unexpected_count"] for c in summary if c["expectation"] == COVERAGE]
+    assert counts == [0, 2]  # release_date's regex check, then the coverage check
+
+
+def test_a_dataset_without_item_text_is_not_checked_for_coverage(make_tables):
+    outcome = validate_tables(*make_tables(), dataset="tiny-set")  # every description is ""
+    assert outcome.passed and _coverage_check(outcome) is None
+    blank = validate_tables(*_with_descriptions(make_tables(), [" "] * 4), dataset="tiny-set")
+    assert blank.passed and _coverage_check(blank) is None
+
+
+def test_coverage_can_be_forced_on_a_text_less_dataset(make_tables):
+    outcome = validate_tables(*make_tables(), ContractConfig(description_coverage=True), dataset="tiny-set")
+    assert _coverage_check(outcome).unexpected_count == 4 and outcome.passed
+
+
+def test_coverage_below_the_minimum_share_fails_naming_the_count(make_tables):
+    tables = _with_descriptions(make_tables(), ["A heist.", "", "Aliens.", "Snow."])
+    config = ContractConfig(min_description_share=0.9)
+    error = _error(tables, config)
+    line = _failed_line(error, f"items: {COVERAGE} on description")
+    assert "at least 90% of items have a description" in line
+    assert "1 of 4 items without a description" in line and "rows [1]" in line
+    assert validate_tables(*tables, ContractConfig(min_description_share=0.75), dataset="tiny-set").passed
+
+
+def test_quarantine_sets_aside_the_items_without_text_when_coverage_fails(make_tables, tmp_path):
+    tables = _with_descriptions(make_tables(), ["A heist.", "", "Aliens.", "Snow."])
+    outcome = _quarantine(tables, tmp_path, ContractConfig(min_description_share=0.9))
+    reason = f"{COVERAGE}(description)"
+    assert outcome.tables["items"].quarantined_by_reason == {reason: 1}
+    assert outcome.tables["interactions"].quarantined_by_reason == {"item_quarantined(item_id)": 3}

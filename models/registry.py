@@ -76,12 +76,12 @@ FAMILIES: dict[str, FamilySpec] = {
         _spec("graphsage", "graph.graphsage", "GraphSAGEConfig", "GraphSAGE", "small_gpu", side_inputs=("interaction_graph", "item_text_embeddings")),
         _spec("hetero_gnn", "graph.hetero_gnn", "HeteroGNNConfig", "HeteroGNN", "small_gpu", side_inputs=("item_text_embeddings",)),
         _spec("content_knn", "content.content_knn", "ContentKNNConfig", "ContentKNN", "cpu", side_inputs=("item_text_embeddings",)),
+        _spec("two_tower", "content.two_tower", "TwoTowerConfig", "TwoTower", "small_gpu"),
+        _spec("sbert_two_tower", "content.sbert_two_tower", "SBERTTwoTowerConfig", "SBERTTwoTower", "small_gpu", side_inputs=("item_text_embeddings",)),
+        _spec("hybrid", "content.hybrid", "HybridConfig", "Hybrid", "small_gpu", side_inputs=("item_text_embeddings",)),
         _spec("t5_hybrid", "content.t5_hybrid", "T5HybridConfig", "T5Hybrid", "small_gpu"),
         _spec("multimodal", "content.multimodal", "MultimodalConfig", "Multimodal", "large_gpu", side_inputs=("item_text_embeddings",)),
         _spec("contrastive", "content.contrastive", "ContrastiveConfig", "Contrastive", "small_gpu", side_inputs=("item_text_embeddings",)),
-        _spec("hybrid", "content.hybrid", "HybridConfig", "Hybrid", "small_gpu", side_inputs=("item_text_embeddings",)),
-        _spec("two_tower", "content.two_tower", "TwoTowerConfig", "TwoTower", "small_gpu"),
-        _spec("sbert_two_tower", "content.sbert_two_tower", "SBERTTwoTowerConfig", "SBERTTwoTower", "small_gpu", side_inputs=("item_text_embeddings",)),
         _spec("ensemble", "ensemble", "EnsembleConfig", "Ensemble", "cpu", trainable=False),
     )
 }

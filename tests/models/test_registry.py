@@ -25,6 +25,12 @@ FIT_OVERRIDES = {
     "graphsage": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_epochs": 2, "batch_size": 64},
     "hetero_gnn": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_epochs": 2, "batch_size": 64, "attribute_buckets": 64},
     "content_knn": {"dim": 8},
+    "two_tower": {"dim": 16, "history_length": 20, "max_epochs": 2, "batch_size": 64},
+    "sbert_two_tower": {"text_dim": 8, "dim": 16, "history_length": 20, "max_epochs": 2, "batch_size": 64},
+    "hybrid": {"text_dim": 8, "dim": 16, "max_epochs": 2, "batch_size": 64},
+    "t5_hybrid": {"text_dim": 16, "dim": 16, "max_text_tokens": 16, "history_length": 20, "max_epochs": 2, "batch_size": 64},
+    "multimodal": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
+    "contrastive": {"text_dim": 8, "dim": 16, "max_epochs": 2, "batch_size": 64, "attribute_buckets": 64},
 }
 
 
@@ -66,8 +72,9 @@ def test_config_from_dict_turns_lists_into_tuples():
 
 
 @pytest.mark.parametrize("family", trainable_families())
-def test_save_load_round_trip_gives_identical_scores(family, planted_split, tmp_path):
-    model = build_model(family, planted_split.n_items, FIT_OVERRIDES[family], n_users=planted_split.n_users)
+def test_save_load_round_trip_gives_identical_scores(family, planted_split, tmp_path, request):
+    overrides = FIT_OVERRIDES[family] | ({"encoder": request.getfixturevalue("tiny_t5")} if family == "t5_hybrid" else {})
+    model = build_model(family, planted_split.n_items, overrides, n_users=planted_split.n_users)
     model.fit(
         planted_split.training_data(), torch.device("cpu"), side_inputs=side_inputs(family, planted_split.n_items), progress=False
     )

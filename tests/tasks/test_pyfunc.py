@@ -31,6 +31,12 @@ TINY = {
     "graphsage": {"text_dim": 8, "dim": 8, "n_layers": 2},
     "hetero_gnn": {"text_dim": 0, "dim": 8, "n_layers": 2, "attribute_buckets": 16},
     "content_knn": {"dim": 8, "history_length": 4},
+    "two_tower": {"dim": 8, "history_length": 5, "attribute_buckets": 16},
+    "sbert_two_tower": {"text_dim": 8, "dim": 8, "history_length": 5, "attribute_buckets": 16},
+    "hybrid": {"text_dim": 8, "dim": 8, "history_length": 5},
+    "t5_hybrid": {"text_dim": 8, "dim": 8, "history_length": 5},
+    "multimodal": {"text_dim": 8, "dim": 8, "n_layers": 1, "max_len": 6, "attribute_buckets": 16},
+    "contrastive": {"text_dim": 8, "dim": 8, "history_length": 5, "attribute_buckets": 16},
 }
 FAMILIES = [*TINY, "ensemble"]
 DAY = 86_400

@@ -23,14 +23,21 @@ lightgcn: {dim: 16, n_layers: 2, batch_size: 256, max_epochs: 2, patience: 2}
 graphsage: {text_dim: 16, dim: 16, n_layers: 1, batch_size: 1024, max_epochs: 2, patience: 2}
 hetero_gnn: {text_dim: 16, dim: 16, n_layers: 1, batch_size: 1024, max_epochs: 2, patience: 2, attribute_buckets: 64}
 content_knn: {dim: 16}
+two_tower: {dim: 16, history_length: 20, batch_size: 256, max_epochs: 2, patience: 2}
+sbert_two_tower: {dim: 16, history_length: 20, batch_size: 256, max_epochs: 2, patience: 2}
+hybrid: {dim: 16, batch_size: 256, max_epochs: 2, patience: 2}
+t5_hybrid: {encoder: "ENCODER", text_dim: 16, dim: 16, max_text_tokens: 16, history_length: 20, batch_size: 256, max_epochs: 2, patience: 2}
+multimodal: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
+contrastive: {dim: 16, batch_size: 64, max_epochs: 2, patience: 2, attribute_buckets: 64}
 """
 # Every trainable family of models.registry.FAMILIES (the ensemble is added by the pipeline).
-MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "graphsage", "hetero_gnn", "content_knn"]
+MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "graphsage", "hetero_gnn", "content_knn",
+          "two_tower", "sbert_two_tower", "hybrid", "t5_hybrid", "multimodal", "contrastive"]  # fmt: skip
 EVALUATED = [*MODELS, "ensemble"]
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory, tiny_encoder):
+def pipeline_run(tmp_path_factory, tiny_encoder, tiny_t5):
     tracking = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tracking / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
@@ -44,7 +51,7 @@ def pipeline_run(tmp_path_factory, tiny_encoder):
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             table = full_pipeline(
-                synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG,
+                synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG.replace("ENCODER", tiny_t5),
                 text_encoder=tiny_encoder,
             )  # fmt: skip
     finally:

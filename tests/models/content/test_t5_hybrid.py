@@ -16,6 +16,7 @@ from models.data import TrainingData
 from models.metrics import evaluate
 from models.registry import load_model, save_model
 from models.training import CHECKPOINT_NAME
+from tests.conftest import save_tiny_t5
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
 
 CPU = torch.device("cpu")
@@ -27,27 +28,6 @@ TINY = dict(text_dim=T5_DIM, dim=16, max_text_tokens=32, history_length=10, lr=0
 
 def chain_of(item: int) -> int:
     return (item - 1) // CHAIN_LEN
-
-
-def save_tiny_t5(folder: Path, texts: list[str]) -> str:
-    """A randomly initialised two-block T5 (d_model 16) and a word-level tokenizer over
-    the words of ``texts`` and the prompts, saved to ``folder``: what ``encoder`` loads offline."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    specials = ["<pad>", "</s>", "<unk>"]
-    splitter = pre_tokenizers.Whitespace()
-    words = {w for text in [*texts, "genre themes mood :"] for w, _ in splitter.pre_tokenize_str(text)}
-    vocab = {token: i for i, token in enumerate(specials + sorted(words))}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = splitter
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(folder)
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=len(vocab), d_model=T5_DIM, d_ff=32, num_layers=2, num_heads=2, d_kv=8,
-                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
-    T5EncoderModel(config).save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")

@@ -524,12 +524,13 @@ def markdown(result: dict) -> str:
         ]
     if result.get("versus_reference"):
         ref = result["reference"]
+        compared = list(next(iter(result["versus_reference"].values())))  # "all" and the case slices
         lines += ["", f"Test NDCG@10 minus {ref}'s, per slice: difference [95% paired-bootstrap interval over the slice's "
                   f"test cases, {BOOTSTRAP['n_resamples']} resamples]; **bold** where the interval is above 0:", "",
-                  "| model | " + " | ".join(["all", *names]) + " |", "|---|" + "---|" * (len(names) + 1)]  # fmt: skip
+                  "| model | " + " | ".join(compared) + " |", "|---|" + "---|" * len(compared)]  # fmt: skip
         for model, per_slice in result["versus_reference"].items():
             cells = []
-            for name in ["all", *names]:
+            for name in compared:
                 b = per_slice.get(name)
                 if b is None:
                     cells.append("")

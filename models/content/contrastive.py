@@ -53,7 +53,6 @@ the state_dict; the metadata and text are attached by ``fit`` and not saved.
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -65,6 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import PAD, HistoryBatch, TrainingData
+from models.hashing import stable_row
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
@@ -156,7 +156,7 @@ def item_tokens(items: pd.DataFrame, n_items: int, buckets: int, max_values: int
     for f, field in enumerate(FIELDS):
         for row, values, kept in zip(rows, _field_values(items, field), keep):
             if kept and values:
-                hashed = [1 + zlib.crc32(v.encode()) % buckets for v in values[:max_values]]
+                hashed = [stable_row(v, buckets + 1) for v in values[:max_values]]
                 tokens[row, f, : len(hashed)] = torch.tensor(hashed)
     return tokens
 

@@ -38,7 +38,6 @@ replayed, so dropout gives the same loss and gradients as without).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -51,6 +50,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from models.data import PAD, HistoryBatch, TrainingData
+from models.hashing import stable_rows
 from models.interface import EpochLog, FitReport
 from models.sequential.sasrec import Block
 from models.sequential.windows import SequenceWindows
@@ -103,12 +103,6 @@ class MultimodalConfig:
             raise ValueError("contrastive_weight must be >= 0, temperature > 0 and contrastive_items >= 2")
 
 
-def attribute_rows(names: list[str], buckets: int) -> torch.Tensor:
-    """LongTensor of 1 + crc32(name) % (buckets - 1): the same row in every process (Python's
-    ``hash`` of a str is salted per process), never row 0 (padding)."""
-    return torch.tensor([1 + zlib.crc32(name.encode()) % (buckets - 1) for name in names], dtype=torch.long)
-
-
 def field_values(items: pd.DataFrame, field: str, year_span: int) -> list[list[str]]:
     """Each row's values of ``field`` ("|"-split, stripped, empty dropped); "year" is the
     ``release_date`` year cut to ``year_span``-year buckets. [] where absent, NA or blank."""
@@ -133,7 +127,7 @@ def item_field_rows(items: pd.DataFrame, n_items: int, buckets: int, max_values:
         for item, values in zip(index.tolist(), field_values(items, field, year_span)):
             if values:
                 values = values[:max_values]
-                out[item, f, : len(values)] = attribute_rows([f"{field}:{v}" for v in values], buckets)
+                out[item, f, : len(values)] = stable_rows([f"{field}:{v}" for v in values], buckets)
     return out
 
 

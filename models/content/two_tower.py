@@ -32,7 +32,6 @@ the model switches to eval, so ``score`` needs only the state_dict.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import PAD, HistoryBatch, TrainingData
+from models.hashing import stable_row
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
@@ -108,11 +108,6 @@ def check_tower_config(config: Any) -> None:
 # ----- features ----------------------------------------------------------------------------------
 
 
-def feature_bucket(field: str, value: str, buckets: int) -> int:
-    """Row 1..buckets-1 of ``field=value``: crc32, stable across processes (row 0 is padding)."""
-    return zlib.crc32(f"{field}={value}".encode()) % (buckets - 1) + 1
-
-
 def _strings(table: pd.DataFrame, column: str) -> list[str]:
     if column not in table.columns:
         return [""] * len(table)
@@ -140,7 +135,7 @@ def item_attribute_rows(items: pd.DataFrame, n_items: int, features: tuple[str, 
             else:
                 values += [(field, v.strip()) for v in text.split(VALUE_SEPARATOR) if v.strip()]
         values = values[:width]
-        out[item, : len(values)] = torch.tensor([feature_bucket(f, v, buckets) for f, v in values], dtype=torch.long)
+        out[item, : len(values)] = torch.tensor([stable_row(f"{f}={v}", buckets) for f, v in values], dtype=torch.long)
     return out
 
 
@@ -161,7 +156,7 @@ def user_demographic_rows(users: pd.DataFrame, n_users: int, features: tuple[str
             values = [str(int(np.digitize(a, AGE_BINS))) if np.isfinite(a) else "" for a in age]
         else:
             values = _strings(users, field)
-        rows = [feature_bucket(field, v, buckets) if v else 0 for v in values]
+        rows = [stable_row(f"{field}={v}", buckets) if v else 0 for v in values]
         out[torch.as_tensor(index[inside]), column] = torch.as_tensor(np.asarray(rows, dtype=np.int64)[inside])
     return out
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from models.content.item_text import ItemTextEmbeddings
-from models.content.multimodal import FIELDS, Multimodal, MultimodalConfig, attribute_rows, info_nce, item_field_rows
+from models.content.multimodal import FIELDS, Multimodal, MultimodalConfig, info_nce, item_field_rows
+from models.hashing import stable_rows
 from models.data import TrainingData
 from models.metrics import evaluate
 from models.registry import build_model, load_model, save_model, sized_to_side_inputs
@@ -95,7 +96,7 @@ def test_metadata_fields_are_hashed_per_field_with_year_buckets_and_a_value_cap(
     assert torch.all(rows[0] == 0) and torch.all(rows[1] == 0)  # padding; an item with no metadata
     assert (rows[2, genres] != 0).tolist() == [True, True, False] and (rows[2, cast] != 0).all()  # first 3 actors
     assert rows[2, genres, 0] == rows[3, genres, 0]  # same value, same row
-    assert rows[3, genres, 0] == attribute_rows(["genres:Drama"], 1000)[0]  # hashed with the field's name
+    assert rows[3, genres, 0] == stable_rows(["genres:Drama"], 1000)[0]  # hashed with the field's name
     assert rows[2, year, 0] == rows[3, year, 0] != 0  # 1997 and 1999: the 1995 bucket
     assert torch.all(rows[:, network] == 0) and torch.all(rows[:, creator] == 0)  # columns absent
     assert rows.min() >= 0 and rows.max() < 1000

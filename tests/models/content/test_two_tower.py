@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
+from models.hashing import stable_row
 from models.content.two_tower import (
     AGE_BINS,
     NextItemExamples,
     TwoTower,
     TwoTowerConfig,
-    feature_bucket,
     in_batch_softmax_loss,
     item_attribute_rows,
     user_demographic_rows,
@@ -144,7 +144,7 @@ def test_item_features_are_hashed_per_field_and_absent_columns_give_none():
         "network": pd.array(["HBO", None, "Drama"], dtype="string"),  # "Drama" as a network is not the genre
     })  # fmt: skip
     rows = item_attribute_rows(items, 4, ("year", "genres", "network", "cast"), buckets=1000, width=3)
-    bucket = lambda field, value: feature_bucket(field, value, 1000)  # noqa: E731
+    bucket = lambda field, value: stable_row(f"{field}={value}", 1000)  # noqa: E731
     assert rows.shape == (5, 3)
     assert rows[2].tolist() == [bucket("year", "1990s"), bucket("genres", "Drama"), bucket("genres", "Comedy")]  # cut at width
     assert rows[1].tolist() == [0, 0, 0]  # nothing known
@@ -161,7 +161,7 @@ def test_user_demographics_go_to_their_rows_and_absent_ones_stay_zero():
         "gender": pd.array(["F", "M", ""], dtype="string"),
     })  # fmt: skip
     rows = user_demographic_rows(users, 4, ("age", "gender", "occupation"), buckets=500)
-    bucket = lambda field, value: feature_bucket(field, value, 500)  # noqa: E731
+    bucket = lambda field, value: stable_row(f"{field}={value}", 500)  # noqa: E731
     assert rows.shape == (5, 3)
     assert rows[1].tolist() == [bucket("age", "0"), bucket("gender", "F"), 0]
     assert rows[2].tolist() == [0, bucket("gender", "M"), 0]

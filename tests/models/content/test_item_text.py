@@ -143,3 +143,34 @@ def test_packaged_minilm_embeds_similar_texts_closer():
     assert matrix.shape == (4, 384)
     cosine = matrix @ matrix.T
     assert cosine[1, 2] > cosine[1, 3] and cosine[1, 2] > cosine[2, 3]
+
+
+def _save_tiny_roberta(folder) -> str:
+    """A randomly initialised one-layer RoBERTa (hidden 16) with a byte-level BPE tokenizer,
+    saved as a plain Hugging Face folder (no sentence-transformers config): what a RoBERTa from
+    the hub or a local path looks like to ``encode_item_text``."""
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["space war story", "love story comedy", "alien ship drama sci-fi romance"], vocab_size=300,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<pad>", mask_token="<mask>").save_pretrained(folder)  # fmt: skip
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=80, pad_token_id=1)  # fmt: skip
+    RobertaModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_plain_roberta_folder_is_an_encoder(tmp_path):
+    """T5 and RoBERTa load by name or local path (issue 13): a plain transformers folder is read by
+    sentence-transformers with mean pooling; the width is the model's hidden size."""
+    path = _save_tiny_roberta(tmp_path / "roberta")
+    items = catalogue(title=["Space war", "Love story", "Alien ship"], genres=["Sci-Fi", "Romance", "Sci-Fi"])
+    embeddings = encode_item_text(items, encoder=path, device="cpu", progress=False)
+    assert embeddings.matrix.shape == (4, 16) and embeddings.encoder == path
+    assert torch.all(embeddings.matrix[0] == 0) and torch.all(embeddings.matrix[1:].norm(dim=1) > 0)
+    assert not torch.allclose(embeddings.matrix[1], embeddings.matrix[2])

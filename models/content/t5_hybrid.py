@@ -173,6 +173,10 @@ class T5Hybrid(nn.Module):
         self.register_buffer("aspect_text", torch.zeros(a, n, config.text_dim))  # T5, computed by fit
         self.register_buffer("item_is_warm", torch.zeros(n, dtype=torch.bool))  # has training interactions
         self._stale = False  # fine-tuning: the encoder moved since aspect_text was computed
+        # the fused item table ``score`` reads in eval mode, computed once: fusing every item's
+        # aspects per request cost ~10 ms on ML-1M (3.7k items). Cleared whenever the weights can
+        # change (back to training, load_state_dict) or move (.to).
+        self._items_for_scoring: torch.Tensor | None = None
 
     @property
     def history_length(self) -> int:
@@ -213,7 +217,12 @@ class T5Hybrid(nn.Module):
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """sum_h w_h <q_h, x_i> -> FloatTensor[B, n_items + 1] (column 0, padding, is 0)."""
-        x = self.item_vectors()
+        if self.training:
+            x = self.item_vectors()
+        else:
+            if self._items_for_scoring is None:
+                self._items_for_scoring = self.item_vectors()
+            x = self._items_for_scoring
         scores = self.users(batch.items.to(x.device), x) @ x.T
         scores[:, PAD] = 0.0
         return scores
@@ -300,11 +309,20 @@ class T5Hybrid(nn.Module):
         # Fine-tuning: switching to eval (before each validation) re-encodes the catalogue with
         # the encoder as trained so far, so validation and the kept best epoch read fresh aspects.
         super().train(mode)
+        self._items_for_scoring = None
         if mode and "encoder" in self._modules:
             self._stale = True
         elif not mode and self._stale:
             self.encode_aspects()
         return self
+
+    def load_state_dict(self, *args, **kwargs):
+        self._items_for_scoring = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._items_for_scoring = None
+        return super()._apply(fn, *args, **kwargs)
 
     def fit(
         self,

@@ -195,3 +195,28 @@ def test_checking_the_config_loads_no_transformers():
     code = ("import sys; from models.registry import check_config; check_config('t5_hybrid', {}); "
             "assert 'transformers' not in sys.modules, 'transformers imported'")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
+
+
+def test_scoring_reads_the_fused_items_once_and_sees_new_weights(trained):
+    """In eval mode ``score`` fuses the catalogue once (per request it cost ~10 ms on ML-1M);
+    loading other weights or training again drops that table."""
+    model, _ = trained
+    model.eval()
+    batch = _batch([[1, 2, 3]])
+    calls = []
+    fuse = model.item_vectors
+    model.item_vectors = lambda *a, **k: calls.append(1) or fuse(*a, **k)
+    try:
+        first = model.score(batch)
+        assert torch.equal(model.score(batch), first) and len(calls) == 1
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        changed = {**state, "item_emb.weight": state["item_emb.weight"] * 2}
+        model.load_state_dict(changed)
+        assert not torch.equal(model.score(batch), first) and len(calls) == 2
+        model.load_state_dict(state)
+        model.train()
+        model.eval()
+        torch.testing.assert_close(model.score(batch), first)
+        assert len(calls) == 3
+    finally:
+        del model.item_vectors

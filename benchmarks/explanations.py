@@ -2,6 +2,9 @@
 
     python benchmarks/explanations.py                       # the synthetic default
     python benchmarks/explanations.py --encoder <local t5 folder> --name synthetic-default-t5-small
+    python benchmarks/explanations.py --source movielens --path ../shared/data/ml-1m --name ml-1m-u2999 \
+        --ratings-path ../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz \
+        --item-text-path ../shared/data/melu-ml1m-movie-extrainfos/movies_extrainfos.dat.gz
 
 The bar: removing the history item an explanation names lowers the recommended item's score in at
 least 90% of sampled cases. ``t5_hybrid.explain`` names the item whose removal lowers the score
@@ -12,7 +15,7 @@ simpler system would give are faithful to the same score —
 - ``most similar text``: the history item whose item-text embedding (all-MiniLM-L6-v2) is most
   cosine-similar to the recommended item's.
 
-Each case: a test history of the pipeline split (the synthetic default, seed 0), its top-1
+Each case: a test history of the pipeline split (seed 0), its top-1
 recommendation (history excluded), the named item removed (every occurrence), re-scored.
 
 No pretrained T5 can be installed offline: without ``--encoder`` the model is trained on the
@@ -45,8 +48,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from benchmarks.plugin_families import DEFAULT_TEXT_CACHE, hardware, item_text_embeddings, train_and_score  # noqa: E402
-from data_contracts.sources import read_source  # noqa: E402
+from benchmarks.plugin_families import DEFAULT_TEXT_CACHE, hardware, item_text_embeddings, load_tables, train_and_score  # noqa: E402
 from models.content.item_text import DEFAULT_ENCODER, item_text  # noqa: E402
 from models.content.t5_hybrid import _batch  # noqa: E402
 from models.data import PAD  # noqa: E402
@@ -116,7 +118,7 @@ def faithful_shares(model, cases, text: torch.Tensor, n_samples: int, seed: int 
 
 def run(args: argparse.Namespace) -> dict:
     device = pick_device(args.device)
-    tables = read_source("synthetic", None, synthetic_users=args.synthetic_users, seed=0, progress=False)
+    tables = load_tables(args)  # the synthetic default, or MovieLens by path (validated)
     data, _ = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="pipeline", seed=0)
     encoder = args.encoder or random_t5(cinesync_home() / "random-t5" / tables.checksum[:16], item_text(data.items))
     overrides = {"encoder": encoder, **json.loads(args.models_config), "num_threads": args.threads}
@@ -162,6 +164,10 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=("movielens", "synthetic"), default="synthetic")
+    parser.add_argument("--path", default=None, help="MovieLens folder (--source movielens)")
+    parser.add_argument("--ratings-path", default=None)
+    parser.add_argument("--item-text-path", default=None)
     parser.add_argument("--name", default="synthetic-default")
     parser.add_argument("--synthetic-users", type=int, default=1000)
     parser.add_argument("--encoder", default=None, help="a local T5 folder (default: a random T5, see above)")

@@ -63,12 +63,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import PAD, HistoryBatch, TrainingData
 from models.hashing import stable_row
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
-TEXT_INPUT = "item_text_embeddings"
 IDENTITY_FIELDS = ("title", "year")  # kept by every view
 CONTENT_FIELDS = ("kind", "genres", "cast", "creator", "network")  # what augmentations act on
 FIELDS = IDENTITY_FIELDS + CONTENT_FIELDS
@@ -232,14 +232,7 @@ class Contrastive(nn.Module):
         cfg = self.config
         device = self.item_vectors.device
         if cfg.text_dim:
-            expected = (cfg.n_items + 1, cfg.text_dim)
-            if item_text is None or tuple(item_text.shape) != expected:
-                got = None if item_text is None else tuple(item_text.shape)
-                raise ValueError(
-                    f"Contrastive needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
-                    f"text_dim), got {got}: set ContrastiveConfig.text_dim to the encoder's width, or 0 for none"
-                )
-            self.item_text = item_text.to(device=device, dtype=torch.float32)
+            self.item_text = checked_text(item_text, cfg, "Contrastive", optional=True).to(device)
         tokens = item_tokens(items, cfg.n_items, cfg.attribute_buckets, cfg.max_values)
         self.tokens = tokens.to(device)
         # CSR of genre bucket -> items, for sampling same-genre negatives

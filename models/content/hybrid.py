@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import PAD, HistoryBatch, TrainingData, left_pad
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
-TEXT_INPUT = "item_text_embeddings"
 
 
 @dataclass(frozen=True)
@@ -154,14 +154,7 @@ class Hybrid(nn.Module):
 
     def _text_from(self, side_inputs: dict[str, Any] | None) -> torch.Tensor:
         embeddings = (side_inputs or {}).get(TEXT_INPUT)
-        expected = (self.config.n_items + 1, self.config.text_dim)
-        got = None if embeddings is None else tuple(embeddings.matrix.shape)
-        if got != expected:
-            raise ValueError(
-                f"Hybrid needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
-                f"text_dim), got {got}: set HybridConfig.text_dim to the encoder's width"
-            )
-        matrix = F.normalize(torch.as_tensor(embeddings.matrix, dtype=torch.float32), dim=1)
+        matrix = F.normalize(checked_text(None if embeddings is None else embeddings.matrix, self.config, "Hybrid"), dim=1)
         matrix[PAD] = 0.0
         return matrix
 

@@ -196,3 +196,21 @@ def encode_item_text(
         seconds=time.perf_counter() - start,
         n_without_text=n_without_text,
     )
+
+
+TEXT_INPUT = "item_text_embeddings"  # the side input's name in FamilySpec.side_inputs
+
+
+def checked_text(matrix, config, family: str, optional: bool = False) -> torch.Tensor:
+    """``matrix`` (the side input's FloatTensor[n_items + 1, text_dim]) as float32, after checking
+    its shape against ``config`` (``n_items``, ``text_dim``); a clear error naming the family, the
+    side input and the config field otherwise. ``optional``: the family also runs without text
+    (``text_dim`` 0), which the error then says."""
+    expected = (config.n_items + 1, config.text_dim)
+    got = None if matrix is None else tuple(matrix.shape)
+    if got != expected:
+        raise ValueError(
+            f"{family} needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, text_dim), got {got}: "
+            f"set {type(config).__name__}.text_dim to the encoder's width" + (", or 0 for none" if optional else "")
+        )
+    return torch.as_tensor(matrix).to(torch.float32)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import PAD, HistoryBatch, TrainingData
 from models.hashing import stable_rows
 from models.interface import EpochLog, FitReport
@@ -56,7 +57,6 @@ from models.sequential.sasrec import Block
 from models.sequential.windows import SequenceWindows
 from models.training import train_loop
 
-TEXT_INPUT = "item_text_embeddings"
 FIELDS = ("genres", "cast", "network", "year", "creator")  # metadata tokens, after the text token
 TEXT = 0  # the text token's position among an item's modality tokens
 LIST_SEPARATOR = "|"  # genres and cast (and any multi-valued field) are "|"-joined
@@ -198,14 +198,7 @@ class Multimodal(nn.Module):
     def attach_text(self, matrix: torch.Tensor | None) -> None:
         """Use ``matrix`` (FloatTensor[n_items + 1, text_dim]) as the items' text; in eval mode
         the item vectors are re-fused with it at once."""
-        expected = (self.config.n_items + 1, self.config.text_dim)
-        if matrix is None or tuple(matrix.shape) != expected:
-            got = None if matrix is None else tuple(matrix.shape)
-            raise ValueError(
-                f"Multimodal needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
-                f"text_dim), got {got}: set MultimodalConfig.text_dim to the encoder's width"
-            )
-        self.item_text = torch.as_tensor(matrix).to(device=self.item_vectors.device, dtype=torch.float32)
+        self.item_text = checked_text(matrix, self.config, "Multimodal").to(self.item_vectors.device)
         if not self.training:
             self.refresh_items()
 

@@ -51,11 +51,11 @@ from models.content.two_tower import (
     masked_mean,
     user_demographic_rows,
 )
+from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
-TEXT_INPUT = "item_text_embeddings"
 ID, CATEGORIES, TEXT = range(3)  # the modality tokens, in this order
 
 
@@ -159,14 +159,7 @@ class SBERTTwoTower(nn.Module):
     def attach_text(self, matrix: torch.Tensor) -> None:
         """Use ``matrix`` (FloatTensor[n_items + 1, text_dim]) as the items' text; in eval mode
         the item vectors are re-embedded with it at once."""
-        expected = (self.config.n_items + 1, self.config.text_dim)
-        if matrix is None or tuple(matrix.shape) != expected:
-            got = None if matrix is None else tuple(matrix.shape)
-            raise ValueError(
-                f"SBERTTwoTower needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
-                f"text_dim), got {got}: set SBERTTwoTowerConfig.text_dim to the encoder's width"
-            )
-        self.item_text = torch.as_tensor(matrix).to(device=self.item_vectors.device, dtype=torch.float32)
+        self.item_text = checked_text(matrix, self.config, "SBERTTwoTower").to(self.item_vectors.device)
         if not self.training:
             self.refresh_items()
 

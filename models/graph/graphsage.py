@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import (
     InteractionGraph,
@@ -54,7 +55,6 @@ from models.graph.interaction_graph import (
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
-TEXT_INPUT = "item_text_embeddings"
 
 
 @dataclass(frozen=True)
@@ -156,14 +156,7 @@ class GraphSAGE(nn.Module):
         has_edges[items] = True
         self.item_has_edges.copy_(has_edges)
         if self.config.text_dim:
-            expected = (self.config.n_items + 1, self.config.text_dim)
-            if item_text is None or tuple(item_text.shape) != expected:
-                got = None if item_text is None else tuple(item_text.shape)
-                raise ValueError(
-                    f"GraphSAGE needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
-                    f"text_dim), got {got}: set GraphSAGEConfig.text_dim to the encoder's width, or 0 for none"
-                )
-            self.item_text = item_text.to(device=device, dtype=torch.float32)
+            self.item_text = checked_text(item_text, self.config, "GraphSAGE", optional=True).to(device)
 
     def _item_inputs(self, keep_ids: torch.Tensor) -> torch.Tensor:
         """Layer-0 item states: id embedding (row 0 where ``keep_ids`` is False) + projected text."""

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import (
     ITEM_ATTRIBUTE_NODES,
@@ -57,7 +58,6 @@ from models.graph.interaction_graph import (
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
 
-TEXT_INPUT = "item_text_embeddings"
 ATTRIBUTES = tuple(node for node, _ in ITEM_ATTRIBUTE_NODES.values())  # genre, cast, creator, network
 RELATION = {node: relation for node, relation in ITEM_ATTRIBUTE_NODES.values()}
 RATES, RATED_BY = ("user", "rates", "item"), ("item", "rev_rates", "user")
@@ -175,14 +175,7 @@ class HeteroGNN(nn.Module):
         rows = {node: stable_bucket(hetero[node].names, cfg.attribute_buckets).to(device) for node in present}
         text = None
         if cfg.text_dim:
-            expected = (cfg.n_items + 1, cfg.text_dim)
-            if item_text is None or tuple(item_text.shape) != expected:
-                got = None if item_text is None else tuple(item_text.shape)
-                raise ValueError(
-                    f"HeteroGNN needs the side input {TEXT_INPUT!r} of shape {expected} (n_items + 1, "
-                    f"text_dim), got {got}: set HeteroGNNConfig.text_dim to the encoder's width, or 0 for none"
-                )
-            text = item_text.to(device=device, dtype=torch.float32)
+            text = checked_text(item_text, cfg, "HeteroGNN", optional=True).to(device)
         self.graph = {"edges": edges, "attribute_rows": rows, "text": text, "labels": self._labels(edges, rows)}
 
     def _labels(self, edges: dict, rows: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

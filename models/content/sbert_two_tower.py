@@ -43,15 +43,14 @@ from models.content.two_tower import (
     ITEM_FEATURES,
     NextItemExamples,
     UserTower,
-    check_split_size,
     check_tower_config,
     in_batch_softmax_loss,
     item_attribute_rows,
-    known_rows,
     masked_mean,
     user_demographic_rows,
 )
 from models.content.item_text import TEXT_INPUT, checked_text
+from models.graph.interaction_graph import check_split_size, known_user_rows
 from models.data import PAD, HistoryBatch, TrainingData
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
@@ -230,8 +229,8 @@ class SBERTTwoTower(nn.Module):
         device = self.item_vectors.device
         history = batch.items.to(device)[:, -self.history_length :]
         users = batch.users.to(device)
-        id_rows = known_rows(users, self.user_trained)
-        demo_rows = known_rows(users, torch.ones_like(self.user_trained))
+        id_rows = known_user_rows(users, self.user_trained)
+        demo_rows = known_user_rows(users, torch.ones_like(self.user_trained))
         user_vectors = self.embed_users(id_rows, demo_rows, history, self.item_vectors[history])
         return user_vectors @ self.item_vectors.T
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import PAD, HistoryBatch, TrainingData
+from models.graph.interaction_graph import check_split_size, known_user_rows
 from models.hashing import stable_row
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
@@ -290,21 +291,6 @@ class NextItemExamples:
             yield id_rows, demo_rows, history, self.items[rows]
 
 
-def check_split_size(data: TrainingData, config: Any) -> None:
-    if data.n_users != config.n_users or data.n_items != config.n_items:
-        raise ValueError(
-            f"data has {data.n_users} users and {data.n_items} items, the config "
-            f"{config.n_users} and {config.n_items} (build it with n_users=data.n_users)"
-        )
-
-
-def known_rows(index: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Each index where ``known[index]``, else 0 (also for indices outside 0..len(known)-1)."""
-    inside = (index >= 0) & (index < len(known))
-    index = torch.where(inside, index, 0)
-    return torch.where(inside & known[index], index, 0)
-
-
 # ----- the model ---------------------------------------------------------------------------------
 
 
@@ -398,8 +384,8 @@ class TwoTower(nn.Module):
         device = self.item_vectors.device
         history = batch.items.to(device)[:, -self.history_length :]
         users = batch.users.to(device)
-        id_rows = known_rows(users, self.user_trained)
-        demo_rows = known_rows(users, torch.ones_like(self.user_trained))
+        id_rows = known_user_rows(users, self.user_trained)
+        demo_rows = known_user_rows(users, torch.ones_like(self.user_trained))
         user_vectors = self.embed_users(id_rows, demo_rows, history, self.item_vectors[history])
         return user_vectors @ self.item_vectors.T
 

@@ -54,6 +54,7 @@ from models.graph.interaction_graph import (
     history_edges,
     known_user_rows,
     shuffled_pairs,
+    without_untrained_items,
 )
 from models.interface import EpochLog, FitReport
 from models.training import train_loop
@@ -74,6 +75,8 @@ class HeteroGNNConfig:
     dropout: float = 0.1
     id_dropout: float = 0.3  # share of users and items trained with the unknown id (cold start)
     cold_item_dropout: float = 0.1  # share of items trained as if new each step: no id, no ratings
+    # the softmax runs over the items with training ratings only (True) or the whole catalogue
+    softmax_over_trained_items: bool = True
     attribute_buckets: int = 2048  # hashed embedding rows per metadata node type
     metapaths: bool = True  # item-genre-item, item-cast-item, ... aggregation with attention
     genre_weight: float = 0.1  # multi-task genre-prediction loss weight (0: off)
@@ -273,7 +276,10 @@ class HeteroGNN(nn.Module):
         """Recommendation cross-entropy + genre_weight * genre BCE + network_weight * network CE."""
         user_states, item_states, _ = self.propagate()
         # logits over sqrt(dim): LayerNorm'd states have norm ~sqrt(dim) (see GraphSAGE.loss)
-        loss = F.cross_entropy(user_states[users] @ item_states[1:].T * self.logit_scale, positives - 1)
+        logits = user_states[users] @ item_states[1:].T * self.logit_scale
+        if self.config.softmax_over_trained_items:  # see GraphSAGE.loss
+            logits = without_untrained_items(logits, self.item_has_edges)
+        loss = F.cross_entropy(logits, positives - 1)
         labels = self.graph["labels"]
         if self.genre_head is not None and "genre" in labels:
             rows, target = labels["genre"]

@@ -202,6 +202,13 @@ def known_user_rows(users: torch.Tensor, has_edges: torch.Tensor) -> torch.Tenso
     return torch.where(in_range & has_edges[users], users, 0)
 
 
+def without_untrained_items(logits: torch.Tensor, item_has_edges: torch.Tensor) -> torch.Tensor:
+    """``logits`` over items 1..n_items ([B, n_items]) with the items that have no training
+    edge set to -inf, so a full softmax runs over the training catalogue: an item that is never
+    a positive would otherwise only ever be pushed down. item_has_edges: BoolTensor[n_items + 1]."""
+    return logits.masked_fill(~item_has_edges[1:], float("-inf"))
+
+
 def history_edges(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of histories as edges into one new user node per row: (the distinct history
     items, LongTensor[K]; edge_index LongTensor[2, E], row 0 indexing into them, row 1 the batch

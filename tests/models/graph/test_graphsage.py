@@ -166,3 +166,23 @@ def test_an_untrained_model_starts_near_the_uniform_guess(planted_cold_items):
     with torch.no_grad():
         loss = model.loss(torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy()))
     assert abs(loss.item() - math.log(data.n_items)) < 0.5, (loss.item(), math.log(data.n_items))
+
+
+@pytest.mark.parametrize("over_trained_items", [True, False])
+def test_items_without_training_edges_do_not_enter_the_loss(planted_cold_items, over_trained_items):
+    """softmax_over_trained_items: the cold items are never a positive, so as negatives only they
+    would teach the text path that their texts mean "never watched" (on the default data every
+    new item then ranked below the known ones). With the option on, their text cannot move the loss."""
+    data = planted_cold_items
+    model = GraphSAGE(GraphSAGEConfig(data.n_items, data.n_users, **TINY, softmax_over_trained_items=over_trained_items))
+    text = torch.as_tensor(_text(data.n_items).matrix)
+    pairs = torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy())
+    losses = []
+    for cold_text in (text[COLD_ITEMS], -text[COLD_ITEMS]):
+        moved = text.clone()
+        moved[COLD_ITEMS] = cold_text
+        model.attach(build_interaction_graph(data.train, data.n_users, data.n_items), moved)
+        model.eval()
+        with torch.no_grad():
+            losses.append(model.loss(*pairs).item())
+    assert (losses[0] == losses[1]) == over_trained_items, losses

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.general.popularity import Popularity, PopularityConfig
 from models.graph.interaction_graph import build_hetero_graph
@@ -139,3 +140,22 @@ def test_an_untrained_model_starts_near_the_uniform_guess(planted_cold_items):
     with torch.no_grad():
         loss = model.loss(torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy()))
     assert abs(loss.item() - math.log(data.n_items)) < 0.5, (loss.item(), math.log(data.n_items))
+
+
+@pytest.mark.parametrize("over_trained_items", [True, False])
+def test_the_softmax_runs_over_the_items_with_ratings(planted_cold_items, over_trained_items):
+    """As in GraphSAGE (softmax_over_trained_items): the items without training ratings are no
+    negatives of the recommendation loss unless the softmax runs over the whole catalogue. (Their
+    metadata still reaches other items through the shared genre and cast nodes.)"""
+    data = planted_cold_items
+    model = HeteroGNN(HeteroGNNConfig(data.n_items, data.n_users, **TINY, genre_weight=0, network_weight=0,
+                                      softmax_over_trained_items=over_trained_items))  # fmt: skip
+    model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), None)
+    model.eval()
+    users, positives = torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy())
+    with torch.no_grad():
+        user_states, item_states, _ = model.propagate()
+        logits = user_states[users] @ item_states.T * model.logit_scale
+        candidates = torch.tensor([i for i in range(1, data.n_items + 1) if over_trained_items is False or i not in COLD_ITEMS])
+        expected = F.cross_entropy(logits[:, candidates], torch.searchsorted(candidates, positives))
+        torch.testing.assert_close(model.loss(users, positives), expected)

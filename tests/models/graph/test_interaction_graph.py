@@ -89,3 +89,14 @@ def test_hetero_graph_edges_follow_the_item_table():
 def test_hetero_graph_without_metadata_columns_has_users_and_items_only():
     graph = build_hetero_graph(TRAIN, ITEMS[["item_idx"]], N_USERS, N_ITEMS)
     assert set(graph.node_types) == {"user", "item"}
+
+
+def test_items_without_training_edges_leave_the_softmax():
+    from models.graph.interaction_graph import without_untrained_items
+
+    logits = torch.arange(8.0).reshape(2, 4)  # items 1..4
+    has_edges = torch.tensor([False, True, False, True, True])  # item 2 has no training edge
+    masked = without_untrained_items(logits, has_edges)
+    assert torch.isinf(masked[:, 1]).all() and (masked[:, [0, 2, 3]] == logits[:, [0, 2, 3]]).all()
+    # the other items' softmax is the one over the training catalogue alone
+    torch.testing.assert_close(masked.softmax(1)[:, [0, 2, 3]], logits[:, [0, 2, 3]].softmax(1))

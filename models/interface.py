@@ -13,6 +13,9 @@ A family is one file in ``models/`` with a frozen config dataclass and an ``nn.M
   history (column 0 is padding and is never ranked); batched, no Python loop over users;
 - ``history_length``: how many of the latest history items ``score`` reads (None: all of them);
   the evaluator and the served model cut histories to it;
+- optionally ``validation_score(batch)``: what ``models.training.train_loop`` ranks the
+  validation cases by instead of ``score`` (GraphSAGE and GNN-TV leave out the items without
+  training edges there: see ``GraphSAGE.validation_score``);
 - ``state_dict()`` / ``load_state_dict()`` from ``nn.Module``.
 
 There is no base class to inherit from: this Protocol only documents and type-checks the shape.

@@ -47,7 +47,8 @@ def train_loop(
 
     ``epoch_batches(generator)`` yields one epoch of batches (shuffled with ``generator``, which
     the loop seeds and checkpoints); ``batch_loss(batch_on_device)`` returns a scalar loss.
-    ``patience`` counts evaluations without a strictly better validation NDCG@10.
+    ``patience`` counts evaluations without a strictly better validation NDCG@10. Validation
+    ranks by ``model.validation_score`` where the model has one, else by ``model.score``.
     """
     from models.metrics import evaluate
 
@@ -64,6 +65,7 @@ def train_loop(
     bf16 = getattr(cfg, "mixed_precision", "none") == "bf16" and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
     valid_cases = data.valid_cases
+    validation_score = getattr(model, "validation_score", model.score)
 
     state = {"epoch": 0, "best_epoch": -1, "best_metric": -math.inf, "best_state": None,
              "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
@@ -102,7 +104,7 @@ def train_loop(
         if len(valid_cases) and ((epoch + 1) % cfg.eval_every == 0 or last):
             model.eval()
             # fp32 scoring (no autocast): bf16 rounding would create ties, which rank against the target
-            result = evaluate(model.score, valid_cases, cfg.n_items, device=device,
+            result = evaluate(validation_score, valid_cases, cfg.n_items, device=device,
                               batch_size=cfg.eval_batch_size, max_len=model.history_length)  # fmt: skip
             valid = {k: float(v) for k, v in result.metrics["all"].items()}
             if valid["ndcg@10"] > state["best_metric"]:

@@ -71,6 +71,8 @@ class GraphSAGEConfig:
     cold_item_dropout: float = 0.1  # share of items trained as if new each step: no id, no edges
     # the softmax runs over the items with training edges only (True) or the whole catalogue
     softmax_over_trained_items: bool = True
+    # validation ranks the items with training edges only (True) or the whole catalogue
+    validate_on_trained_items: bool = True
     # logits = u.v / sqrt(dim) (True) or u.v: the states leave a LayerNorm, norm ~sqrt(dim)
     scaled_logits: bool = True
     lr: float = 1e-3
@@ -250,6 +252,24 @@ class GraphSAGE(nn.Module):
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """user state (from the history) · item states (/ sqrt(dim), see loss) -> FloatTensor[B, n_items + 1]."""
         return self.embed_users(batch) @ self.item_final.T * self.logit_scale
+
+    @torch.no_grad()
+    def validation_score(self, batch: HistoryBatch) -> torch.Tensor:
+        """What validation ranks by (``train_loop``): ``score``, with the items that have no
+        training edge left out when ``validate_on_trained_items``.
+
+        No validation case can reward ranking a new item: the pipeline split removes the held-out
+        cold items' validation rows, so under validation a new item is only ever a wrong answer.
+        Ranked there, the new items GraphSAGE places from their text (like an average item: first
+        in 5.1% of the validation lists on the default data, where they are 5.4% of the catalogue)
+        cost validation NDCG@10 (0.2126 at the best epoch; 0.256 for the same weights with them
+        left out), and early stopping, reading that, stopped at epoch 36. The test cases still rank
+        every item: there a new item is a target about as often as any other.
+        """
+        scores = self.score(batch)
+        if self.config.validate_on_trained_items:
+            scores = scores.masked_fill(~self.item_has_edges, float("-inf"))
+        return scores
 
     # ----- training ------------------------------------------------------------------------
 

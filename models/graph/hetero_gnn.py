@@ -77,6 +77,8 @@ class HeteroGNNConfig:
     cold_item_dropout: float = 0.1  # share of items trained as if new each step: no id, no ratings
     # the softmax runs over the items with training ratings only (True) or the whole catalogue
     softmax_over_trained_items: bool = True
+    # validation ranks the items with training ratings only (True) or the whole catalogue
+    validate_on_trained_items: bool = True
     attribute_buckets: int = 2048  # hashed embedding rows per metadata node type
     metapaths: bool = True  # item-genre-item, item-cast-item, ... aggregation with attention
     genre_weight: float = 0.1  # multi-task genre-prediction loss weight (0: off)
@@ -305,6 +307,16 @@ class HeteroGNN(nn.Module):
     def score(self, batch: HistoryBatch) -> torch.Tensor:
         """user state (from the history) · item final states (/ sqrt(dim), see loss) -> FloatTensor[B, n_items + 1]."""
         return self.embed_users(batch) @ self.item_final.T * self.logit_scale
+
+    @torch.no_grad()
+    def validation_score(self, batch: HistoryBatch) -> torch.Tensor:
+        """What validation ranks by (``train_loop``): ``score`` without the items that have no
+        training ratings when ``validate_on_trained_items`` (see ``GraphSAGE.validation_score``).
+        """
+        scores = self.score(batch)
+        if self.config.validate_on_trained_items:
+            scores = scores.masked_fill(~self.item_has_edges, float("-inf"))
+        return scores
 
     # ----- training ------------------------------------------------------------------------
 

@@ -186,3 +186,23 @@ def test_items_without_training_edges_do_not_enter_the_loss(planted_cold_items, 
         with torch.no_grad():
             losses.append(model.loss(*pairs).item())
     assert (losses[0] == losses[1]) == over_trained_items, losses
+
+
+def test_validation_ranks_only_the_items_with_training_edges(trained, planted_cold_items):
+    """validate_on_trained_items: no validation case can reward a new item (the split removes the
+    cold items' validation rows), so validation leaves them out; test scoring keeps them."""
+    model, report = trained
+    batch = history_batch([0, 0], [[1, 2, 3], [21, 22, 23]])
+    scores, validation = model.score(batch), model.validation_score(batch)
+    assert torch.isinf(validation[:, COLD_ITEMS]).all() and torch.isfinite(scores[:, COLD_ITEMS]).all()
+    known = model.item_has_edges.nonzero().squeeze(1)
+    torch.testing.assert_close(validation[:, known], scores[:, known])
+    # the loop validated with it: the best epoch's NDCG@10 is that of validation_score
+    again = evaluate(model.validation_score, planted_cold_items.valid_cases, planted_cold_items.n_items)
+    assert report.best_valid["ndcg@10"] == pytest.approx(again.metrics["all"]["ndcg@10"], abs=1e-6)
+    everything = GraphSAGE(GraphSAGEConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, validate_on_trained_items=False))
+    everything.load_state_dict(model.state_dict())
+    everything.attach(build_interaction_graph(planted_cold_items.train, planted_cold_items.n_users, planted_cold_items.n_items),
+                      _text(planted_cold_items.n_items).matrix)  # fmt: skip
+    everything.eval()
+    torch.testing.assert_close(everything.validation_score(batch), everything.score(batch))

@@ -159,3 +159,12 @@ def test_the_softmax_runs_over_the_items_with_ratings(planted_cold_items, over_t
         candidates = torch.tensor([i for i in range(1, data.n_items + 1) if over_trained_items is False or i not in COLD_ITEMS])
         expected = F.cross_entropy(logits[:, candidates], torch.searchsorted(candidates, positives))
         torch.testing.assert_close(model.loss(users, positives), expected)
+
+
+def test_validation_ranks_only_the_items_with_ratings(trained):
+    model, _ = trained
+    batch = history_batch([0], [[1, 2, 3]])
+    validation, scores = model.validation_score(batch), model.score(batch)
+    assert torch.isinf(validation[:, COLD_ITEMS]).all() and torch.isfinite(scores[:, COLD_ITEMS]).all()
+    known = model.item_has_edges.nonzero().squeeze(1)
+    torch.testing.assert_close(validation[:, known], scores[:, known])

@@ -19,8 +19,11 @@ distinct training (user, item) pair, the whole graph propagated for each batch.
 items get the "unknown" id row 0 instead of their own), so the model learns to represent a node
 from its features and neighbours; and each step a share of items (``cold_item_dropout``) is
 trained exactly as a cold item is scored, with neither id nor edges, so that the text-only path
-is calibrated against the items that have both (without it, new items ranked below every known
-one on the default data: cold-item NDCG@10 0.0000). At inference nothing is retrained:
+is calibrated against the items that have both. Items without training edges are no negatives
+of the softmax (``softmax_over_trained_items``) and are not ranked in validation
+(``validate_on_trained_items``): no training or validation case can reward them, so both would
+only teach the model to bury them (cold-item NDCG@10 0.0000 on the default data before; 0.2701
+now — at a cost to the warm slice, ``benchmarks/README.md``). At inference nothing is retrained:
 
 - a user is always embedded from their history, as a new node whose neighbours are the history
   items (their stored per-layer states) and whose id row is their own if they had training edges,

@@ -28,9 +28,10 @@ head (cross-entropy over the network buckets) read the items' final states, weig
 
 Cold start without retraining, as in ``graphsage.py``: ids are dropped in training
 (``id_dropout``) and a share of items is trained as new ones are scored, without id or rating
-edges (``cold_item_dropout``); a user is embedded from their history as a new node joined to their history
-items (the items' stored per-layer states); an item without ratings is reached through its
-metadata and text.
+edges (``cold_item_dropout``), and the items without training ratings are neither softmax
+negatives nor ranked in validation (``softmax_over_trained_items``, ``validate_on_trained_items``);
+a user is embedded from their history as a new node joined to their history items (the items'
+stored per-layer states); an item without ratings is reached through its metadata and text.
 """
 
 from __future__ import annotations

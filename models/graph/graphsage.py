@@ -78,6 +78,8 @@ class GraphSAGEConfig:
     validate_on_trained_items: bool = True
     # logits = u.v / sqrt(dim) (True) or u.v: the states leave a LayerNorm, norm ~sqrt(dim)
     scaled_logits: bool = True
+    # a learned bias per item added to its logit (row 0: items without id, new ones included)
+    item_bias: bool = False
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 4096  # training (user, item) pairs per step; the graph is propagated per step
@@ -131,6 +133,11 @@ class GraphSAGE(nn.Module):
             nn.init.normal_(self.user_emb.weight, std=0.1)
             nn.init.normal_(self.item_emb.weight, std=0.1)
             self.text_proj = nn.Linear(config.text_dim, d) if config.text_dim else None
+            # The state of a LayerNorm'd item has a fixed norm, so unlike LightGCN's it cannot
+            # carry popularity; the bias can. Items without their id read row 0.
+            self.bias = nn.Embedding(config.n_items + 1, 1) if config.item_bias else None
+            if self.bias is not None:
+                nn.init.zeros_(self.bias.weight)
             self.to_user = nn.ModuleList(AttentionSAGELayer(d, config.heads, config.dropout) for _ in range(config.n_layers))
             self.to_item = nn.ModuleList(AttentionSAGELayer(d, config.heads, config.dropout) for _ in range(config.n_layers))
         # What score reads, refreshed from the graph whenever the model switches to eval: each
@@ -166,10 +173,14 @@ class GraphSAGE(nn.Module):
         if self.config.text_dim:
             self.item_text = checked_text(item_text, self.config, "GraphSAGE", optional=True).to(device)
 
-    def _item_inputs(self, keep_ids: torch.Tensor) -> torch.Tensor:
-        """Layer-0 item states: id embedding (row 0 where ``keep_ids`` is False) + projected text."""
-        ids = torch.where(keep_ids, torch.arange(len(keep_ids), device=keep_ids.device), 0)
-        x = self.item_emb(ids)
+    @staticmethod
+    def _item_rows(keep_ids: torch.Tensor) -> torch.Tensor:
+        """Each item's own row where ``keep_ids``, row 0 (the unknown item) elsewhere."""
+        return torch.where(keep_ids, torch.arange(len(keep_ids), device=keep_ids.device), 0)
+
+    def _item_inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """Layer-0 item states: the id embedding of ``rows`` + projected text."""
+        x = self.item_emb(rows)
         if self.text_proj is not None:
             x = x + self.text_proj(self.item_text)
         return x
@@ -183,9 +194,10 @@ class GraphSAGE(nn.Module):
 
     # ----- propagation ---------------------------------------------------------------------
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def propagate(self, with_rows: bool = False) -> tuple:
         """(user states [n_users + 1, D], item states [n_items + 1, D], the items' state entering
-        each layer) after the last layer, over the attached training graph."""
+        each layer) after the last layer, over the attached training graph; with ``with_rows``
+        also the id row each item read (LongTensor[n_items + 1], 0 where the id was dropped)."""
         if self.user_to_item is None:
             raise RuntimeError("GraphSAGE.propagate needs a graph: call attach or fit first")
         users = self.user_emb(torch.where(self._id_mask(self.user_has_edges), torch.arange(
@@ -197,12 +209,13 @@ class GraphSAGE(nn.Module):
             item_has_edges = item_has_edges & ~cold
             keep = ~cold[user_to_item[1]]
             user_to_item, item_to_user = user_to_item[:, keep], item_to_user[:, keep]
-        items = self._item_inputs(self._id_mask(item_has_edges))
+        rows = self._item_rows(self._id_mask(item_has_edges))
+        items = self._item_inputs(rows)
         item_layers = []
         for to_user, to_item in zip(self.to_user, self.to_item):
             item_layers.append(items)
             users, items = to_user(items, users, item_to_user), to_item(users, items, user_to_item)
-        return users, items, item_layers
+        return (users, items, item_layers, rows) if with_rows else (users, items, item_layers)
 
     @torch.no_grad()
     def refresh_items(self) -> None:
@@ -234,8 +247,10 @@ class GraphSAGE(nn.Module):
         texts mean "never watched" — exactly the items that are cold at test time. With them in,
         every new item ranked below the known ones on the default data (cold-item NDCG@10 0.0000,
         MRR 0.0035, below a random ranking's)."""
-        user_states, item_states, _ = self.propagate()
+        user_states, item_states, _, rows = self.propagate(with_rows=True)
         logits = user_states[users] @ item_states[1:].T * self.logit_scale
+        if self.bias is not None:
+            logits = logits + self.bias(rows[1:]).T
         if self.config.softmax_over_trained_items:
             logits = without_untrained_items(logits, self.item_has_edges)
         return F.cross_entropy(logits, positives - 1)
@@ -253,8 +268,12 @@ class GraphSAGE(nn.Module):
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
-        """user state (from the history) · item states (/ sqrt(dim), see loss) -> FloatTensor[B, n_items + 1]."""
-        return self.embed_users(batch) @ self.item_final.T * self.logit_scale
+        """user state (from the history) · item states (/ sqrt(dim), see loss), plus the item
+        bias where ``item_bias`` (row 0 for items without training edges) -> FloatTensor[B, n_items + 1]."""
+        scores = self.embed_users(batch) @ self.item_final.T * self.logit_scale
+        if self.bias is not None:
+            scores = scores + self.bias(self._item_rows(self.item_has_edges)).T
+        return scores
 
     @torch.no_grad()
     def validation_score(self, batch: HistoryBatch) -> torch.Tensor:

@@ -206,3 +206,28 @@ def test_validation_ranks_only_the_items_with_training_edges(trained, planted_co
                       _text(planted_cold_items.n_items).matrix)  # fmt: skip
     everything.eval()
     torch.testing.assert_close(everything.validation_score(batch), everything.score(batch))
+
+
+def test_item_bias_follows_the_id_row(planted_cold_items):
+    """item_bias: a known item's logit gains its own bias, an item without training edges (or
+    trained without its id this step) row 0's, in the loss and in score alike."""
+    data = planted_cold_items
+    model = GraphSAGE(GraphSAGEConfig(data.n_items, data.n_users, **TINY, item_bias=True, id_dropout=0.0, cold_item_dropout=0.0))
+    model.attach(build_interaction_graph(data.train, data.n_users, data.n_items), _text(data.n_items).matrix)
+    with torch.no_grad():
+        model.bias.weight.copy_(torch.arange(data.n_items + 1, dtype=torch.float32)[:, None] / 10)
+    model.eval()
+    batch = history_batch([0], [[1, 2, 3]])
+    plain = model.embed_users(batch) @ model.item_final.T * model.logit_scale
+    expected = torch.arange(data.n_items + 1, dtype=torch.float32) / 10
+    expected[COLD_ITEMS] = 0.0  # row 0
+    expected[0] = 0.0
+    torch.testing.assert_close(model.score(batch) - plain, expected[None].expand_as(plain))
+    # the loss reads the same rows: its logits are the plain ones plus those biases
+    users, items = torch.tensor([1, 2]), torch.tensor([2, 3])
+    with torch.no_grad():
+        user_states, item_states, _, rows = model.propagate(with_rows=True)
+        logits = user_states[users] @ item_states[1:].T * model.logit_scale + expected[1:]
+        logits[:, [c - 1 for c in COLD_ITEMS]] = float("-inf")  # softmax over the trained items
+        torch.testing.assert_close(model.loss(users, items), F.cross_entropy(logits, items - 1))
+    assert (rows[COLD_ITEMS] == 0).all()

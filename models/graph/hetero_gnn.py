@@ -86,6 +86,8 @@ class HeteroGNNConfig:
     network_weight: float = 0.1  # multi-task network-prediction loss weight (0: off)
     # logits = u.v / sqrt(dim) (True) or u.v: the states leave a LayerNorm, norm ~sqrt(dim)
     scaled_logits: bool = True
+    # a learned bias per item added to its logit (row 0: items without id), as in GraphSAGE
+    item_bias: bool = False
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 4096  # training (user, item) pairs per step; the graph is propagated per step
@@ -148,6 +150,9 @@ class HeteroGNN(nn.Module):
             )
             self.norms = nn.ModuleList(nn.ModuleDict({t: nn.LayerNorm(d) for t in node_types}) for _ in range(config.n_layers))
             self.dropout = nn.Dropout(config.dropout)
+            self.bias = nn.Embedding(config.n_items + 1, 1) if config.item_bias else None
+            if self.bias is not None:
+                nn.init.zeros_(self.bias.weight)
             if config.metapaths:
                 self.path_proj = nn.Linear(d, d)
                 self.path_query = nn.Parameter(torch.randn(d) * 0.1)
@@ -220,8 +225,9 @@ class HeteroGNN(nn.Module):
             total = total + message
         return self.norms[layer][node](state + self.dropout(F.gelu(total)))
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """(user states, item final states, the items' state entering each layer)."""
+    def propagate(self, with_rows: bool = False) -> tuple:
+        """(user states, item final states, the items' state entering each layer); with
+        ``with_rows`` also the id row each item read (0 where the id was dropped)."""
         if self.graph is None:
             raise RuntimeError("HeteroGNN.propagate needs a graph: call attach or fit first")
         g = self.graph
@@ -233,8 +239,8 @@ class HeteroGNN(nn.Module):
             item_has_edges = item_has_edges & ~cold
             keep = ~cold[edges[RATES][1]]
             edges = {**edges, RATES: edges[RATES][:, keep], RATED_BY: edges[RATED_BY][:, keep]}
-        x = {"user": self.user_emb(self._id_rows(self.user_has_edges)),
-             "item": self.item_emb(self._id_rows(item_has_edges))}  # fmt: skip
+        item_rows = self._id_rows(item_has_edges)
+        x = {"user": self.user_emb(self._id_rows(self.user_has_edges)), "item": self.item_emb(item_rows)}
         if g["text"] is not None:
             x["item"] = x["item"] + self.text_proj(g["text"])
         for node, rows in g["attribute_rows"].items():
@@ -245,7 +251,7 @@ class HeteroGNN(nn.Module):
             messages = conv(x, edges)
             x = {node: self._update(layer, node, state, messages.get(node)) for node, state in x.items()}
         items = self._metapath_fusion(x["item"]) if self.config.metapaths else x["item"]
-        return x["user"], items, item_layers
+        return (x["user"], items, item_layers, item_rows) if with_rows else (x["user"], items, item_layers)
 
     def _metapath_fusion(self, items: torch.Tensor) -> torch.Tensor:
         """Per item, attention over itself and the mean of the items sharing each metadata kind."""
@@ -277,9 +283,11 @@ class HeteroGNN(nn.Module):
 
     def loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Recommendation cross-entropy + genre_weight * genre BCE + network_weight * network CE."""
-        user_states, item_states, _ = self.propagate()
+        user_states, item_states, _, rows = self.propagate(with_rows=True)
         # logits over sqrt(dim): LayerNorm'd states have norm ~sqrt(dim) (see GraphSAGE.loss)
         logits = user_states[users] @ item_states[1:].T * self.logit_scale
+        if self.bias is not None:
+            logits = logits + self.bias(rows[1:]).T
         if self.config.softmax_over_trained_items:  # see GraphSAGE.loss
             logits = without_untrained_items(logits, self.item_has_edges)
         loss = F.cross_entropy(logits, positives - 1)
@@ -306,8 +314,12 @@ class HeteroGNN(nn.Module):
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
-        """user state (from the history) · item final states (/ sqrt(dim), see loss) -> FloatTensor[B, n_items + 1]."""
-        return self.embed_users(batch) @ self.item_final.T * self.logit_scale
+        """user state (from the history) · item final states (/ sqrt(dim), see loss), plus the
+        item bias where ``item_bias`` (row 0 for items without ratings) -> FloatTensor[B, n_items + 1]."""
+        scores = self.embed_users(batch) @ self.item_final.T * self.logit_scale
+        if self.bias is not None:
+            scores = scores + self.bias(self._id_rows(self.item_has_edges)).T
+        return scores
 
     @torch.no_grad()
     def validation_score(self, batch: HistoryBatch) -> torch.Tensor:

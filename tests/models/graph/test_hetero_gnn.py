@@ -168,3 +168,21 @@ def test_validation_ranks_only_the_items_with_ratings(trained):
     assert torch.isinf(validation[:, COLD_ITEMS]).all() and torch.isfinite(scores[:, COLD_ITEMS]).all()
     known = model.item_has_edges.nonzero().squeeze(1)
     torch.testing.assert_close(validation[:, known], scores[:, known])
+
+
+def test_item_bias_follows_the_id_row(planted_cold_items):
+    """item_bias, as in GraphSAGE: own row for items with ratings, row 0 for the others."""
+    data = planted_cold_items
+    model = HeteroGNN(HeteroGNNConfig(data.n_items, data.n_users, **TINY, item_bias=True, id_dropout=0.0, cold_item_dropout=0.0))
+    model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), None)
+    with torch.no_grad():
+        model.bias.weight.copy_(torch.arange(data.n_items + 1, dtype=torch.float32)[:, None] / 10)
+    model.eval()
+    batch = history_batch([0], [[1, 2, 3]])
+    plain = model.embed_users(batch) @ model.item_final.T * model.logit_scale
+    expected = torch.arange(data.n_items + 1, dtype=torch.float32) / 10
+    expected[COLD_ITEMS] = 0.0
+    expected[0] = 0.0
+    torch.testing.assert_close(model.score(batch) - plain, expected[None].expand_as(plain))
+    _, _, _, rows = model.propagate(with_rows=True)
+    assert (rows[COLD_ITEMS] == 0).all() and (rows[model.item_has_edges] == torch.arange(data.n_items + 1)[model.item_has_edges]).all()

@@ -46,6 +46,7 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 STARTED = time.perf_counter()
@@ -67,9 +68,10 @@ from models.device import pick_device, seed_everything  # noqa: E402
 from models.ensemble import Ensemble, fit_blend  # noqa: E402
 from models.graph.interaction_graph import build_interaction_graph  # noqa: E402
 from models.member_scores import member_scores  # noqa: E402
+from models.data import SLICES  # noqa: E402
 from models.metrics import evaluate  # noqa: E402
 from models.registry import FAMILIES, build_model, sized_to_side_inputs  # noqa: E402
-from models.split import MODES, leave_one_out_split  # noqa: E402
+from models.split import MODES, cold_selection_cases, leave_one_out_split  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_TEXT_CACHE = Path("~/.cache/cinesync/text")
@@ -239,12 +241,16 @@ def chosen_settings(family: str, model) -> dict:
 
 
 def train_and_score(
-    family: str, data, training, overrides: dict, side_inputs: dict, device, checkpoints_key: str | None = None
+    family: str, data, training, overrides: dict, side_inputs: dict, device, checkpoints_key: str | None = None,
+    selection_cases=None,
 ) -> tuple[dict, object]:
     """Train one family (seeded), score the test cases per slice -> (results row, model).
 
     With ``checkpoints_key`` (the dataset checksum and split) the training checkpoints every
-    epoch outside the checkout and a stopped run resumes (``baselines.checkpoint_folder``)."""
+    epoch outside the checkout and a stopped run resumes (``baselines.checkpoint_folder``).
+    With ``selection_cases`` (``models.split.cold_selection_cases``) the trained model also scores
+    the validation cases and those, like the test cases (``score``, the whole catalogue): the
+    validation number per slice that configurations are chosen by."""
     seed_everything(0)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     mine = {name: side_inputs[name] for name in FAMILIES[family].side_inputs}
@@ -265,6 +271,11 @@ def train_and_score(
     tick = time.perf_counter()
     result = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length)
     eval_seconds = time.perf_counter() - tick
+    selection = None
+    if selection_cases is not None:
+        cases = pd.concat([data.stage("valid"), selection_cases], ignore_index=True)
+        scored = evaluate(model.score, cases, data.n_items, device=device, max_len=model.history_length)
+        selection = slice_table(scored.metrics)
     elapsed, curve = 0.0, []  # [epoch, seconds since training started (end of that epoch), valid NDCG@10]
     for e in report.epochs:
         elapsed += e.seconds
@@ -280,6 +291,7 @@ def train_and_score(
         "test": slice_table(result.metrics),
         "best_valid_ndcg@10": report.best_valid.get("ndcg@10"),
         "best_valid": report.best_valid,
+        "selection_valid": selection,
         "best_epoch": report.best_epoch,
         "epochs_run": len(report.epochs),
         "stopped_early": report.stopped_early,
@@ -385,10 +397,13 @@ def run(args: argparse.Namespace) -> dict:
     overrides = {family: sized_to_side_inputs(family, overrides[family], side_inputs) for family in families}
 
     training = data.training_data()
+    # validation cases of the held-out slices (pipeline split): what new users and items are chosen by
+    selection_cases = cold_selection_cases(tables.interactions, summary) if args.split_mode == "pipeline" else None
     rows, models = [], {}
     for family in families:
         row, model = train_and_score(
-            family, data, training, overrides[family], side_inputs, device, f"{tables.checksum}-{args.split_mode}"
+            family, data, training, overrides[family], side_inputs, device, f"{tables.checksum}-{args.split_mode}",
+            selection_cases,
         )
         rows.append(row)
         models[family] = model
@@ -407,6 +422,9 @@ def run(args: argparse.Namespace) -> dict:
         "n_test_cases": len(test_cases),
         "test_cases_per_slice": {str(k): int(v) for k, v in test_cases["slice"].value_counts().items()},
         "n_valid_cases": len(data.stage("valid")),
+        "selection_cases_per_slice": (
+            None if selection_cases is None else {str(k): int(v) for k, v in selection_cases["slice"].value_counts().items()}
+        ),
         "hardware": hardware(device),
         "prep_seconds": _r(prep_seconds, 1),
         "side_inputs": side_records,
@@ -507,6 +525,21 @@ def markdown(result: dict) -> str:
             m = r["test"].get(name)
             cells.append("" if m is None else f"{m['hr@10']:.4f} / **{m['ndcg@10']:.4f}** / {m['mrr']:.4f} / {m['coverage@10']:.3f}")
         lines.append(f"| {name} | {n:,} | " + " | ".join(cells) + " |")
+    if any(r.get("selection_valid") for r in rows):
+        names = [s for s in SLICES if any(s in (r.get("selection_valid") or {}) for r in rows)]
+        counts = result.get("selection_cases_per_slice") or {}
+        lines += ["", "Validation NDCG@10 per slice, the held-out slices included (`models.split.cold_selection_cases`: "
+                  "each cold user's second-to-last interaction from the same first interactions, and the validation "
+                  "targets the cold-item holdout removed), every item ranked as in test — what settings that matter "
+                  "only for new users or items are chosen by:", "",
+                  "| model | all | " + " | ".join(f"{n} ({counts.get(n, rows[0]['selection_valid'][n]['n_cases']):,.0f})"
+                                                  for n in names) + " |",
+                  "|---|---|" + "---|" * len(names)]  # fmt: skip
+        for r in rows:
+            v = r.get("selection_valid")
+            if v:
+                lines.append(f"| {r['model']} | {_f(v['all']['ndcg@10'])} | "
+                             + " | ".join(_f(v[n]['ndcg@10']) if n in v else "" for n in names) + " |")
     if ens:
         b = ens["bootstrap_vs_best_member"]
         lo, hi = b["ndcg@10_diff_ci95"]

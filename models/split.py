@@ -114,6 +114,49 @@ class SplitSummary:
         return asdict(self)
 
 
+
+@dataclass(frozen=True)
+class _OrderedRows:
+    """The interactions in index space, sorted by (user, timestamp, source position): np.lexsort
+    sorts by its last key first. ``pos`` counts each user's rows from the oldest (0), ``rev``
+    from the newest (0)."""
+
+    user_ids: np.ndarray  # raw ids, sorted; user_idx = position + 1
+    item_ids: np.ndarray
+    order: np.ndarray  # source row of each sorted row
+    user: np.ndarray
+    item: np.ndarray
+    ts: np.ndarray
+    counts: np.ndarray  # rows per user_idx; counts[0] == 0
+    pos: np.ndarray
+    rev: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def of(cls, interactions: pd.DataFrame) -> "_OrderedRows":
+        raw_ts = interactions["timestamp"].to_numpy(np.int64)
+        user_ids, user_inv = np.unique(interactions["user_id"].to_numpy(np.int64), return_inverse=True)
+        item_ids, item_inv = np.unique(interactions["item_id"].to_numpy(np.int64), return_inverse=True)
+        n_rows = len(raw_ts)
+        order = np.lexsort((np.arange(n_rows), raw_ts, user_inv))
+        user = user_inv[order].astype(np.int64) + 1
+        counts = np.bincount(user, minlength=len(user_ids) + 1)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pos = np.arange(n_rows) - starts[user]
+        return cls(
+            user_ids=user_ids, item_ids=item_ids, order=order, user=user,
+            item=item_inv[order].astype(np.int64) + 1, ts=raw_ts[order], counts=counts,
+            pos=pos, rev=counts[user] - 1 - pos,
+        )  # fmt: skip
+
+
 def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
@@ -210,29 +253,13 @@ def leave_one_out_split(
         raise ValueError("cold_user_shown must be >= 1")
 
     n_rows = len(interactions)
-    raw_user = interactions["user_id"].to_numpy(np.int64)
-    raw_item = interactions["item_id"].to_numpy(np.int64)
-    raw_ts = interactions["timestamp"].to_numpy(np.int64)
+    rows = _OrderedRows.of(interactions)
+    user_ids, item_ids, n_users, n_items = rows.user_ids, rows.item_ids, rows.n_users, rows.n_items
+    user, item, ts, counts, pos, rev = rows.user, rows.item, rows.ts, rows.counts, rows.pos, rows.rev
     if "rating" in interactions.columns:
-        raw_rating = interactions["rating"].to_numpy(np.float32)
+        rating = interactions["rating"].to_numpy(np.float32)[rows.order]
     else:
-        raw_rating = np.ones(n_rows, dtype=np.float32)
-
-    user_ids, user_inv = np.unique(raw_user, return_inverse=True)
-    item_ids, item_inv = np.unique(raw_item, return_inverse=True)
-    n_users, n_items = len(user_ids), len(item_ids)
-
-    # Sort by (user, timestamp, source position): np.lexsort sorts by the last key first.
-    order = np.lexsort((np.arange(n_rows), raw_ts, user_inv))
-    user = user_inv[order].astype(np.int64) + 1
-    item = item_inv[order].astype(np.int64) + 1
-    ts = raw_ts[order]
-    rating = raw_rating[order]
-
-    counts = np.bincount(user, minlength=n_users + 1)  # counts[0] == 0
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    pos = np.arange(n_rows) - starts[user]  # 0 = oldest
-    rev = counts[user] - 1 - pos  # 0 = newest
+        rating = np.ones(n_rows, dtype=np.float32)
     has_cases = counts[user] >= 3
 
     role = np.full(n_rows, _TRAIN, dtype=np.int8)
@@ -379,3 +406,64 @@ def leave_one_out_split(
         users=users_table,
     )
     return data, summary
+
+
+def cold_selection_cases(
+    interactions: pd.DataFrame, summary: SplitSummary, *, cold_user_shown: int = 5
+) -> pd.DataFrame:
+    """Validation-stage cases for the two held-out slices, for *choosing* configurations by them.
+
+    The pipeline split's validation cases are all warm: cold users have no validation case, and
+    a validation target that is a cold item is removed. So no validation number can see how a
+    model serves new users or new items, and a setting that only matters there (an item bias, how
+    new items are scored) could be chosen only by test. These cases ask the same questions as the
+    test slices, one step earlier, from rows no training, validation or test case uses:
+
+    - ``"cold_user"``: each cold user with at least ``cold_user_shown + 2`` interactions; history
+      their first ``cold_user_shown`` (as in their test case), target their second-to-last
+      interaction (their test target is the last).
+    - ``"cold_item"``: each warm user whose validation target the cold-item holdout removed;
+      history their training rows (as their validation case would have had), target that item.
+
+    ``interactions`` and ``summary`` must be the ones ``leave_one_out_split`` was given and
+    returned (pipeline mode, the same ``cold_user_shown``). ``case_id`` is ``2 * user_idx``, the
+    validation id, which no case of the split uses for these users. The split's own validation
+    cases (and so early stopping) are unchanged; these are meant to be scored like the test cases,
+    with ``models.metrics.evaluate`` (cold users reach the model as user 0).
+    """
+    rows = _OrderedRows.of(interactions)
+    if (rows.n_users, rows.n_items) != (summary.n_users, summary.n_items):
+        raise ValueError(
+            f"the interactions have {rows.n_users} users and {rows.n_items} items, the split summary "
+            f"{summary.n_users} and {summary.n_items}: pass the interactions the split was made from"
+        )
+    user, item, pos, rev, counts = rows.user, rows.item, rows.pos, rows.rev, rows.counts
+    is_cold_user = np.zeros(rows.n_users + 1, dtype=bool)
+    is_cold_user[np.searchsorted(rows.user_ids, summary.cold_user_ids) + 1] = True
+    is_cold_item = np.zeros(rows.n_items + 1, dtype=bool)
+    is_cold_item[np.searchsorted(rows.item_ids, summary.cold_item_ids) + 1] = True
+    row_cold_user = is_cold_user[user]
+
+    frames = []
+    targets = np.flatnonzero(row_cold_user & (rev == 1) & (pos >= cold_user_shown))
+    frames.append(_cases(
+        "valid", user[targets], targets, row_cold_user & (pos < cold_user_shown) & np.isin(user, user[targets]),
+        np.full(len(targets), "cold_user", dtype=object), user, item, rows.ts,
+    ))  # fmt: skip
+    warm_with_cases = ~row_cold_user & (counts[user] >= 3)
+    targets = np.flatnonzero(warm_with_cases & (rev == 1) & is_cold_item[item])
+    has_target = np.zeros(rows.n_users + 1, dtype=bool)
+    has_target[user[targets]] = True
+    frames.append(_cases(
+        "valid", user[targets], targets, has_target[user] & (rev >= 2) & ~is_cold_item[item],
+        np.full(len(targets), "cold_item", dtype=object), user, item, rows.ts,
+    ))  # fmt: skip
+    if len(frames[1]) != summary.cold_item_dropped_valid_cases:
+        raise AssertionError(
+            f"{len(frames[1])} cold-item validation targets found, the split removed "
+            f"{summary.cold_item_dropped_valid_cases}: were the interactions or cold_user_shown different?"
+        )
+    cases = pd.concat(frames, ignore_index=True)
+    for column in ("stage", "slice", "activity_bucket"):
+        cases[column] = cases[column].astype(str)
+    return cases

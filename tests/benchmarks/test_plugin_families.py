@@ -97,3 +97,19 @@ def test_cache_key_follows_texts_and_encoder():
     assert text_cache_key(["a", "b"], "enc") == text_cache_key(["a", "b"], "enc")
     assert text_cache_key(["a", "b"], "enc") != text_cache_key(["a", "b"], "other")
     assert text_cache_key(["a", "b"], "enc") != text_cache_key(["ab"], "enc")
+
+
+def test_held_out_slices_get_validation_numbers_to_choose_by(two_runs):
+    root, first, _ = two_runs
+    counts = first["selection_cases_per_slice"]
+    assert counts["cold_user"] > 0  # every cold user of the tiny data has >= 7 interactions
+    assert counts.get("cold_item", 0) == first["split"]["cold_item_dropped_valid_cases"]
+    for row in first["results"]:
+        chosen_by = row["selection_valid"]
+        assert chosen_by["warm"]["n_cases"] == first["n_valid_cases"]
+        assert chosen_by["all"]["n_cases"] == first["n_valid_cases"] + sum(counts.values())
+        assert chosen_by["cold_user"]["n_cases"] == counts["cold_user"]
+    # for families without a validation_score of their own the warm slice is what early stopping read
+    popularity = next(r for r in first["results"] if r["model"] == "popularity")
+    assert popularity["selection_valid"]["warm"]["ndcg@10"] == pytest.approx(popularity["best_valid_ndcg@10"])
+    assert "Validation NDCG@10 per slice, the held-out slices included" in (root / "out" / "plugin-tiny-pipeline-cpu.md").read_text()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from models.data import CASE_COLUMNS, TRAIN_COLUMNS
-from models.split import ACTIVITY_BUCKETS, _activity_bucket, leave_one_out_split
+from models.split import ACTIVITY_BUCKETS, _activity_bucket, cold_selection_cases, leave_one_out_split
 
 
 def frame(rows):
@@ -375,3 +375,59 @@ def test_split_of_500k_rows_is_vectorised_and_fast():
     _, summary = leave_one_out_split(interactions, items, users, mode="pipeline")
     assert time.perf_counter() - started < 10
     assert summary.rows_in == n
+
+
+# Selection cases for the held-out slices ---------------------------------------------------------
+
+
+def test_cold_selection_cases_on_a_hand_built_table():
+    # user 1 (7 rows) is the only user with >= 6: the cold user; item 200 the cold item
+    rows = [(1, i, i) for i in range(1, 8)]  # items 1..7 at times 1..7
+    rows += [(2, 20, 1), (2, 21, 2), (2, 200, 3), (2, 22, 4)]  # validation target 200: removed
+    rows += [(3, 20, 1), (3, 21, 2), (3, 23, 3)]  # an ordinary warm user
+    interactions = frame(rows)
+    items, users = side_tables(interactions)
+    data, summary = leave_one_out_split(
+        interactions, items, users, mode="pipeline", seed=0, cold_user_fraction=0.34, cold_item_fraction=0.08
+    )
+    assert (summary.cold_user_ids, summary.cold_item_ids, summary.cold_item_dropped_valid_cases) == ([1], [200], 1)
+    to_idx = dict(zip(data.items["item_id"], data.items["item_idx"]))
+
+    cases = cold_selection_cases(interactions, summary)
+    assert list(cases.columns) == list(CASE_COLUMNS) and set(cases["stage"]) == {"valid"}
+    cold_user = cases[cases["slice"] == "cold_user"].iloc[0]
+    assert cold_user["user_idx"] == 1 and cold_user["case_id"] == 2
+    assert cold_user["history"] == [to_idx[i] for i in range(1, 6)]  # as in the test case
+    assert cold_user["target_item"] == to_idx[6]  # second-to-last; the test target is 7
+    assert case(data, "test", 1)["target_item"] == to_idx[7]
+    cold_item = cases[cases["slice"] == "cold_item"].iloc[0]
+    assert cold_item["user_idx"] == 2 and cold_item["target_item"] == to_idx[200]
+    assert cold_item["history"] == [to_idx[20], to_idx[21]]  # the training part
+    assert len(cases) == 2
+    # none of them is a case of the split
+    assert not set(cases["case_id"]) & set(data.cases["case_id"])
+
+
+def test_cold_selection_cases_use_no_row_a_split_case_or_training_uses(pipeline):
+    rows, data, summary = pipeline
+    interactions = frame(rows)
+    cases = cold_selection_cases(interactions, summary)
+    assert (cases["slice"] == "cold_item").sum() == summary.cold_item_dropped_valid_cases
+    cold_users = data.users[data.users["user_id"].isin(summary.cold_user_ids)]["user_idx"]
+    assert set(cases.loc[cases["slice"] == "cold_user", "user_idx"]) <= set(cold_users)
+    assert not set(cases["case_id"]) & set(data.cases["case_id"])
+    for _, c in cases.iterrows():
+        test = case(data, "test", c["user_idx"])
+        if c["slice"] == "cold_user":
+            assert c["history"] == test["history"] and c["target_timestamp"] <= test["target_timestamp"]
+        else:
+            train = data.train[data.train["user_idx"] == c["user_idx"]]["item_idx"].tolist()
+            assert c["history"] == train  # what its validation case would have read
+    _, standard = split(rows, mode="standard")
+    assert cold_selection_cases(interactions, standard).empty  # no holdouts, nothing to select by
+
+
+def test_cold_selection_cases_refuse_other_interactions(pipeline):
+    rows, _, summary = pipeline
+    with pytest.raises(ValueError, match="pass the interactions the split was made from"):
+        cold_selection_cases(frame(rows[: len(rows) // 3]), summary)

@@ -30,6 +30,7 @@ from data_contracts.sources.movielens import read_movielens
 from data_contracts.suites import ContractConfig
 from data_contracts.validate import validate_tables
 from models.device import pick_device, seed_everything
+from models.interface import training_config
 from models.metrics import evaluate
 from models.registry import build_model
 from models.split import leave_one_out_split
@@ -83,7 +84,7 @@ def train_and_score(
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     checkpoints = None
     if dataset_sha256 is not None:
-        checkpoints = checkpoint_folder(family, dataset_sha256, {**asdict(model.config), "device": device.type})
+        checkpoints = checkpoint_folder(family, dataset_sha256, {**training_config(model.config), "device": device.type})
         checkpoints.mkdir(parents=True, exist_ok=True)
         print(f"{label or family}: checkpoints in {checkpoints}", flush=True)
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ import re  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict, fields  # noqa: E402
+from dataclasses import asdict, fields, replace  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -69,6 +69,7 @@ from models.ensemble import Ensemble, fit_blend  # noqa: E402
 from models.graph.interaction_graph import build_interaction_graph  # noqa: E402
 from models.member_scores import member_scores  # noqa: E402
 from models.data import SLICES  # noqa: E402
+from models.interface import training_config  # noqa: E402
 from models.metrics import evaluate  # noqa: E402
 from models.registry import FAMILIES, build_model, sized_to_side_inputs  # noqa: E402
 from models.split import MODES, cold_selection_cases, leave_one_out_split  # noqa: E402
@@ -231,8 +232,39 @@ def against_reference(rows: list[dict], reference: str) -> dict[str, dict[str, d
     return out
 
 
+def _selection_scores(model, data, selection_cases, device):
+    """The validation cases and the held-out slices' ones, scored like the test cases."""
+    cases = pd.concat([data.stage("valid"), selection_cases], ignore_index=True)
+    return evaluate(model.score, cases, data.n_items, device=device, max_len=model.history_length)
+
+
+def choose_new_item_offset(model, data, selection_cases, offsets: list[float], device) -> list[dict]:
+    """Score ``model`` with each ``new_item_offset`` on the validation cases plus the held-out
+    slices' ones (``selection_cases``), keep the best by NDCG@10 over all of them (the first on a
+    tie), and return every trial: its validation and test NDCG@10 per slice. The test numbers are
+    recorded for every offset, as a sweep records them; the choice reads validation only."""
+    if selection_cases is None:
+        raise SystemExit("--new-item-offsets needs the held-out slices' validation cases: use --split-mode pipeline")
+    trials = []
+    for offset in offsets:
+        model.config = replace(model.config, new_item_offset=float(offset))
+        valid = _selection_scores(model, data, selection_cases, device).metrics
+        test = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length).metrics
+        trials.append({
+            "new_item_offset": float(offset),
+            "valid_ndcg@10": {k: float(m["ndcg@10"]) for k, m in valid.items() if k in ("all", *SLICES)},
+            "test_ndcg@10": {k: float(m["ndcg@10"]) for k, m in test.items() if k in ("all", *SLICES)},
+        })
+    best = max(range(len(trials)), key=lambda i: (trials[i]["valid_ndcg@10"]["all"], -i))
+    trials[best]["chosen"] = True
+    model.config = replace(model.config, new_item_offset=trials[best]["new_item_offset"])
+    return trials
+
+
 def chosen_settings(family: str, model) -> dict:
     """What the family chose on validation (beyond the epoch)."""
+    if getattr(model.config, "new_item_offset", 0.0):
+        return {"new_item_offset": float(model.config.new_item_offset)}
     if family == "ease":
         return {"l2": float(model.l2)}
     if family == "content_knn":
@@ -242,7 +274,7 @@ def chosen_settings(family: str, model) -> dict:
 
 def train_and_score(
     family: str, data, training, overrides: dict, side_inputs: dict, device, checkpoints_key: str | None = None,
-    selection_cases=None,
+    selection_cases=None, new_item_offsets: list[float] | None = None,
 ) -> tuple[dict, object]:
     """Train one family (seeded), score the test cases per slice -> (results row, model).
 
@@ -250,13 +282,16 @@ def train_and_score(
     epoch outside the checkout and a stopped run resumes (``baselines.checkpoint_folder``).
     With ``selection_cases`` (``models.split.cold_selection_cases``) the trained model also scores
     the validation cases and those, like the test cases (``score``, the whole catalogue): the
-    validation number per slice that configurations are chosen by."""
+    validation number per slice that configurations are chosen by. With ``new_item_offsets``
+    too (families with a ``new_item_offset``), each offset is scored there and the one with the
+    best validation NDCG@10 over all those cases is kept; every offset's test numbers are recorded."""
     seed_everything(0)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     mine = {name: side_inputs[name] for name in FAMILIES[family].side_inputs}
     checkpoints = None
     if checkpoints_key is not None:
-        checkpoints = checkpoint_folder(family, checkpoints_key, {**asdict(model.config), "device": device.type})
+        # score-time settings (new_item_offset) do not change training: not part of the key
+        checkpoints = checkpoint_folder(family, checkpoints_key, {**training_config(model.config), "device": device.type})
         checkpoints.mkdir(parents=True, exist_ok=True)
         print(f"  {family}: checkpoints in {checkpoints}", flush=True)
 
@@ -268,14 +303,15 @@ def train_and_score(
     report = model.fit(training, device, side_inputs=mine, progress=False, on_epoch=on_epoch, checkpoint_dir=checkpoints)
     train_seconds = time.perf_counter() - tick
     model.eval()
+    offset_trials = None
+    if new_item_offsets and hasattr(model.config, "new_item_offset"):
+        offset_trials = choose_new_item_offset(model, data, selection_cases, new_item_offsets, device)
     tick = time.perf_counter()
     result = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length)
     eval_seconds = time.perf_counter() - tick
     selection = None
     if selection_cases is not None:
-        cases = pd.concat([data.stage("valid"), selection_cases], ignore_index=True)
-        scored = evaluate(model.score, cases, data.n_items, device=device, max_len=model.history_length)
-        selection = slice_table(scored.metrics)
+        selection = slice_table(_selection_scores(model, data, selection_cases, device).metrics)
     elapsed, curve = 0.0, []  # [epoch, seconds since training started (end of that epoch), valid NDCG@10]
     for e in report.epochs:
         elapsed += e.seconds
@@ -292,6 +328,7 @@ def train_and_score(
         "best_valid_ndcg@10": report.best_valid.get("ndcg@10"),
         "best_valid": report.best_valid,
         "selection_valid": selection,
+        "new_item_offset_trials": offset_trials,
         "best_epoch": report.best_epoch,
         "epochs_run": len(report.epochs),
         "stopped_early": report.stopped_early,
@@ -403,7 +440,7 @@ def run(args: argparse.Namespace) -> dict:
     for family in families:
         row, model = train_and_score(
             family, data, training, overrides[family], side_inputs, device, f"{tables.checksum}-{args.split_mode}",
-            selection_cases,
+            selection_cases, json.loads(args.new_item_offsets) if args.new_item_offsets else None,
         )
         rows.append(row)
         models[family] = model
@@ -540,6 +577,19 @@ def markdown(result: dict) -> str:
             if v:
                 lines.append(f"| {r['model']} | {_f(v['all']['ndcg@10'])} | "
                              + " | ".join(_f(v[n]['ndcg@10']) if n in v else "" for n in names) + " |")
+    for r in rows:
+        trials = r.get("new_item_offset_trials")
+        if not trials:
+            continue
+        lines += ["", f"{r['model']}: `new_item_offset` (added to the score of every item without training edges) chosen "
+                  "on validation NDCG@10 over all the validation cases above; test recorded for every offset:", "",
+                  "| offset | valid all | valid warm | valid cold users | valid cold items | test all | test warm | "
+                  "test cold users | test cold items |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for t in trials:
+            v, te = t["valid_ndcg@10"], t["test_ndcg@10"]
+            mark = " **(chosen)**" if t.get("chosen") else ""
+            lines.append(f"| {t['new_item_offset']:g}{mark} | " + " | ".join(
+                _f(d.get(k)) if d.get(k) is not None else "" for d in (v, te) for k in ("all", *SLICES)) + " |")
     if ens:
         b = ens["bootstrap_vs_best_member"]
         lo, hi = b["ndcg@10_diff_ci95"]
@@ -619,6 +669,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", default="popularity,ease,lightgcn,content_knn")
     parser.add_argument("--models-config", default="{}", help='JSON per-family overrides, e.g. \'{"lightgcn": {"max_epochs": 60}}\'')
     parser.add_argument("--ensemble", action="store_true", help="blend the trained families (weights on validation)")
+    parser.add_argument("--new-item-offsets", default=None,
+                        help="JSON list of new_item_offset values to choose from on the held-out slices' validation "
+                             "cases (GraphSAGE, GNN-TV; --split-mode pipeline), e.g. '[0, -1, -2, -4, -1000]'")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER, help="sentence-transformers name or local path")
     parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
     parser.add_argument("--device", default="auto")

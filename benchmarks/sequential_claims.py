@@ -51,6 +51,7 @@ from data_contracts.sources.synthetic import generate_synthetic  # noqa: E402
 from data_contracts.suites import ContractConfig  # noqa: E402
 from data_contracts.validate import validate_tables  # noqa: E402
 from models.device import pick_device, seed_everything  # noqa: E402
+from models.interface import training_config  # noqa: E402
 from models.metrics import evaluate  # noqa: E402
 from models.registry import build_model  # noqa: E402
 from models.split import leave_one_out_split  # noqa: E402
@@ -98,7 +99,7 @@ def load(path: str | None, name: str, ratings_path: str | None):
 def train_variant(family: str, overrides: dict, data, checksum: str, device: torch.device, label: str) -> dict:
     seed_everything(0)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
-    folder = checkpoint_folder(family, checksum, {**asdict(model.config), "device": device.type, "split": "pipeline"})
+    folder = checkpoint_folder(family, checksum, {**training_config(model.config), "device": device.type, "split": "pipeline"})
     folder.mkdir(parents=True, exist_ok=True)
     print(f"{label}: checkpoints in {folder}", flush=True)
     started = time.perf_counter()

@@ -18,18 +18,36 @@ A family is one file in ``models/`` with a frozen config dataclass and an ``nn.M
   training edges there: see ``GraphSAGE.validation_score``);
 - ``state_dict()`` / ``load_state_dict()`` from ``nn.Module``.
 
+A config field declared with ``score_time_field(default)`` changes only how a trained model
+scores, never its training (GraphSAGE's ``new_item_offset``): it may be set on a trained model
+(``dataclasses.replace`` of its config), and benchmark checkpoints leave it out of their key.
+
 There is no base class to inherit from: this Protocol only documents and type-checks the shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
 
 from models.data import HistoryBatch, TrainingData
+
+
+SCORE_TIME = "score_time"  # dataclass field metadata key: see score_time_field
+
+
+def score_time_field(default: Any) -> Any:
+    """A config field that only ``score`` reads (set after training, outside checkpoint keys)."""
+    return field(default=default, metadata={SCORE_TIME: True})
+
+
+def training_config(config: Any) -> dict[str, Any]:
+    """``asdict(config)`` without its score-time fields: what determines the training."""
+    skip = {f.name for f in fields(config) if f.metadata.get(SCORE_TIME)}
+    return {k: v for k, v in asdict(config).items() if k not in skip}
 
 
 @dataclass

@@ -56,7 +56,7 @@ from models.graph.interaction_graph import (
     shuffled_pairs,
     without_untrained_items,
 )
-from models.interface import EpochLog, FitReport
+from models.interface import EpochLog, FitReport, score_time_field
 from models.training import train_loop
 
 
@@ -78,6 +78,10 @@ class GraphSAGEConfig:
     validate_on_trained_items: bool = True
     # logits = u.v / sqrt(dim) (True) or u.v: the states leave a LayerNorm, norm ~sqrt(dim)
     scaled_logits: bool = True
+    # added to the score of every item without training edges (new items) at scoring time only;
+    # 0 serves them as the network scores them, a large negative value buries them. Chosen on
+    # the held-out slices' validation cases (benchmarks/plugin_families.py --new-item-offsets)
+    new_item_offset: float = score_time_field(0.0)
     # a learned bias per item added to its logit (row 0: items without id, new ones included)
     item_bias: bool = False
     lr: float = 1e-3
@@ -272,6 +276,8 @@ class GraphSAGE(nn.Module):
         scores = self.embed_users(batch) @ self.item_final.T * self.logit_scale
         if self.bias is not None:
             scores = scores + self.bias(self._own_rows(self.item_has_edges)).T
+        if self.config.new_item_offset:
+            scores = scores + self.config.new_item_offset * (~self.item_has_edges).to(scores.dtype)
         return scores
 
     @torch.no_grad()

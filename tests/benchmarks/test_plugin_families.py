@@ -113,3 +113,50 @@ def test_held_out_slices_get_validation_numbers_to_choose_by(two_runs):
     popularity = next(r for r in first["results"] if r["model"] == "popularity")
     assert popularity["selection_valid"]["warm"]["ndcg@10"] == pytest.approx(popularity["best_valid_ndcg@10"])
     assert "Validation NDCG@10 per slice, the held-out slices included" in (root / "out" / "plugin-tiny-pipeline-cpu.md").read_text()
+
+
+def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded():
+    """A stand-in model with a fixed ranking plus the offset on the held-out items: each offset is
+    scored on the validation cases with the held-out slices, and the best of those is kept."""
+    from dataclasses import dataclass
+
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from benchmarks.plugin_families import choose_new_item_offset
+    from models.split import cold_selection_cases, leave_one_out_split
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), t) for u in range(1, 81) for t, i in enumerate(rng.choice(np.arange(1, 41), 12, replace=False))]
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    data, summary = leave_one_out_split(interactions, mode="pipeline", seed=0, cold_item_fraction=0.1)
+    selection = cold_selection_cases(interactions, summary)
+    assert (selection["slice"] == "cold_item").any()
+    new = torch.zeros(data.n_items + 1, dtype=torch.bool)
+    new[np.searchsorted(np.unique(interactions["item_id"]), summary.cold_item_ids) + 1] = True
+
+    @dataclass(frozen=True)
+    class Config:
+        new_item_offset: float = 0.0
+
+    class StandIn:
+        config = Config()
+        history_length = None
+
+        def score(self, batch):
+            base = torch.linspace(1.0, 0.0, data.n_items + 1).expand(len(batch.items), -1)
+            return base + self.config.new_item_offset * new.float()
+
+    model = StandIn()
+    trials = choose_new_item_offset(model, data, selection, [-5.0, 0.0, 5.0], torch.device("cpu"))
+    assert [t["new_item_offset"] for t in trials] == [-5.0, 0.0, 5.0]
+    chosen = [t for t in trials if t.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["valid_ndcg@10"]["all"] == max(t["valid_ndcg@10"]["all"] for t in trials)
+    assert model.config.new_item_offset == chosen[0]["new_item_offset"]  # the model keeps the chosen one
+    # the offset mattered: the cold-item targets are found only when new items are raised
+    by_offset = {t["new_item_offset"]: t for t in trials}
+    assert by_offset[5.0]["valid_ndcg@10"]["cold_item"] > by_offset[-5.0]["valid_ndcg@10"]["cold_item"] == 0.0
+    assert all({"all", "warm", "cold_item"} <= set(t["test_ndcg@10"]) for t in trials)
+    with pytest.raises(SystemExit, match="--split-mode pipeline"):
+        choose_new_item_offset(model, data, None, [0.0], torch.device("cpu"))

@@ -231,3 +231,25 @@ def test_item_bias_follows_the_id_row(planted_cold_items):
         logits[:, [c - 1 for c in COLD_ITEMS]] = float("-inf")  # softmax over the trained items
         torch.testing.assert_close(model.loss(users, items), F.cross_entropy(logits, items - 1))
     assert (rows[COLD_ITEMS] == 0).all()
+
+
+def test_new_item_offset_moves_only_the_items_without_training_edges(trained):
+    """new_item_offset is a score-time setting: set on a trained model, it shifts exactly the
+    scores of the items without training edges, and it is not part of what trains the model."""
+    from dataclasses import replace
+
+    from models.interface import training_config
+
+    model, _ = trained
+    batch = history_batch([0, 0], [[1, 2, 3], [21, 22, 23]])
+    served = model.score(batch)
+    model.config = replace(model.config, new_item_offset=-2.5)
+    try:
+        shifted = model.score(batch)
+    finally:
+        model.config = replace(model.config, new_item_offset=0.0)
+    new = ~model.item_has_edges
+    new[0] = False  # padding: never ranked either way
+    torch.testing.assert_close(shifted[:, new], served[:, new] - 2.5)
+    torch.testing.assert_close(shifted[:, model.item_has_edges], served[:, model.item_has_edges])
+    assert "new_item_offset" not in training_config(model.config) and "item_bias" in training_config(model.config)

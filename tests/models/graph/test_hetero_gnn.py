@@ -186,3 +186,18 @@ def test_item_bias_follows_the_id_row(planted_cold_items):
     torch.testing.assert_close(model.score(batch) - plain, expected[None].expand_as(plain))
     _, _, _, rows = model.propagate(with_rows=True)
     assert (rows[COLD_ITEMS] == 0).all() and (rows[model.item_has_edges] == torch.arange(data.n_items + 1)[model.item_has_edges]).all()
+
+
+def test_new_item_offset_moves_only_the_items_without_training_ratings(trained):
+    from dataclasses import replace
+
+    model, _ = trained
+    batch = history_batch([0], [[1, 2, 3]])
+    served = model.score(batch)
+    model.config = replace(model.config, new_item_offset=-1.0)
+    try:
+        shifted = model.score(batch)
+    finally:
+        model.config = replace(model.config, new_item_offset=0.0)
+    torch.testing.assert_close(shifted[:, COLD_ITEMS], served[:, COLD_ITEMS] - 1.0)
+    torch.testing.assert_close(shifted[:, model.item_has_edges], served[:, model.item_has_edges])

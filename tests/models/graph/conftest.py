@@ -1,6 +1,8 @@
 """The planted chains (tests/models/conftest.py) with one item per chain held out as a cold item
 and metadata that tells the chains apart: what the inductive graph families are tested on."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -30,3 +32,13 @@ def planted_cold_items(planted_split) -> TrainingData:
     train = data.train[~data.train["item_idx"].isin(COLD_ITEMS)].reset_index(drop=True)
     valid = data.valid_cases[~data.valid_cases["target_item"].isin(COLD_ITEMS)].reset_index(drop=True)
     return TrainingData(data.n_users, data.n_items, train, valid, items, data.users)
+
+
+def score_with(model, batch: HistoryBatch, **config_changes) -> torch.Tensor:
+    """``model.score(batch)`` with score-time config fields changed, the config restored after."""
+    kept = model.config
+    model.config = replace(kept, **config_changes)
+    try:
+        return model.score(batch)
+    finally:
+        model.config = kept

@@ -14,7 +14,7 @@ from models.graph.interaction_graph import build_interaction_graph
 from models.metrics import evaluate
 from models.registry import load_model, save_model
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
-from tests.models.graph.conftest import COLD_ITEMS, chain_of, history_batch
+from tests.models.graph.conftest import COLD_ITEMS, chain_of, history_batch, score_with
 
 CPU = torch.device("cpu")
 TEXT_DIM = 8
@@ -236,18 +236,11 @@ def test_item_bias_follows_the_id_row(planted_cold_items):
 def test_new_item_offset_moves_only_the_items_without_training_edges(trained):
     """new_item_offset is a score-time setting: set on a trained model, it shifts exactly the
     scores of the items without training edges, and it is not part of what trains the model."""
-    from dataclasses import replace
-
     from models.interface import training_config
 
     model, _ = trained
     batch = history_batch([0, 0], [[1, 2, 3], [21, 22, 23]])
-    served = model.score(batch)
-    model.config = replace(model.config, new_item_offset=-2.5)
-    try:
-        shifted = model.score(batch)
-    finally:
-        model.config = replace(model.config, new_item_offset=0.0)
+    served, shifted = model.score(batch), score_with(model, batch, new_item_offset=-2.5)
     new = ~model.item_has_edges
     new[0] = False  # padding: never ranked either way
     torch.testing.assert_close(shifted[:, new], served[:, new] - 2.5)

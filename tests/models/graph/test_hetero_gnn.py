@@ -15,7 +15,7 @@ from models.graph.interaction_graph import build_hetero_graph
 from models.graph.hetero_gnn import HeteroGNN, HeteroGNNConfig, stable_bucket
 from models.metrics import evaluate
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
-from tests.models.graph.conftest import COLD_ITEMS, chain_of, history_batch
+from tests.models.graph.conftest import COLD_ITEMS, chain_of, history_batch, score_with
 
 CPU = torch.device("cpu")
 TINY = dict(text_dim=0, dim=16, n_layers=2, heads=2, dropout=0.0, lr=0.01, batch_size=256, attribute_buckets=64)
@@ -189,15 +189,8 @@ def test_item_bias_follows_the_id_row(planted_cold_items):
 
 
 def test_new_item_offset_moves_only_the_items_without_training_ratings(trained):
-    from dataclasses import replace
-
     model, _ = trained
     batch = history_batch([0], [[1, 2, 3]])
-    served = model.score(batch)
-    model.config = replace(model.config, new_item_offset=-1.0)
-    try:
-        shifted = model.score(batch)
-    finally:
-        model.config = replace(model.config, new_item_offset=0.0)
+    served, shifted = model.score(batch), score_with(model, batch, new_item_offset=-1.0)
     torch.testing.assert_close(shifted[:, COLD_ITEMS], served[:, COLD_ITEMS] - 1.0)
     torch.testing.assert_close(shifted[:, model.item_has_edges], served[:, model.item_has_edges])

@@ -263,7 +263,7 @@ def choose_new_item_offset(model, data, selection_cases, offsets: list[float], d
 
 def chosen_settings(family: str, model) -> dict:
     """What the family chose on validation (beyond the epoch)."""
-    if getattr(model.config, "new_item_offset", 0.0):
+    if hasattr(model.config, "new_item_offset"):
         return {"new_item_offset": float(model.config.new_item_offset)}
     if family == "ease":
         return {"l2": float(model.l2)}

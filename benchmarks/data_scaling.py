@@ -33,6 +33,7 @@ import numpy as np
 
 from benchmarks.baselines import RESULTS
 from benchmarks.side_by_side import paired_bootstrap
+from models.metrics import ndcg_gains
 
 
 def subset(ratings_path: str, max_user_id: int, out: str) -> int:
@@ -53,11 +54,6 @@ def subset(ratings_path: str, max_user_id: int, out: str) -> int:
                 dst.write(line)
                 written += 1
     return written
-
-
-def _gains(ranks: dict[str, int], users: list[str]) -> np.ndarray:
-    r = np.array([ranks[u] for u in users], dtype=np.float64)
-    return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
 
 
 def compare(family: str, datasets: list[str], trial: dict, results: Path) -> dict:
@@ -90,7 +86,7 @@ def compare(family: str, datasets: list[str], trial: dict, results: Path) -> dic
     shared = sorted(set.intersection(*(set(p["ranks"]) for p in points)), key=int)
     largest = points[-1]
     for p in points:
-        p["shared_test_ndcg@10"] = float(_gains(p["ranks"], shared).mean())
+        p["shared_test_ndcg@10"] = float(ndcg_gains([p["ranks"][u] for u in shared]).mean())
         if p is not largest:
             both = paired_bootstrap({u: largest["ranks"][u] for u in shared}, {u: p["ranks"][u] for u in shared})
             p["largest_minus_this_ci95"] = both["ndcg@10_diff_ci95"]

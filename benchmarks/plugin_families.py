@@ -70,7 +70,7 @@ from models.graph.interaction_graph import build_interaction_graph  # noqa: E402
 from models.member_scores import member_scores  # noqa: E402
 from models.data import SLICES  # noqa: E402
 from models.interface import training_config  # noqa: E402
-from models.metrics import evaluate  # noqa: E402
+from models.metrics import evaluate, ndcg_gains  # noqa: E402
 from models.registry import FAMILIES, build_model, sized_to_side_inputs  # noqa: E402
 from models.split import MODES, cold_selection_cases, leave_one_out_split  # noqa: E402
 
@@ -227,7 +227,7 @@ def against_reference(rows: list[dict], reference: str) -> dict[str, dict[str, d
         for name in ["all", *sorted(set(ref["test_slices_by_user"].values()))]:
             users = [u for u, s in ref["test_slices_by_user"].items() if name == "all" or s == name]
             mine, theirs = ({u: r["test_ranks_by_user"][u] for u in users} for r in (row, ref))
-            gain = lambda ranks: float(np.mean([1.0 / np.log2(k + 1.0) if k <= 10 else 0.0 for k in ranks.values()]))  # noqa: E731
+            gain = lambda ranks: float(ndcg_gains(list(ranks.values())).mean())  # noqa: E731
             out[row["model"]][name] = {"ndcg@10_diff": gain(mine) - gain(theirs), **paired_bootstrap(mine, theirs, **BOOTSTRAP)}
     return out
 

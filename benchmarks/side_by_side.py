@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.baselines import RESULTS
+from models.metrics import ndcg_gains
 
 PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "lightgcn": "LightGCN"}
 
@@ -52,11 +53,7 @@ def paired_bootstrap(ranks_a: dict[str, int], ranks_b: dict[str, int], n_resampl
     if len(users) != len(ranks_a) or len(users) != len(ranks_b):
         raise SystemExit(f"the two runs scored different test users ({len(ranks_a)} vs {len(ranks_b)}, {len(users)} shared)")
 
-    def gains(ranks):
-        r = np.array([ranks[u] for u in users], dtype=np.float64)
-        return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
-
-    a, b = gains(ranks_a), gains(ranks_b)
+    a, b = (ndcg_gains([ranks[u] for u in users]) for ranks in (ranks_a, ranks_b))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(users), size=(n_resamples, len(users)))
     mean_a, mean_b = a[idx].mean(1), b[idx].mean(1)

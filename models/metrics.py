@@ -157,6 +157,12 @@ def top_k_items(
     return out
 
 
+def ndcg_gains(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """Each case's NDCG@k gain from its target's 1-based rank: 1/log2(rank + 1) within the top k, else 0."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
+
+
 def metrics_from_ranks(
     ranks: Iterable[int] | np.ndarray | torch.Tensor,
     top_items: Iterable[Sequence[int]] | np.ndarray | torch.Tensor,
@@ -174,10 +180,8 @@ def metrics_from_ranks(
     n = len(r)
     out: dict[str, float] = {}
     for k in ks:
-        hit = r <= k
-        out[f"hr@{k}"] = float(hit.mean()) if n else math.nan
-        gains = np.where(hit, 1.0 / np.log2(r + 1.0), 0.0)
-        out[f"ndcg@{k}"] = float(gains.mean()) if n else math.nan
+        out[f"hr@{k}"] = float((r <= k).mean()) if n else math.nan
+        out[f"ndcg@{k}"] = float(ndcg_gains(r, k).mean()) if n else math.nan
     out["mrr"] = float((1.0 / r).mean()) if n else math.nan
     out[f"coverage@{COVERAGE_K}"] = _coverage(top_items, n_items) if n else math.nan
     out["n_cases"] = int(n)

@@ -19,10 +19,12 @@ distinct training (user, item) pair, the whole graph propagated for each batch.
 items get the "unknown" id row 0 instead of their own), so the model learns to represent a node
 from its features and neighbours; and each step a share of items (``cold_item_dropout``) is
 trained exactly as a cold item is scored, with neither id nor edges, so that the text-only path
-is calibrated against the items that have both. Items without training edges are no negatives
-of the softmax (``softmax_over_trained_items``) and are not ranked in validation
-(``validate_on_trained_items``): no training or validation case can reward them, so both would
-only teach the model to bury them (cold-item NDCG@10 0.0000 on the default data before; 0.2701
+is calibrated against the items that have both; with ``cold_user_share``, a share of each
+step's pairs is trained with its user embedded exactly as a cold user is scored (a new node
+joined to their first ``cold_user_history`` training items, unknown id). Items without
+training edges are no negatives of the softmax (``softmax_over_trained_items``) and are not
+ranked in validation (``validate_on_trained_items``): no training or validation case can
+reward them, so both would only teach the model to bury them (cold-item NDCG@10 0.0000 on the default data before; 0.2701
 now — at a cost to the warm slice, ``benchmarks/README.md``). At inference nothing is retrained:
 
 - a user is always embedded from their history, as a new node whose neighbours are the history
@@ -50,6 +52,8 @@ from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import (
     InteractionGraph,
     check_split_size,
+    cold_user_pairs,
+    first_items,
     graph_input,
     history_edges,
     known_user_rows,
@@ -72,6 +76,11 @@ class GraphSAGEConfig:
     dropout: float = 0.1  # on attention weights and layer outputs
     id_dropout: float = 0.3  # share of users and items trained with the unknown id (cold start)
     cold_item_dropout: float = 0.1  # share of items trained as if new each step: no id, no edges
+    # share of each step's training pairs whose user is embedded as a cold user is at test time:
+    # a new node joined to the user's first ``cold_user_history`` training items, unknown id
+    # (0: off). The pair's item is never one of those items.
+    cold_user_share: float = 0.0
+    cold_user_history: int = 5  # the pipeline split shows a cold user their first 5 interactions
     # the softmax runs over the items with training edges only (True) or the whole catalogue
     softmax_over_trained_items: bool = True
     # validation ranks the items with training edges only (True) or the whole catalogue
@@ -97,9 +106,11 @@ class GraphSAGEConfig:
     def __post_init__(self) -> None:
         if self.dim < 1 or self.n_layers < 1 or self.heads < 1:
             raise ValueError(f"dim, n_layers and heads must be >= 1, got {self.dim}, {self.n_layers}, {self.heads}")
-        for name in ("id_dropout", "cold_item_dropout"):
+        for name in ("id_dropout", "cold_item_dropout", "cold_user_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.cold_user_history < 1:
+            raise ValueError(f"cold_user_history must be >= 1, got {self.cold_user_history}")
         if self.text_dim < 0:
             raise ValueError(f"text_dim must be >= 0 (0: no text features), got {self.text_dim}")
 
@@ -154,6 +165,8 @@ class GraphSAGE(nn.Module):
         self.register_buffer("user_to_item", None, persistent=False)
         self.register_buffer("item_to_user", None, persistent=False)
         self.register_buffer("item_text", None, persistent=False)
+        # each user's first training items, set by fit when cold_user_share > 0 (training only)
+        self.register_buffer("first_items", None, persistent=False)
 
     # ----- inputs --------------------------------------------------------------------------
 
@@ -250,24 +263,41 @@ class GraphSAGE(nn.Module):
         texts mean "never watched" — exactly the items that are cold at test time. With them in,
         every new item ranked below the known ones on the default data (cold-item NDCG@10 0.0000,
         MRR 0.0035, below a random ranking's)."""
-        user_states, item_states, _, rows = self.propagate(with_rows=True)
-        logits = user_states[users] @ item_states[1:].T * self.logit_scale
+        user_states, item_states, item_layers, rows = self.propagate(with_rows=True)
+        states = user_states[users]
+        if self.training and self.first_items is not None:
+            states = self._as_cold_users(states, users, positives, item_layers)
+        logits = states @ item_states[1:].T * self.logit_scale
         if self.bias is not None:
             logits = logits + self.bias(rows[1:]).T
         if self.config.softmax_over_trained_items:
             logits = without_untrained_items(logits, self.item_has_edges)
         return F.cross_entropy(logits, positives - 1)
 
+    def _as_cold_users(self, states: torch.Tensor, users: torch.Tensor, positives: torch.Tensor, item_layers) -> torch.Tensor:
+        """``states`` with ``cold_user_share`` of the rows replaced by the state their user
+        gets when scored as a cold user: from their first ``cold_user_history`` items, id row 0
+        (``cold_user_pairs``). The cold-item analogue is ``cold_item_dropout``."""
+        cold = cold_user_pairs(users, positives, self.first_items, self.config.cold_user_share).nonzero().squeeze(1)
+        if not len(cold):
+            return states
+        shown = self.first_items[users[cold]]
+        return states.index_put((cold,), self._embed_histories(shown, torch.zeros_like(cold), item_layers))
+
+    def _embed_histories(self, items: torch.Tensor, users: torch.Tensor, item_layers) -> torch.Tensor:
+        """A new user node per row joined to its history items (LongTensor[B, L], 0 = padding),
+        read from ``item_layers`` (the items' state entering each layer): FloatTensor[B, D]."""
+        state = self.user_emb(known_user_rows(users, self.user_has_edges))
+        involved, edges = history_edges(items, self.config.n_items)  # the layers read only these items
+        for layer, to_user in enumerate(self.to_user):
+            state = to_user(item_layers[layer][involved], state, edges)
+        return state
+
     def embed_users(self, batch: HistoryBatch) -> torch.Tensor:
         """Each row's user state from its history, as a new node joined to its history items:
         FloatTensor[B, D]. The id row is the user's own if they had training edges, else 0."""
         device = self.item_final.device
-        items, users = batch.items.to(device), batch.users.to(device)
-        state = self.user_emb(known_user_rows(users, self.user_has_edges))
-        involved, edges = history_edges(items, self.config.n_items)  # the layers read only these items
-        for layer, to_user in enumerate(self.to_user):
-            state = to_user(self.item_layers[layer][involved], state, edges)
-        return state
+        return self._embed_histories(batch.items.to(device), batch.users.to(device), self.item_layers)
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
@@ -318,6 +348,8 @@ class GraphSAGE(nn.Module):
         text = (side_inputs or {}).get(TEXT_INPUT)
         self.to(device)
         self.attach(graph, None if text is None else torch.as_tensor(text.matrix))
+        if self.config.cold_user_share > 0:
+            self.first_items = first_items(data.train, data.n_users, self.config.cold_user_history).to(device)
         users, items = graph.user_item_pairs()
         return train_loop(
             self,

@@ -27,8 +27,9 @@ head (cross-entropy over the network buckets) read the items' final states, weig
 ``genre_weight`` and ``network_weight``.
 
 Cold start without retraining, as in ``graphsage.py``: ids are dropped in training
-(``id_dropout``) and a share of items is trained as new ones are scored, without id or rating
-edges (``cold_item_dropout``), and the items without training ratings are neither softmax
+(``id_dropout``), a share of items is trained as new ones are scored, without id or rating
+edges (``cold_item_dropout``), with ``cold_user_share`` a share of pairs is trained with the user
+embedded as a cold user is scored (from their first training items, unknown id), and the items without training ratings are neither softmax
 negatives nor ranked in validation (``softmax_over_trained_items``, ``validate_on_trained_items``);
 a user is embedded from their history as a new node joined to their history items (the items'
 stored per-layer states); an item without ratings is reached through its metadata and text.
@@ -52,6 +53,8 @@ from models.graph.interaction_graph import (
     ITEM_ATTRIBUTE_NODES,
     build_hetero_graph,
     check_split_size,
+    cold_user_pairs,
+    first_items,
     history_edges,
     known_user_rows,
     shuffled_pairs,
@@ -76,6 +79,10 @@ class HeteroGNNConfig:
     dropout: float = 0.1
     id_dropout: float = 0.3  # share of users and items trained with the unknown id (cold start)
     cold_item_dropout: float = 0.1  # share of items trained as if new each step: no id, no ratings
+    # share of each step's training pairs whose user is embedded as a cold user is scored, from
+    # their first ``cold_user_history`` training items with the unknown id (0: off; see GraphSAGE)
+    cold_user_share: float = 0.0
+    cold_user_history: int = 5
     # the softmax runs over the items with training ratings only (True) or the whole catalogue
     softmax_over_trained_items: bool = True
     # validation ranks the items with training ratings only (True) or the whole catalogue
@@ -105,9 +112,11 @@ class HeteroGNNConfig:
     def __post_init__(self) -> None:
         if min(self.dim, self.n_layers, self.heads, self.attribute_buckets) < 1:
             raise ValueError("dim, n_layers, heads and attribute_buckets must be >= 1")
-        for name in ("id_dropout", "cold_item_dropout"):
+        for name in ("id_dropout", "cold_item_dropout", "cold_user_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.cold_user_history < 1:
+            raise ValueError(f"cold_user_history must be >= 1, got {self.cold_user_history}")
         if self.text_dim < 0 or self.genre_weight < 0 or self.network_weight < 0:
             raise ValueError("text_dim, genre_weight and network_weight must be >= 0")
 
@@ -169,6 +178,8 @@ class HeteroGNN(nn.Module):
         self.register_buffer("item_has_edges", torch.zeros(config.n_items + 1, dtype=torch.bool))
         # Attached by fit / attach (never saved): edges, metadata rows, text, task labels.
         self.graph: dict[str, Any] | None = None
+        # each user's first training items, set by fit when cold_user_share > 0 (training only)
+        self.register_buffer("first_items", None, persistent=False)
 
     # ----- inputs --------------------------------------------------------------------------
 
@@ -287,9 +298,15 @@ class HeteroGNN(nn.Module):
 
     def loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Recommendation cross-entropy + genre_weight * genre BCE + network_weight * network CE."""
-        user_states, item_states, _, rows = self.propagate(with_rows=True)
+        user_states, item_states, item_layers, rows = self.propagate(with_rows=True)
+        states = user_states[users]
+        if self.training and self.first_items is not None:  # see GraphSAGE._as_cold_users
+            cold = cold_user_pairs(users, positives, self.first_items, self.config.cold_user_share).nonzero().squeeze(1)
+            if len(cold):
+                shown = self.first_items[users[cold]]
+                states = states.index_put((cold,), self._embed_histories(shown, torch.zeros_like(cold), item_layers))
         # logits over sqrt(dim): LayerNorm'd states have norm ~sqrt(dim) (see GraphSAGE.loss)
-        logits = user_states[users] @ item_states[1:].T * self.logit_scale
+        logits = states @ item_states[1:].T * self.logit_scale
         if self.bias is not None:
             logits = logits + self.bias(rows[1:]).T
         if self.config.softmax_over_trained_items:  # see GraphSAGE.loss
@@ -304,17 +321,21 @@ class HeteroGNN(nn.Module):
             loss = loss + self.config.network_weight * F.cross_entropy(self.network_head(item_states[rows]), target)
         return loss
 
-    def embed_users(self, batch: HistoryBatch) -> torch.Tensor:
-        """Each row's user state from its history, as a new user node joined to its history
-        items (users receive messages from items only): FloatTensor[B, D]."""
-        device = self.item_final.device
-        items, users = batch.items.to(device), batch.users.to(device)
+    def _embed_histories(self, items: torch.Tensor, users: torch.Tensor, item_layers) -> torch.Tensor:
+        """A new user node per row joined to its history items (LongTensor[B, L], 0 = padding),
+        read from ``item_layers`` (users receive messages from items only): FloatTensor[B, D]."""
         state = self.user_emb(known_user_rows(users, self.user_has_edges))
         involved, edges = history_edges(items, self.config.n_items)
         for layer, conv in enumerate(self.layers):
-            message = conv.convs[RATED_BY]((self.item_layers[layer][involved], state), edges)
+            message = conv.convs[RATED_BY]((item_layers[layer][involved], state), edges)
             state = self._update(layer, "user", state, message)
         return state
+
+    def embed_users(self, batch: HistoryBatch) -> torch.Tensor:
+        """Each row's user state from its history, as a new user node joined to its history
+        items: FloatTensor[B, D]."""
+        device = self.item_final.device
+        return self._embed_histories(batch.items.to(device), batch.users.to(device), self.item_layers)
 
     @torch.no_grad()
     def score(self, batch: HistoryBatch) -> torch.Tensor:
@@ -360,6 +381,8 @@ class HeteroGNN(nn.Module):
         text = (side_inputs or {}).get(TEXT_INPUT)
         self.to(device)
         self.attach(hetero, None if text is None else torch.as_tensor(text.matrix))
+        if self.config.cold_user_share > 0:
+            self.first_items = first_items(data.train, data.n_users, self.config.cold_user_history).to(device)
         users, items = hetero[RATES].edge_index
         return train_loop(
             self,

@@ -11,8 +11,9 @@ Only the training part goes in: validation and test targets never become edges.
 
 And what the graph families share around it: reading the side input (``graph_input``), checking
 a model was sized for the split (``check_split_size``), a batch's users as graph rows
-(``known_user_rows``), a batch's histories as edges into new user nodes (``history_edges``) and
-one epoch of training pairs (``shuffled_pairs``).
+(``known_user_rows``), a batch's histories as edges into new user nodes (``history_edges``), one
+epoch of training pairs (``shuffled_pairs``) and the pairs trained as a cold user is scored
+(``first_items``, ``cold_user_pairs``).
 """
 
 from __future__ import annotations
@@ -230,3 +231,33 @@ def shuffled_pairs(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         yield users[rows], items[rows]
+
+
+def first_items(train: pd.DataFrame, n_users: int, count: int) -> torch.Tensor:
+    """Each user's first ``count`` training items in time: LongTensor[n_users + 1, count], row
+    u = user u's items, oldest first, padded with 0 (PAD) on the right; row 0 and users without
+    training rows are all padding. ``train`` is ordered by user then time (``TrainingData``).
+
+    What a cold user is at test time in the pipeline split: a user shown only their first
+    interactions (``models.split``, ``cold_user_shown``)."""
+    users = train["user_idx"].to_numpy(np.int64)
+    items = train["item_idx"].to_numpy(np.int64)
+    out = torch.zeros(n_users + 1, count, dtype=torch.long)
+    if not len(users) or count < 1:
+        return out
+    if (np.diff(users) < 0).any():
+        raise ValueError("train must be ordered by user (then time), as TrainingData.train is")
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    position = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    keep = position < count
+    out[torch.from_numpy(users[keep]), torch.from_numpy(position[keep])] = torch.from_numpy(items[keep])
+    return out
+
+
+def cold_user_pairs(users: torch.Tensor, positives: torch.Tensor, first: torch.Tensor, share: float) -> torch.Tensor:
+    """Which of a batch's (user, item) pairs to train as a cold user is scored (each with
+    probability ``share``): BoolTensor[B]. A pair whose item is among the user's ``first``
+    items is never one: those items are the cold user's history, not a target."""
+    shown = first[users]  # [B, count]
+    eligible = (shown != positives.unsqueeze(1)).all(1) & (shown != PAD).any(1)
+    return eligible & (torch.rand(len(users), device=users.device) < share)

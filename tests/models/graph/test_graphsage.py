@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from models.general.popularity import Popularity, PopularityConfig
 from models.graph.graphsage import AttentionSAGELayer, GraphSAGE, GraphSAGEConfig
-from models.graph.interaction_graph import build_interaction_graph
+from models.graph.interaction_graph import build_interaction_graph, first_items, without_untrained_items
 from models.metrics import evaluate
 from models.registry import load_model, save_model
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
@@ -246,3 +246,41 @@ def test_new_item_offset_moves_only_the_items_without_training_edges(trained):
     torch.testing.assert_close(shifted[:, new], served[:, new] - 2.5)
     torch.testing.assert_close(shifted[:, model.item_has_edges], served[:, model.item_has_edges])
     assert "new_item_offset" not in training_config(model.config) and "item_bias" in training_config(model.config)
+
+
+def test_a_pair_trained_as_a_cold_user_has_the_loss_of_that_cold_user_scored(planted_cold_items):
+    """cold_user_share: a pair drawn as cold gets exactly the user state a cold user is scored
+    with at test time (a new node joined to their first items, unknown id); with (almost) every
+    pair drawn, the training loss is the cross-entropy of those scores. Pairs whose item is among
+    the shown first items are left as they are (here: left out)."""
+    data = planted_cold_items
+    config = GraphSAGEConfig(data.n_items, data.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.0,
+                             cold_user_share=0.999999, cold_user_history=3)  # fmt: skip
+    model = GraphSAGE(config)
+    model.attach(build_interaction_graph(data.train, data.n_users, data.n_items), _text(data.n_items).matrix)
+    model.first_items = first_items(data.train, data.n_users, 3)
+    users, positives = torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy())
+    later = (model.first_items[users] != positives.unsqueeze(1)).all(1)
+    users, positives = users[later], positives[later]
+    model.eval()
+    cold = model.score(history_batch(torch.zeros_like(users), model.first_items[users]))[:, 1:]
+    expected = F.cross_entropy(without_untrained_items(cold, model.item_has_edges), positives - 1)
+    known = model.score(history_batch(users, model.first_items[users]))[:, 1:]  # id rows kept
+    model.train()  # no dropout of any kind in this config: train-mode propagation is eval's
+    with torch.no_grad():
+        loss = model.loss(users, positives)
+    torch.testing.assert_close(loss, expected)
+    assert not torch.allclose(loss, F.cross_entropy(without_untrained_items(known, model.item_has_edges), positives - 1))
+
+
+def test_fit_with_cold_users_keeps_their_first_items_out_of_the_weights(planted_cold_items, tmp_path):
+    data = planted_cold_items
+    model = GraphSAGE(GraphSAGEConfig(data.n_items, data.n_users, **TINY, cold_user_share=0.3, max_epochs=2))
+    report = model.fit(data, CPU, side_inputs={"item_text_embeddings": _text(data.n_items)}, progress=False)
+    assert len(report.epochs) == 2
+    assert model.first_items.shape == (data.n_users + 1, 5)
+    assert "first_items" not in model.state_dict()
+    save_model(tmp_path / "m.pt", "graphsage", model)
+    _, loaded = load_model(tmp_path / "m.pt")
+    batch = history_batch([0, 1], [[1, 2, 3], [21, 22, 23]])
+    torch.testing.assert_close(loaded.score(batch), model.score(batch))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from models.general.popularity import Popularity, PopularityConfig
-from models.graph.interaction_graph import build_hetero_graph
+from models.graph.interaction_graph import build_hetero_graph, first_items, without_untrained_items
 from models.graph.hetero_gnn import HeteroGNN, HeteroGNNConfig, stable_bucket
 from models.metrics import evaluate
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
@@ -117,7 +117,7 @@ def test_missing_text_names_the_side_input(planted_cold_items):
 
 
 def test_items_trained_as_cold_keep_metadata_but_lose_id_and_ratings(planted_cold_items):
-    from models.graph.interaction_graph import build_hetero_graph
+    from models.graph.interaction_graph import build_hetero_graph, first_items, without_untrained_items
 
     config = HeteroGNNConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.999999)
     model, empty = HeteroGNN(config), HeteroGNN(config)
@@ -194,3 +194,35 @@ def test_new_item_offset_moves_only_the_items_without_training_ratings(trained):
     served, shifted = model.score(batch), score_with(model, batch, new_item_offset=-1.0)
     torch.testing.assert_close(shifted[:, COLD_ITEMS], served[:, COLD_ITEMS] - 1.0)
     torch.testing.assert_close(shifted[:, model.item_has_edges], served[:, model.item_has_edges])
+
+
+def test_a_pair_trained_as_a_cold_user_has_the_loss_of_that_cold_user_scored(planted_cold_items):
+    """cold_user_share, as in GraphSAGE: a pair drawn as cold gets the state a cold user with
+    those first items is scored with (heads off, no dropout: the loss is that cross-entropy)."""
+    data = planted_cold_items
+    config = HeteroGNNConfig(data.n_items, data.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.0, genre_weight=0.0,
+                             network_weight=0.0, cold_user_share=0.999999, cold_user_history=3)  # fmt: skip
+    model = HeteroGNN(config)
+    model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), None)
+    model.first_items = first_items(data.train, data.n_users, 3)
+    users, positives = torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy())
+    later = (model.first_items[users] != positives.unsqueeze(1)).all(1)
+    users, positives = users[later], positives[later]
+    model.eval()
+    cold = model.score(history_batch(torch.zeros_like(users), model.first_items[users]))[:, 1:]
+    expected = F.cross_entropy(without_untrained_items(cold, model.item_has_edges), positives - 1)
+    model.train()
+    with torch.no_grad():
+        loss = model.loss(users, positives)
+    torch.testing.assert_close(loss, expected)
+    model.config = HeteroGNNConfig(**{**config.__dict__, "cold_user_share": 0.0})
+    with torch.no_grad():
+        assert not torch.allclose(model.loss(users, positives), expected)
+
+
+def test_fit_with_cold_users_trains_and_saves_without_their_first_items(planted_cold_items):
+    data = planted_cold_items
+    model = HeteroGNN(HeteroGNNConfig(data.n_items, data.n_users, **TINY, cold_user_share=0.3, max_epochs=2))
+    assert len(model.fit(data, CPU, progress=False).epochs) == 2
+    assert model.first_items.shape == (data.n_users + 1, 5)
+    assert "first_items" not in model.state_dict()

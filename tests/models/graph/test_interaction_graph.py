@@ -2,7 +2,13 @@ import pandas as pd
 import pytest
 import torch
 
-from models.graph.interaction_graph import InteractionGraph, build_hetero_graph, build_interaction_graph
+from models.graph.interaction_graph import (
+    InteractionGraph,
+    build_hetero_graph,
+    build_interaction_graph,
+    cold_user_pairs,
+    first_items,
+)
 
 # user 1 rated item 2 twice: one pair. Pairs: (1,1) (1,2) (2,2) (3,4).
 TRAIN = pd.DataFrame(
@@ -100,3 +106,25 @@ def test_items_without_training_edges_leave_the_softmax():
     assert torch.isinf(masked[:, 1]).all() and (masked[:, [0, 2, 3]] == logits[:, [0, 2, 3]]).all()
     # the other items' softmax is the one over the training catalogue alone
     torch.testing.assert_close(masked.softmax(1)[:, [0, 2, 3]], logits[:, [0, 2, 3]].softmax(1))
+
+
+def test_first_items_are_each_users_oldest_training_items_padded():
+    # user 1: 2, 1, 2 in time order; user 2: 2; user 3: 4; user 4 has no training rows
+    first = first_items(TRAIN, n_users=4, count=2)
+    assert first.tolist() == [[0, 0], [2, 1], [2, 0], [4, 0], [0, 0]]
+    assert first_items(TRAIN, n_users=4, count=5)[1].tolist() == [2, 1, 2, 0, 0]
+
+
+def test_first_items_refuses_a_table_not_ordered_by_user():
+    with pytest.raises(ValueError, match="ordered by user"):
+        first_items(TRAIN.iloc[::-1], n_users=N_USERS, count=2)
+
+
+def test_a_pair_whose_item_the_cold_user_is_shown_is_never_trained_as_cold():
+    first = first_items(TRAIN, n_users=4, count=1)  # user 1 shown item 2, user 2 item 2, user 3 item 4
+    users = torch.tensor([1, 1, 2, 3, 4])
+    positives = torch.tensor([1, 2, 3, 4, 1])  # (1,2) and (3,4) are shown items; user 4 has no history
+    torch.manual_seed(0)
+    chosen = cold_user_pairs(users, positives, first, share=0.999999)
+    assert chosen.tolist() == [True, False, True, False, False]
+    assert not cold_user_pairs(users, positives, first, share=0.0).any()

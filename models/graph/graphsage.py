@@ -51,8 +51,10 @@ from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import (
     InteractionGraph,
+    attention_into_one_node,
     check_split_size,
     cold_user_pairs,
+    distinct_history,
     first_items,
     graph_input,
     history_edges,
@@ -131,6 +133,12 @@ class AttentionSAGELayer(nn.Module):
         """src: [S, D], dst: [T, D], edge_index: LongTensor[2, E] (row 0 into src, row 1 into dst)
         -> [T, D]. A dst node with no edges keeps its root term alone."""
         message = self.neighbours((src, dst), edge_index)
+        return self.norm(dst + self.dropout(F.gelu(self.root(dst) + message)))
+
+    def into_one(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """``forward`` for one dst node ([1, D]) that every src row links to, without PyG's
+        message passing (``attention_into_one_node``; inference only) -> [1, D]."""
+        message = attention_into_one_node(self.neighbours, src, dst)
         return self.norm(dst + self.dropout(F.gelu(self.root(dst) + message)))
 
 
@@ -288,6 +296,11 @@ class GraphSAGE(nn.Module):
         """A new user node per row joined to its history items (LongTensor[B, L], 0 = padding),
         read from ``item_layers`` (the items' state entering each layer): FloatTensor[B, D]."""
         state = self.user_emb(known_user_rows(users, self.user_has_edges))
+        if len(items) == 1 and not self.training:  # one request's user: the dense path
+            history = distinct_history(items[0])
+            for layer, to_user in enumerate(self.to_user):
+                state = to_user.into_one(item_layers[layer][history], state)
+            return state
         involved, edges = history_edges(items, self.config.n_items)  # the layers read only these items
         for layer, to_user in enumerate(self.to_user):
             state = to_user(item_layers[layer][involved], state, edges)

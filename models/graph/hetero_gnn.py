@@ -51,9 +51,11 @@ from models.content.item_text import TEXT_INPUT, checked_text
 from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import (
     ITEM_ATTRIBUTE_NODES,
+    attention_into_one_node,
     build_hetero_graph,
     check_split_size,
     cold_user_pairs,
+    distinct_history,
     first_items,
     history_edges,
     known_user_rows,
@@ -325,6 +327,12 @@ class HeteroGNN(nn.Module):
         """A new user node per row joined to its history items (LongTensor[B, L], 0 = padding),
         read from ``item_layers`` (users receive messages from items only): FloatTensor[B, D]."""
         state = self.user_emb(known_user_rows(users, self.user_has_edges))
+        if len(items) == 1 and not self.training:  # one request's user: the dense path
+            history = distinct_history(items[0])
+            for layer, conv in enumerate(self.layers):
+                message = attention_into_one_node(conv.convs[RATED_BY], item_layers[layer][history], state)
+                state = self._update(layer, "user", state, message)
+            return state
         involved, edges = history_edges(items, self.config.n_items)
         for layer, conv in enumerate(self.layers):
             message = conv.convs[RATED_BY]((item_layers[layer][involved], state), edges)

@@ -12,8 +12,9 @@ Only the training part goes in: validation and test targets never become edges.
 And what the graph families share around it: reading the side input (``graph_input``), checking
 a model was sized for the split (``check_split_size``), a batch's users as graph rows
 (``known_user_rows``), a batch's histories as edges into new user nodes (``history_edges``), one
-epoch of training pairs (``shuffled_pairs``) and the pairs trained as a cold user is scored
-(``first_items``, ``cold_user_pairs``).
+epoch of training pairs (``shuffled_pairs``), the pairs trained as a cold user is scored
+(``first_items``, ``cold_user_pairs``) and one user's GATv2 message without PyG's message-passing
+machinery (``distinct_history``, ``attention_into_one_node``: the serving path).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from models.data import PAD
 
@@ -221,6 +223,38 @@ def history_edges(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torc
     rows, history = keys // (n_items + 1), keys % (n_items + 1)
     involved, source = torch.unique(history, return_inverse=True)
     return involved, torch.stack([source, rows])
+
+
+def distinct_history(items: torch.Tensor) -> torch.Tensor:
+    """One history's distinct items in ascending order, padding left out: LongTensor[K].
+    items: LongTensor[L] of item_idx, 0 = padding. (``history_edges`` for a batch of one.)"""
+    return torch.unique(items[items != PAD])
+
+
+def attention_into_one_node(conv, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """What ``conv((src, dst), edge_index)`` gives when every ``src`` row has one edge into the
+    single ``dst`` node, computed densely: FloatTensor[1, out]. conv: a ``GATv2Conv`` with
+    ``concat=False`` and no edge features, residual or self-loops; src: [K, D] (K may be 0);
+    dst: [1, D].
+
+    The same arithmetic as PyG's (GATv2: e = att . LeakyReLU(W_l x_j + W_r x_i), softmax over the
+    K edges, the W_l x_j weighted and averaged over heads, plus the bias), in about a dozen tensor
+    ops instead of PyG's scatter-based propagation: one request's user is one node, and on the
+    serving path the message-passing machinery cost more than the arithmetic. Inference only
+    (no attention dropout)."""
+    if conv.concat or conv.lin_edge is not None or conv.res is not None or conv.add_self_loops:
+        raise ValueError(
+            "attention_into_one_node takes a GATv2Conv with concat=False, no edge features, residual or self-loops"
+        )
+    heads, channels = conv.heads, conv.out_channels
+    if not len(src):  # no edges: no message, the bias alone
+        return conv.bias.unsqueeze(0) if conv.bias is not None else dst.new_zeros(1, channels)
+    left = conv.lin_l(src).view(-1, heads, channels)  # [K, H, C]
+    right = conv.lin_r(dst).view(1, heads, channels)
+    logits = (F.leaky_relu(left + right, conv.negative_slope) * conv.att).sum(-1)  # [K, H]
+    weights = torch.softmax(logits, dim=0)
+    out = (weights.unsqueeze(-1) * left).sum(0).mean(0, keepdim=True)  # [1, C]
+    return out + conv.bias if conv.bias is not None else out
 
 
 def shuffled_pairs(

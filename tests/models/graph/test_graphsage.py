@@ -284,3 +284,15 @@ def test_fit_with_cold_users_keeps_their_first_items_out_of_the_weights(planted_
     _, loaded = load_model(tmp_path / "m.pt")
     batch = history_batch([0, 1], [[1, 2, 3], [21, 22, 23]])
     torch.testing.assert_close(loaded.score(batch), model.score(batch))
+
+
+def test_one_user_at_a_time_scores_as_the_batch_does(trained):
+    """A batch of one (a serving request) takes the dense attention path, a larger batch PyG's
+    message passing: the same scores, for histories with repeats, padding, or nothing at all."""
+    model, _ = trained
+    users = [0, 3, 0, 0]
+    histories = [[0, 0, 1, 2, 3], [21, 22, 21, 23, 24], [0, 41, 41, 42, 43], [0, 0, 0, 0, 0]]
+    together = model.score(history_batch(users, histories))
+    for row, (user, history) in enumerate(zip(users, histories)):
+        alone = model.score(history_batch([user], [history]))
+        torch.testing.assert_close(alone[0], together[row], rtol=1e-5, atol=1e-5)

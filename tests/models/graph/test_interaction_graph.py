@@ -4,9 +4,11 @@ import torch
 
 from models.graph.interaction_graph import (
     InteractionGraph,
+    attention_into_one_node,
     build_hetero_graph,
     build_interaction_graph,
     cold_user_pairs,
+    distinct_history,
     first_items,
 )
 
@@ -128,3 +130,29 @@ def test_a_pair_whose_item_the_cold_user_is_shown_is_never_trained_as_cold():
     chosen = cold_user_pairs(users, positives, first, share=0.999999)
     assert chosen.tolist() == [True, False, True, False, False]
     assert not cold_user_pairs(users, positives, first, share=0.0).any()
+
+
+@pytest.mark.parametrize("n_src", [0, 1, 7])
+def test_one_node_attention_equals_the_gatv2_conv(n_src):
+    """The serving path's dense GATv2 message into one node = PyG's GATv2Conv on the same edges."""
+    from torch_geometric.nn import GATv2Conv
+
+    torch.manual_seed(0)
+    conv = GATv2Conv((8, 8), 8, heads=2, concat=False, add_self_loops=False).eval()
+    torch.nn.init.normal_(conv.bias)  # PyG starts it at zero; a zero bias would hide a missing one
+    src, dst = torch.randn(n_src, 8), torch.randn(1, 8)
+    edges = torch.stack([torch.arange(n_src), torch.zeros(n_src, dtype=torch.long)])
+    with torch.no_grad():
+        torch.testing.assert_close(attention_into_one_node(conv, src, dst), conv((src, dst), edges), rtol=1e-5, atol=1e-6)
+
+
+def test_one_node_attention_refuses_a_conv_it_does_not_compute():
+    from torch_geometric.nn import GATv2Conv
+
+    with pytest.raises(ValueError, match="concat=False"):
+        attention_into_one_node(GATv2Conv((8, 8), 8, heads=2, concat=True), torch.randn(3, 8), torch.randn(1, 8))
+
+
+def test_distinct_history_drops_padding_and_repeats():
+    assert distinct_history(torch.tensor([0, 0, 5, 2, 5, 9])).tolist() == [2, 5, 9]
+    assert distinct_history(torch.tensor([0, 0])).tolist() == []

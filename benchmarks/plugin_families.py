@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default encoder is packaged:
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
@@ -238,33 +239,43 @@ def _selection_scores(model, data, selection_cases, device):
     return evaluate(model.score, cases, data.n_items, device=device, max_len=model.history_length)
 
 
-def choose_new_item_offset(model, data, selection_cases, offsets: list[float], device) -> list[dict]:
-    """Score ``model`` with each ``new_item_offset`` on the validation cases plus the held-out
-    slices' ones (``selection_cases``), keep the best by NDCG@10 over all of them (the first on a
-    tie), and return every trial: its validation and test NDCG@10 per slice. The test numbers are
-    recorded for every offset, as a sweep records them; the choice reads validation only."""
+# the score-time settings chosen on validation with the held-out slices, and their CLI options
+SCORE_TIME_OPTIONS = {"new_item_offset": "--new-item-offsets", "short_history_popularity": "--short-history-popularity"}
+
+
+def choose_score_time_settings(model, data, selection_cases, grid: dict[str, list[float]], device) -> list[dict]:
+    """Score ``model`` with every combination of the ``grid``'s score-time settings (the fields
+    its config has) on the validation cases plus the held-out slices' ones (``selection_cases``),
+    keep the best by NDCG@10 over all of them (the first on a tie), and return every trial: its
+    settings and its validation and test NDCG@10 per slice. The test numbers are recorded for
+    every trial, as a sweep records them; the choice reads validation only."""
+    grid = {name: values for name, values in grid.items() if values and hasattr(model.config, name)}
+    if not grid:
+        return []
     if selection_cases is None:
-        raise SystemExit("--new-item-offsets needs the held-out slices' validation cases: use --split-mode pipeline")
+        options = " and ".join(SCORE_TIME_OPTIONS[name] for name in grid)
+        raise SystemExit(f"{options} need the held-out slices' validation cases: use --split-mode pipeline")
     trials = []
-    for offset in offsets:
-        model.config = replace(model.config, new_item_offset=float(offset))
+    for values in itertools.product(*grid.values()):
+        settings = {name: float(value) for name, value in zip(grid, values)}
+        model.config = replace(model.config, **settings)
         valid = _selection_scores(model, data, selection_cases, device).metrics
         test = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length).metrics
         trials.append({
-            "new_item_offset": float(offset),
+            **settings,
             "valid_ndcg@10": {k: float(m["ndcg@10"]) for k, m in valid.items() if k in ("all", *SLICES)},
             "test_ndcg@10": {k: float(m["ndcg@10"]) for k, m in test.items() if k in ("all", *SLICES)},
         })
     best = max(range(len(trials)), key=lambda i: (trials[i]["valid_ndcg@10"]["all"], -i))
     trials[best]["chosen"] = True
-    model.config = replace(model.config, new_item_offset=trials[best]["new_item_offset"])
+    model.config = replace(model.config, **{name: trials[best][name] for name in grid})
     return trials
 
 
 def chosen_settings(family: str, model) -> dict:
     """What the family chose on validation (beyond the epoch)."""
     if hasattr(model.config, "new_item_offset"):
-        return {"new_item_offset": float(model.config.new_item_offset)}
+        return {name: float(getattr(model.config, name)) for name in SCORE_TIME_OPTIONS if hasattr(model.config, name)}
     if family == "ease":
         return {"l2": float(model.l2)}
     if family == "content_knn":
@@ -274,7 +285,7 @@ def chosen_settings(family: str, model) -> dict:
 
 def train_and_score(
     family: str, data, training, overrides: dict, side_inputs: dict, device, checkpoints_key: str | None = None,
-    selection_cases=None, new_item_offsets: list[float] | None = None,
+    selection_cases=None, score_time_grid: dict[str, list[float]] | None = None,
 ) -> tuple[dict, object]:
     """Train one family (seeded), score the test cases per slice -> (results row, model).
 
@@ -282,15 +293,16 @@ def train_and_score(
     epoch outside the checkout and a stopped run resumes (``baselines.checkpoint_folder``).
     With ``selection_cases`` (``models.split.cold_selection_cases``) the trained model also scores
     the validation cases and those, like the test cases (``score``, the whole catalogue): the
-    validation number per slice that configurations are chosen by. With ``new_item_offsets``
-    too (families with a ``new_item_offset``), each offset is scored there and the one with the
-    best validation NDCG@10 over all those cases is kept; every offset's test numbers are recorded."""
+    validation number per slice that configurations are chosen by. With ``score_time_grid`` too
+    (``new_item_offset``, ``short_history_popularity``: the fields the family has), each
+    combination is scored there and the one with the best validation NDCG@10 over all those
+    cases is kept; every trial's test numbers are recorded (``choose_score_time_settings``)."""
     seed_everything(0)
     model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
     mine = {name: side_inputs[name] for name in FAMILIES[family].side_inputs}
     checkpoints = None
     if checkpoints_key is not None:
-        # score-time settings (new_item_offset) do not change training: not part of the key
+        # score-time settings (new_item_offset, ...) do not change training: not part of the key
         checkpoints = checkpoint_folder(family, checkpoints_key, {**training_config(model.config), "device": device.type})
         checkpoints.mkdir(parents=True, exist_ok=True)
         print(f"  {family}: checkpoints in {checkpoints}", flush=True)
@@ -303,9 +315,7 @@ def train_and_score(
     report = model.fit(training, device, side_inputs=mine, progress=False, on_epoch=on_epoch, checkpoint_dir=checkpoints)
     train_seconds = time.perf_counter() - tick
     model.eval()
-    offset_trials = None
-    if new_item_offsets and hasattr(model.config, "new_item_offset"):
-        offset_trials = choose_new_item_offset(model, data, selection_cases, new_item_offsets, device)
+    score_time_trials = choose_score_time_settings(model, data, selection_cases, score_time_grid or {}, device) or None
     tick = time.perf_counter()
     result = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length)
     eval_seconds = time.perf_counter() - tick
@@ -328,7 +338,7 @@ def train_and_score(
         "best_valid_ndcg@10": report.best_valid.get("ndcg@10"),
         "best_valid": report.best_valid,
         "selection_valid": selection,
-        "new_item_offset_trials": offset_trials,
+        "score_time_trials": score_time_trials,
         "best_epoch": report.best_epoch,
         "epochs_run": len(report.epochs),
         "stopped_early": report.stopped_early,
@@ -436,11 +446,13 @@ def run(args: argparse.Namespace) -> dict:
     training = data.training_data()
     # validation cases of the held-out slices (pipeline split): what new users and items are chosen by
     selection_cases = cold_selection_cases(tables.interactions, summary) if args.split_mode == "pipeline" else None
+    score_time_grid = {name: json.loads(getattr(args, option[2:].replace("-", "_")) or "[]")
+                       for name, option in SCORE_TIME_OPTIONS.items()}  # fmt: skip
     rows, models = [], {}
     for family in families:
         row, model = train_and_score(
             family, data, training, overrides[family], side_inputs, device, f"{tables.checksum}-{args.split_mode}",
-            selection_cases, json.loads(args.new_item_offsets) if args.new_item_offsets else None,
+            selection_cases, score_time_grid,
         )
         rows.append(row)
         models[family] = model
@@ -578,17 +590,20 @@ def markdown(result: dict) -> str:
                 lines.append(f"| {r['model']} | {_f(v['all']['ndcg@10'])} | "
                              + " | ".join(_f(v[n]['ndcg@10']) if n in v else "" for n in names) + " |")
     for r in rows:
-        trials = r.get("new_item_offset_trials")
+        trials = r.get("score_time_trials")
         if not trials:
             continue
-        lines += ["", f"{r['model']}: `new_item_offset` (added to the score of every item without training edges) chosen "
-                  "on validation NDCG@10 over all the validation cases above; test recorded for every offset:", "",
-                  "| offset | valid all | valid warm | valid cold users | valid cold items | test all | test warm | "
-                  "test cold users | test cold items |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        names = [name for name in SCORE_TIME_OPTIONS if name in trials[0]]
+        lines += ["", f"{r['model']}: score-time settings chosen on validation NDCG@10 over all the validation cases "
+                  "above (`new_item_offset`: added to the score of every item without training edges; "
+                  "`short_history_popularity`: weight of log(1 + training users) added for histories of at most "
+                  "`short_history_items` items); test recorded for every trial:", "",
+                  "| " + " | ".join(names) + " | valid all | valid warm | valid cold users | valid cold items | test all | "
+                  "test warm | test cold users | test cold items |", "|" + "---|" * (len(names) + 8)]  # fmt: skip
         for t in trials:
             v, te = t["valid_ndcg@10"], t["test_ndcg@10"]
             mark = " **(chosen)**" if t.get("chosen") else ""
-            lines.append(f"| {t['new_item_offset']:g}{mark} | " + " | ".join(
+            lines.append("| " + " | ".join(f"{t[n]:g}" for n in names) + f"{mark} | " + " | ".join(
                 _f(d.get(k)) if d.get(k) is not None else "" for d in (v, te) for k in ("all", *SLICES)) + " |")
     if ens:
         b = ens["bootstrap_vs_best_member"]
@@ -672,6 +687,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-item-offsets", default=None,
                         help="JSON list of new_item_offset values to choose from on the held-out slices' validation "
                              "cases (GraphSAGE, GNN-TV; --split-mode pipeline), e.g. '[0, -1, -2, -4, -1000]'")
+    parser.add_argument("--short-history-popularity", default=None,
+                        help="JSON list of short_history_popularity weights to choose from the same way, every "
+                             "combination with --new-item-offsets (GraphSAGE, GNN-TV), e.g. '[0, 0.5, 1, 2]'")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER, help="sentence-transformers name or local path")
     parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
     parser.add_argument("--device", default="auto")

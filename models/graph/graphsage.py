@@ -55,11 +55,14 @@ from models.graph.interaction_graph import (
     check_split_size,
     cold_user_pairs,
     distinct_history,
+    fill_missing_buffer,
     first_items,
     graph_input,
+    item_log_counts,
     history_edges,
     known_user_rows,
     shuffled_pairs,
+    with_short_history_prior,
     without_untrained_items,
 )
 from models.interface import EpochLog, FitReport, score_time_field
@@ -93,6 +96,12 @@ class GraphSAGEConfig:
     # 0 serves them as the network scores them, a large negative value buries them. Chosen on
     # the held-out slices' validation cases (benchmarks/plugin_families.py --new-item-offsets)
     new_item_offset: float = score_time_field(0.0)
+    # added at scoring time to the scores of a history of at most ``short_history_items`` items
+    # (a new user is shown 5): this weight times log(1 + training users of the item), a popularity
+    # prior; 0 = none. Chosen on validation with the cold users' cases
+    # (benchmarks/plugin_families.py --short-history-popularity)
+    short_history_popularity: float = score_time_field(0.0)
+    short_history_items: int = score_time_field(5)
     # a learned bias per item added to its logit (row 0: items without id, new ones included)
     item_bias: bool = False
     lr: float = 1e-3
@@ -169,6 +178,8 @@ class GraphSAGE(nn.Module):
         self.register_buffer("item_final", torch.zeros(config.n_items + 1, d))
         self.register_buffer("user_has_edges", torch.zeros(config.n_users + 1, dtype=torch.bool))
         self.register_buffer("item_has_edges", torch.zeros(config.n_items + 1, dtype=torch.bool))
+        self.register_buffer("item_log_count", torch.zeros(config.n_items + 1))  # for short_history_popularity
+        self.register_load_state_dict_pre_hook(fill_missing_buffer("item_log_count"))
         # Attached by fit / attach: the graph's two edge directions and the item text (never saved).
         self.register_buffer("user_to_item", None, persistent=False)
         self.register_buffer("item_to_user", None, persistent=False)
@@ -195,6 +206,7 @@ class GraphSAGE(nn.Module):
         has_edges = torch.zeros(self.config.n_items + 1, dtype=torch.bool)
         has_edges[items] = True
         self.item_has_edges.copy_(has_edges)
+        self.item_log_count.copy_(item_log_counts(items, self.config.n_items))
         if self.config.text_dim:
             self.item_text = checked_text(item_text, self.config, "GraphSAGE", optional=True).to(device)
 
@@ -321,7 +333,8 @@ class GraphSAGE(nn.Module):
             scores = scores + self.bias(self._own_rows(self.item_has_edges)).T
         if self.config.new_item_offset:
             scores = scores + self.config.new_item_offset * (~self.item_has_edges).to(scores.dtype)
-        return scores
+        cfg = self.config
+        return with_short_history_prior(scores, batch.items, self.item_log_count, cfg.short_history_popularity, cfg.short_history_items)
 
     @torch.no_grad()
     def validation_score(self, batch: HistoryBatch) -> torch.Tensor:

@@ -56,10 +56,13 @@ from models.graph.interaction_graph import (
     check_split_size,
     cold_user_pairs,
     distinct_history,
+    fill_missing_buffer,
     first_items,
     history_edges,
+    item_log_counts,
     known_user_rows,
     shuffled_pairs,
+    with_short_history_prior,
     without_untrained_items,
 )
 from models.interface import EpochLog, FitReport, score_time_field
@@ -99,6 +102,9 @@ class HeteroGNNConfig:
     # 0 serves them as the network scores them, a large negative value buries them. Chosen on
     # the held-out slices' validation cases (benchmarks/plugin_families.py --new-item-offsets)
     new_item_offset: float = score_time_field(0.0)
+    # a popularity prior for short histories, as in GraphSAGE (0 = none)
+    short_history_popularity: float = score_time_field(0.0)
+    short_history_items: int = score_time_field(5)
     # a learned bias per item added to its logit (row 0: items without id), as in GraphSAGE
     item_bias: bool = False
     lr: float = 1e-3
@@ -178,6 +184,8 @@ class HeteroGNN(nn.Module):
         self.register_buffer("item_final", torch.zeros(config.n_items + 1, d))
         self.register_buffer("user_has_edges", torch.zeros(config.n_users + 1, dtype=torch.bool))
         self.register_buffer("item_has_edges", torch.zeros(config.n_items + 1, dtype=torch.bool))
+        self.register_buffer("item_log_count", torch.zeros(config.n_items + 1))  # for short_history_popularity
+        self.register_load_state_dict_pre_hook(fill_missing_buffer("item_log_count"))
         # Attached by fit / attach (never saved): edges, metadata rows, text, task labels.
         self.graph: dict[str, Any] | None = None
         # each user's first training items, set by fit when cold_user_share > 0 (training only)
@@ -199,6 +207,7 @@ class HeteroGNN(nn.Module):
         users, items = edges[RATES]
         self.user_has_edges.copy_(torch.zeros_like(self.user_has_edges).index_fill_(0, users, True))
         self.item_has_edges.copy_(torch.zeros_like(self.item_has_edges).index_fill_(0, items, True))
+        self.item_log_count.copy_(item_log_counts(items, cfg.n_items))
         present = [node for node in ATTRIBUTES if node in hetero.node_types]
         rows = {node: stable_bucket(hetero[node].names, cfg.attribute_buckets).to(device) for node in present}
         text = None
@@ -354,7 +363,8 @@ class HeteroGNN(nn.Module):
             scores = scores + self.bias(self._id_rows(self.item_has_edges)).T
         if self.config.new_item_offset:
             scores = scores + self.config.new_item_offset * (~self.item_has_edges).to(scores.dtype)
-        return scores
+        cfg = self.config
+        return with_short_history_prior(scores, batch.items, self.item_log_count, cfg.short_history_popularity, cfg.short_history_items)
 
     @torch.no_grad()
     def validation_score(self, batch: HistoryBatch) -> torch.Tensor:

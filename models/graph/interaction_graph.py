@@ -13,7 +13,8 @@ And what the graph families share around it: reading the side input (``graph_inp
 a model was sized for the split (``check_split_size``), a batch's users as graph rows
 (``known_user_rows``), a batch's histories as edges into new user nodes (``history_edges``), one
 epoch of training pairs (``shuffled_pairs``), the pairs trained as a cold user is scored
-(``first_items``, ``cold_user_pairs``) and one user's GATv2 message without PyG's message-passing
+(``first_items``, ``cold_user_pairs``), a popularity prior for short histories
+(``item_log_counts``, ``with_short_history_prior``) and one user's GATv2 message without PyG's message-passing
 machinery (``distinct_history``, ``attention_into_one_node``: the serving path).
 """
 
@@ -223,6 +224,37 @@ def history_edges(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torc
     rows, history = keys // (n_items + 1), keys % (n_items + 1)
     involved, source = torch.unique(history, return_inverse=True)
     return involved, torch.stack([source, rows])
+
+
+def item_log_counts(items: torch.Tensor, n_items: int) -> torch.Tensor:
+    """log(1 + how many training users each item has): FloatTensor[n_items + 1] (row 0: 0).
+    items: the item of every distinct (user, item) training pair."""
+    return torch.log1p(torch.bincount(items, minlength=n_items + 1).float())
+
+
+def with_short_history_prior(
+    scores: torch.Tensor, items: torch.Tensor, log_counts: torch.Tensor, weight: float, max_items: int
+) -> torch.Tensor:
+    """``scores`` ([B, n_items + 1]) plus ``weight`` * log(1 + training users of the item) on the
+    rows whose history (items: LongTensor[B, L], 0 = padding) holds at most ``max_items`` items:
+    a popularity prior where the network knows the user least — a new user shown their first
+    few interactions, or anyone with a short history. It reads the history, not the user id, so
+    it acts the same in evaluation and in the served pyfunc (which passes no user id). weight 0
+    changes nothing."""
+    if not weight:
+        return scores
+    short = ((items != PAD).sum(1) <= max_items).to(device=scores.device, dtype=scores.dtype)
+    return scores + weight * short.unsqueeze(1) * log_counts.unsqueeze(0)
+
+
+def fill_missing_buffer(name: str):
+    """A ``load_state_dict`` pre-hook: weights saved before buffer ``name`` existed load with the
+    model's own (zeros) in its place, so a score-time setting reading it changes nothing."""
+
+    def hook(module, state_dict, prefix, *args) -> None:
+        state_dict.setdefault(prefix + name, getattr(module, name).clone())
+
+    return hook
 
 
 def distinct_history(items: torch.Tensor) -> torch.Tensor:

@@ -124,7 +124,7 @@ def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded
     import pandas as pd
     import torch
 
-    from benchmarks.plugin_families import choose_new_item_offset
+    from benchmarks.plugin_families import choose_score_time_settings
     from models.split import cold_selection_cases, leave_one_out_split
 
     rng = np.random.default_rng(0)
@@ -139,6 +139,7 @@ def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded
     @dataclass(frozen=True)
     class Config:
         new_item_offset: float = 0.0
+        short_history_popularity: float = 0.0  # read by nothing here: only the grid is checked
 
     class StandIn:
         config = Config()
@@ -149,8 +150,9 @@ def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded
             return base + self.config.new_item_offset * new.float()
 
     model = StandIn()
-    trials = choose_new_item_offset(model, data, selection, [-5.0, 0.0, 5.0], torch.device("cpu"))
-    assert [t["new_item_offset"] for t in trials] == [-5.0, 0.0, 5.0]
+    trials = choose_score_time_settings(model, data, selection, {"new_item_offset": [-5.0, 0.0, 5.0], "short_history_popularity": [1.0], "not_a_field": [3.0]}, torch.device("cpu"))
+    # every combination of the two settings, the first one varying slowest
+    assert [(t["new_item_offset"], t["short_history_popularity"]) for t in trials] == [(-5.0, 1.0), (0.0, 1.0), (5.0, 1.0)]
     chosen = [t for t in trials if t.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["valid_ndcg@10"]["all"] == max(t["valid_ndcg@10"]["all"] for t in trials)
     assert model.config.new_item_offset == chosen[0]["new_item_offset"]  # the model keeps the chosen one
@@ -159,4 +161,5 @@ def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded
     assert by_offset[5.0]["valid_ndcg@10"]["cold_item"] > by_offset[-5.0]["valid_ndcg@10"]["cold_item"] == 0.0
     assert all({"all", "warm", "cold_item"} <= set(t["test_ndcg@10"]) for t in trials)
     with pytest.raises(SystemExit, match="--split-mode pipeline"):
-        choose_new_item_offset(model, data, None, [0.0], torch.device("cpu"))
+        choose_score_time_settings(model, data, None, {"new_item_offset": [0.0]}, torch.device("cpu"))
+    assert choose_score_time_settings(model, data, None, {"new_item_offset": []}, torch.device("cpu")) == []

@@ -9,7 +9,10 @@ from models.graph.interaction_graph import (
     build_interaction_graph,
     cold_user_pairs,
     distinct_history,
+    fill_missing_buffer,
     first_items,
+    item_log_counts,
+    with_short_history_prior,
 )
 
 # user 1 rated item 2 twice: one pair. Pairs: (1,1) (1,2) (2,2) (3,4).
@@ -156,3 +159,32 @@ def test_one_node_attention_refuses_a_conv_it_does_not_compute():
 def test_distinct_history_drops_padding_and_repeats():
     assert distinct_history(torch.tensor([0, 0, 5, 2, 5, 9])).tolist() == [2, 5, 9]
     assert distinct_history(torch.tensor([0, 0])).tolist() == []
+
+
+def test_item_log_counts_count_training_users_per_item():
+    users, items = build_interaction_graph(TRAIN, N_USERS, N_ITEMS).user_item_pairs()
+    # pairs (1,1) (1,2) (2,2) (3,4): item 2 has two users, items 1 and 4 one, item 3 none
+    torch.testing.assert_close(item_log_counts(items, N_ITEMS), torch.log1p(torch.tensor([0.0, 1, 2, 0, 1])))
+
+
+def test_the_short_history_prior_moves_only_short_histories():
+    scores = torch.zeros(2, 4)
+    items = torch.tensor([[0, 0, 1, 2], [1, 2, 3, 1]])  # 2 items (short), 4 items
+    log_counts = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    prior = with_short_history_prior(scores, items, log_counts, weight=0.5, max_items=3)
+    torch.testing.assert_close(prior, torch.tensor([[0.0, 0.5, 1.0, 1.5], [0.0, 0.0, 0.0, 0.0]]))
+    assert with_short_history_prior(scores, items, log_counts, weight=0.0, max_items=3) is scores
+
+
+def test_weights_saved_before_a_buffer_existed_load_with_its_default():
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(2))
+            self.register_buffer("added_later", torch.zeros(3))
+            self.register_load_state_dict_pre_hook(fill_missing_buffer("added_later"))
+
+    old = {"weight": torch.full((2,), 7.0)}
+    model = Model()
+    model.load_state_dict(old)  # strict: would raise on the missing key without the hook
+    assert model.weight.tolist() == [7.0, 7.0] and model.added_later.tolist() == [0.0, 0.0, 0.0]

@@ -12,7 +12,9 @@ Serving is one small request at a time, so ``predict`` is written for latency: t
 ``CINESYNC_INFERENCE_THREADS`` threads (default 1; see ``inference_threads``), raw ids are mapped
 with one vectorised ``searchsorted``, the padded batch is built in numpy, and the history is
 excluded by writing ``-inf`` at its indices before one ``topk``; pandas only reads the input
-column and builds the output frame.
+column and builds the output frame. A request of one user is scored by the model's traced
+single-row scorer where the family has one (``models.inference``: SASRec, BERT4Rec, TAT-TV,
+GraphSAGE, GNN-TV), built and checked against ``score`` when the model loads.
 """
 
 from __future__ import annotations
@@ -77,10 +79,14 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         from models.registry import load_model
 
         self.threads = inference_threads()
+        from models.inference import single_row_scorer
+
         self.family, self.model = load_model(context.artifacts["weights"], map_location="cpu")
         self.model.eval()
         self._set_item_map(pd.read_parquet(context.artifacts["item_map"]))
         self.history_length = self.model.history_length  # None: the whole history
+        with _torch_threads(self.threads):
+            self.single_row = single_row_scorer(self.model, len(self.raw_ids) - 1)
 
     def _set_item_map(self, item_map: pd.DataFrame) -> None:
         """raw_ids[item_idx] = raw id; sorted raw ids with their item_idx for ``searchsorted``."""
@@ -135,7 +141,7 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
             users=torch.zeros(rows, dtype=torch.long),
         )
         with torch.inference_mode(), _torch_threads(self.threads):
-            scores = self.model.score(batch)
+            scores = self._score(batch, len(idx))
             # a copy of our own (a model may hand back a view of its buffers), float32
             scores = scores.to(torch.float32, copy=True)
             n_items = scores.shape[1] - 1
@@ -155,6 +161,14 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         # fresh arrays, a ready index, no copy: pandas infers and copies nothing (about half
         # the cost of a frame built from lists)
         return pd.DataFrame({"items": column, "unknown_items": unknown}, index=pd.RangeIndex(rows), copy=False)
+
+
+    def _score(self, batch: HistoryBatch, known_items: int) -> torch.Tensor:
+        """The model's scores of ``batch``: the traced single-row scorer for one history with at
+        least one known item (a batch without padding, all it was checked for), else ``score``."""
+        if self.single_row is not None and len(batch.items) == 1 and known_items:
+            return self.single_row(batch.items, batch.timestamps)
+        return self.model.score(batch)
 
 
 def _column(model_input, name: str) -> list | None:

@@ -152,6 +152,8 @@ class AttentionSAGELayer(nn.Module):
 
 
 class GraphSAGE(nn.Module):
+    single_row_trace = True  # serving traces score for one request (models.inference)
+
     def __init__(self, config: GraphSAGEConfig):
         super().__init__()
         self.config = config

@@ -136,6 +136,8 @@ def stable_bucket(names: list[str], buckets: int) -> torch.Tensor:
 
 
 class HeteroGNN(nn.Module):
+    single_row_trace = True  # serving traces score for one request (models.inference)
+
     def __init__(self, config: HeteroGNNConfig):
         super().__init__()
         from torch_geometric.nn import GATv2Conv, HeteroConv, SAGEConv  # PyG costs seconds: imported when built

@@ -221,6 +221,8 @@ class Block(nn.Module):
 
 
 class BERT4Rec(nn.Module):
+    single_row_trace = True  # serving traces score for one request (models.inference)
+
     def __init__(self, config: BERT4RecConfig):
         super().__init__()
         self.config = config

@@ -103,6 +103,8 @@ LOSSES = ("ce", "sampled", "gbce")
 
 
 class SASRec(nn.Module):
+    single_row_trace = True  # serving traces score for one request (models.inference)
+
     def __init__(self, config: SASRecConfig):
         super().__init__()
         if config.loss not in LOSSES:

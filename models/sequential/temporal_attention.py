@@ -227,6 +227,8 @@ class TemporalBlock(nn.Module):
 
 
 class TemporalAttention(nn.Module):
+    single_row_trace = True  # serving traces score for one request (models.inference)
+
     def __init__(self, config: TemporalAttentionConfig):
         super().__init__()
         if config.time_span < 2:

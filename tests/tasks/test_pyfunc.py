@@ -139,6 +139,23 @@ def test_predictions_equal_the_straightforward_implementation(artifacts, family,
             assert list(got.columns) == ["items", "unknown_items"]
 
 
+TRACED = ("sasrec", "bert4rec", "temporal_attention", "graphsage", "hetero_gnn")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_user_per_request_gets_the_answer_of_score(artifacts, family, restore_threads):
+    """A request of one user takes the traced single-row scorer where the family has one
+    (models.inference); each history alone (long, with unknown ids, empty, all unknown, one
+    item) gets the straightforward implementation's answer, which calls score."""
+    recommender = _loaded(artifacts[family])
+    assert (recommender.single_row is not None) == (family in TRACED)
+    for history, stamps in zip(HISTORIES, TIMESTAMPS):
+        frame = pd.DataFrame({"history": [history], "history_timestamps": [stamps]})
+        got = recommender.predict(None, frame, params={"k": 5})
+        want = reference_predict(recommender, frame, 5)
+        assert got["items"].tolist() == [[int(i) for i in row] for row in want["items"]], (family, history)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_columns_of_padding_change_no_score(family):
     """What lets predict cut its batch to the longest history: every family reads histories

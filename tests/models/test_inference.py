@@ -1,0 +1,55 @@
+"""The traced single-row scorer (models.inference): the scores of ``score`` for one unpadded
+history, and None where a family does not opt in or its trace would score differently."""
+
+import pytest
+import torch
+from torch import nn
+
+from models.data import HistoryBatch
+from models.inference import example_history, single_row_scorer
+from models.registry import build_model
+
+N_ITEMS = 40
+TINY = {
+    "sasrec": {"dim": 8, "n_layers": 2, "n_heads": 2, "max_len": 50},
+    "bert4rec": {"dim": 8, "n_layers": 2, "n_heads": 2, "max_len": 50},
+    "temporal_attention": {"dim": 8, "n_layers": 2, "n_heads": 2, "max_len": 50},
+}
+
+
+def _score(model, items, timestamps):
+    with torch.inference_mode():
+        return model.score(HistoryBatch(items, timestamps, torch.zeros(1, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_the_trace_scores_histories_of_any_length_as_score_does(family):
+    torch.manual_seed(0)
+    model = build_model(family, N_ITEMS, TINY[family]).eval()
+    scorer = single_row_scorer(model, N_ITEMS)
+    assert scorer is not None
+    for length in (3, 9, 33, 50, 80):  # none of them the lengths it was traced or checked on
+        items, timestamps = example_history(length, N_ITEMS, seed=7)
+        items, timestamps = items[:, -model.history_length :], timestamps[:, -model.history_length :]
+        with torch.inference_mode():
+            torch.testing.assert_close(scorer(items, timestamps), _score(model, items, timestamps), rtol=1e-5, atol=1e-5)
+
+
+def test_a_family_that_does_not_opt_in_gets_none():
+    assert single_row_scorer(build_model("popularity", N_ITEMS, {}).eval(), N_ITEMS) is None
+
+
+class Branchy(nn.Module):
+    """Opts in, but its score branches on the data: a trace would fix one branch."""
+
+    single_row_trace = True
+    history_length = None
+
+    def score(self, batch):
+        scores = torch.zeros(len(batch.items), N_ITEMS + 1)
+        return scores + 1.0 if int(batch.items.shape[1]) > 10 else scores
+
+
+def test_a_trace_that_scores_differently_is_refused_with_a_warning():
+    with pytest.warns(UserWarning, match="no traced single-row scorer.*serving uses score"):
+        assert single_row_scorer(Branchy().eval(), N_ITEMS) is None

@@ -367,11 +367,13 @@ class Ensemble(nn.Module):
         )
 
     @torch.no_grad()
-    def score(self, batch: HistoryBatch) -> torch.Tensor:
+    def score(self, batch: HistoryBatch, member_scorers: dict | None = None) -> torch.Tensor:
         """-> FloatTensor[B, n_items + 1] (column 0 = 0, never ranked).
 
         Each member gets ``batch`` cut to its own history_length; each member's scores are
         z-scored over items 1..n_items not in ``batch.items`` and added with its weight.
+        ``member_scorers``: name -> a scorer(items, timestamps) to use instead of the member's
+        ``score`` (the serving path's traced single-row scorers, ``models.inference``).
         """
         keep = standardisation_mask(batch.items, self.config.n_items)
         total = torch.zeros(keep.shape, dtype=torch.float32, device=keep.device)
@@ -379,7 +381,9 @@ class Ensemble(nn.Module):
             if weight == 0:
                 continue  # adds 0 · z: skip the member's forward pass
             member = self.members[name]
-            scores = member.score(member_batch(batch, member.history_length))
+            cut = member_batch(batch, member.history_length)
+            scorer = (member_scorers or {}).get(name)
+            scores = scorer(cut.items, cut.timestamps) if scorer is not None else member.score(cut)
             total += weight * standardise(scores.to(keep.device), keep)
         total[:, 0] = 0.0
         return total

@@ -19,7 +19,7 @@ up to the model's ``history_length``; a family whose trace fails or differs gets
 
 Families opt in with a class attribute ``single_row_trace = True``: nothing is traced for the
 others (their ``score`` is one or two operations already, or not traceable, such as EASE's
-sparse product).
+sparse product). An ensemble blends with its members' traced scorers where they have one.
 """
 
 from __future__ import annotations
@@ -60,7 +60,18 @@ def example_history(length: int, n_items: int, seed: int = 0) -> tuple[torch.Ten
 def single_row_scorer(model: nn.Module, n_items: int) -> SingleRowScorer | None:
     """``model.score`` traced for one unpadded history (see the module docstring), or None when
     the family does not opt in, or its trace fails or gives other scores than ``score``.
-    ``model`` must be in eval mode; ``n_items`` is its catalogue size."""
+    ``model`` must be in eval mode; ``n_items`` is its catalogue size. An ensemble is not traced
+    itself: it gets a scorer that blends as ``Ensemble.score`` does, calling the traced scorers
+    of the members that have one (None when none has)."""
+    from models.ensemble import Ensemble
+
+    if isinstance(model, Ensemble):
+        traced = {name: single_row_scorer(member, n_items) for name, member in model.members.items()}
+        traced = {name: scorer for name, scorer in traced.items() if scorer is not None}
+        if not traced:
+            return None
+        users = torch.zeros(1, dtype=torch.long)
+        return lambda items, timestamps: model.score(HistoryBatch(items, timestamps, users.to(items.device)), traced)
     if not getattr(model, "single_row_trace", False):
         return None
     wrapper = _ScoreOneRow(model).eval()

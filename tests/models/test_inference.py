@@ -53,3 +53,20 @@ class Branchy(nn.Module):
 def test_a_trace_that_scores_differently_is_refused_with_a_warning():
     with pytest.warns(UserWarning, match="no traced single-row scorer.*serving uses score"):
         assert single_row_scorer(Branchy().eval(), N_ITEMS) is None
+
+
+def test_an_ensemble_blends_its_members_traced_scores_as_score_does():
+    from models.ensemble import Ensemble
+
+    torch.manual_seed(0)
+    members = {"sasrec": build_model("sasrec", N_ITEMS, TINY["sasrec"]).eval(), "popularity": build_model("popularity", N_ITEMS, {}).eval()}
+    with torch.no_grad():
+        members["popularity"].counts.copy_(torch.arange(N_ITEMS + 1, dtype=members["popularity"].counts.dtype))
+    ensemble = Ensemble.from_members(members, {"sasrec": 0.7, "popularity": 0.3}).eval()
+    scorer = single_row_scorer(ensemble, N_ITEMS)
+    assert scorer is not None
+    for length in (4, 70):  # the second longer than SASRec's window: the member gets it cut
+        items, timestamps = example_history(length, N_ITEMS, seed=3)
+        with torch.inference_mode():
+            torch.testing.assert_close(scorer(items, timestamps), _score(ensemble, items, timestamps), rtol=1e-5, atol=1e-5)
+    assert single_row_scorer(Ensemble.from_members({"popularity": members["popularity"]}, {"popularity": 1.0}), N_ITEMS) is None

@@ -139,7 +139,7 @@ def test_predictions_equal_the_straightforward_implementation(artifacts, family,
             assert list(got.columns) == ["items", "unknown_items"]
 
 
-TRACED = ("sasrec", "bert4rec", "temporal_attention", "graphsage", "hetero_gnn")
+TRACED = ("sasrec", "bert4rec", "temporal_attention", "graphsage", "hetero_gnn", "ensemble")  # the ensemble: its members' traces
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -292,17 +292,17 @@ def in_process(uri: str, family: str, requests: list[dict], warmup: int, quiet: 
     python_model = model.unwrap_python_model()
     # the batches predict hands the model, to time the model's own score on them
     has_model = hasattr(python_model, "model")  # the no-op has none
-    if has_model:
-        batches, score = [], python_model.model.score
-        python_model.model.score = lambda batch: batches.append(batch) or score(batch)
+    if has_model:  # what predict scores with: the traced single-row scorer where the family has one
+        batches, score = [], python_model._score
+        python_model._score = lambda *args: batches.append(args) or score(*args)
         for frame in frames:
             python_model.predict(None, frame, params)
-        python_model.model.score = score
+        python_model._score = score
     threads = torch.get_num_threads()
 
     def score_alone(i: int) -> None:
         with torch.inference_mode():
-            score(batches[i])
+            score(*batches[i])
 
     calls = {
         "pyfunc": lambda i: model.predict(frames[i], params=params),
@@ -317,6 +317,7 @@ def in_process(uri: str, family: str, requests: list[dict], warmup: int, quiet: 
         "pyfunc_predict": percentiles(timed["pyfunc"]),
         "python_model_predict": percentiles(timed["python_model"]),
         "model_score": percentiles(timed["score"]) if has_model else None,
+        "traced_single_row": bool(getattr(python_model, "single_row", None)),
         "load_after": load1(),
     }
 
@@ -448,8 +449,9 @@ def markdown(run: dict, earlier: list[dict] | None = None) -> str:
         "",
         f"In process: {run['requests']} timed calls of `mlflow.pyfunc.load_model(uri).predict(DataFrame, params={{'k': {K}}})` "
         f"after {run['warmup']} warm-up calls; \"predict alone\" is `TopKRecommender.predict` without MLflow's schema "
-        f"enforcement, \"score alone\" the model's `score` on the same batches (the three take turns in blocks of 50 "
-        f"requests). HTTP: {run['http_requests']} `dataframe_records` requests over one keep-alive loopback connection to "
+        f"enforcement, \"score alone\" what predict scores the same batches with (the traced single-row scorer, "
+        f"`models.inference`, for SASRec, BERT4Rec, TAT-TV, GraphSAGE, GNN-TV and the ensemble's members, else the "
+        f"model's `score`; the three take turns in blocks of 50 requests). HTTP: {run['http_requests']} `dataframe_records` requests over one keep-alive loopback connection to "
         "`mlflow models serve --env-manager local` (1 uvicorn worker), client time included. `no-op` is a pyfunc with the "
         "same signature that returns a constant: MLflow's own floor.",
     ]

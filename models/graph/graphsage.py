@@ -24,12 +24,15 @@ step's pairs is trained with its user embedded exactly as a cold user is scored 
 joined to their first ``cold_user_history`` training items, unknown id). Items without
 training edges are no negatives of the softmax (``softmax_over_trained_items``) and are not
 ranked in validation (``validate_on_trained_items``): no training or validation case can
-reward them, so both would only teach the model to bury them (cold-item NDCG@10 0.0000 on the default data before; 0.2701
-now — at a cost to the warm slice, ``benchmarks/README.md``). At inference nothing is retrained:
+reward them, so both would only teach the model to bury them (cold-item NDCG@10 0.0000 on the
+default data before; 0.2701 now — at a cost to the warm slice, ``benchmarks/README.md``). At
+inference nothing is retrained:
 
 - a user is always embedded from their history, as a new node whose neighbours are the history
   items (their stored per-layer states) and whose id row is their own if they had training edges,
-  row 0 otherwise — so a cold user is embedded from the items of their first interactions;
+  row 0 otherwise — so a cold user is embedded from the items of their first interactions (a
+  request of one user takes a dense path with the same arithmetic, ``attention_into_one_node``);
+  ``short_history_popularity`` adds a popularity prior to the scores of short histories;
 - an item with no training edges (a cold item) is embedded from its text alone (id row 0, no
   neighbours), through the same layers.
 

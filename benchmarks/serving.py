@@ -249,6 +249,22 @@ def percentiles(ms: list[float]) -> dict:
     }
 
 
+HISTORY_BANDS = ((0, 50), (51, 200), (201, 500), (501, None))  # history lengths, ids sent per request
+
+
+def by_history_length(ms: list[float], lengths: list[int]) -> dict:
+    """``percentiles`` of the calls in each band of ``HISTORY_BANDS`` (ms[i] is a request with
+    lengths[i] history ids): the work of MLflow's schema check, EASE and the graph models grows
+    with the history, so the tail is the long histories'."""
+    values, lengths = np.asarray(ms), np.asarray(lengths)
+    out = {}
+    for low, high in HISTORY_BANDS:
+        inside = (lengths >= low) & (lengths <= (high if high is not None else lengths.max(initial=0)))
+        if inside.any():
+            out[f"{low}-{high}" if high is not None else f"{low}+"] = percentiles(list(values[inside]))
+    return out
+
+
 def time_calls(call, inputs: list, warmup: int) -> list[float]:
     for x in inputs[:warmup]:
         call(x)
@@ -315,6 +331,7 @@ def in_process(uri: str, family: str, requests: list[dict], warmup: int, quiet: 
         **waited,
         "torch_threads": threads,
         "pyfunc_predict": percentiles(timed["pyfunc"]),
+        "pyfunc_predict_by_history_length": by_history_length(timed["pyfunc"], [len(r["history"]) for r in requests[warmup:]]),
         "python_model_predict": percentiles(timed["python_model"]),
         "model_score": percentiles(timed["score"]) if has_model else None,
         "traced_single_row": bool(getattr(python_model, "single_row", None)),
@@ -455,6 +472,16 @@ def markdown(run: dict, earlier: list[dict] | None = None) -> str:
         "`mlflow models serve --env-manager local` (1 uvicorn worker), client time included. `no-op` is a pyfunc with the "
         "same signature that returns a constant: MLflow's own floor.",
     ]
+    bands = [f"{low}-{high}" if high is not None else f"{low}+" for low, high in HISTORY_BANDS]
+    banded = {f: r["in_process"]["pyfunc_predict_by_history_length"] for f, r in run["models"].items()
+              if (r.get("in_process") or {}).get("pyfunc_predict_by_history_length")}  # fmt: skip
+    if banded:
+        counts = {b: next(iter(banded.values())).get(b, {}).get("n", 0) for b in bands}
+        lines += ["", "In process by history length (ids in the request): p50 / p99 in ms, the same calls as above:", "",
+                  "| model | " + " | ".join(f"{b} ids ({counts[b]})" for b in bands) + " |", "|---|" + "---|" * len(bands)]  # fmt: skip
+        for family, band in banded.items():
+            lines.append(f"| {family} | " + " | ".join(
+                f"{band[b]['p50_ms']:.2f} / {band[b]['p99_ms']:.2f}" if b in band else "–" for b in bands) + " |")  # fmt: skip
     if run.get("threads_comparison"):
         lines += ["", "SASRec in process with torch's default threads instead of 1:", ""]
         for label, result in run["threads_comparison"].items():

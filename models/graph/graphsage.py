@@ -32,7 +32,7 @@ inference nothing is retrained:
   items (their stored per-layer states) and whose id row is their own if they had training edges,
   row 0 otherwise — so a cold user is embedded from the items of their first interactions (a
   request of one user takes a dense path with the same arithmetic, ``attention_into_one_node``);
-  ``short_history_popularity`` adds a popularity prior to the scores of short histories;
+  ``short_history_popularity`` adds a popularity prior to a new user's short history;
 - an item with no training edges (a cold item) is embedded from its text alone (id row 0, no
   neighbours), through the same layers.
 
@@ -99,9 +99,9 @@ class GraphSAGEConfig:
     # 0 serves them as the network scores them, a large negative value buries them. Chosen on
     # the held-out slices' validation cases (benchmarks/plugin_families.py --new-item-offsets)
     new_item_offset: float = score_time_field(0.0)
-    # added at scoring time to the scores of a history of at most ``short_history_items`` items
-    # (a new user is shown 5): this weight times log(1 + training users of the item), a popularity
-    # prior; 0 = none. Chosen on validation with the cold users' cases
+    # added at scoring time to the scores of a user without training edges whose history holds at
+    # most ``short_history_items`` items (a new user is shown 5): this weight times log(1 +
+    # training users of the item), a popularity prior; 0 = none. Chosen on validation with the cold users' cases
     # (benchmarks/plugin_families.py --short-history-popularity)
     short_history_popularity: float = score_time_field(0.0)
     short_history_items: int = score_time_field(5)
@@ -339,7 +339,9 @@ class GraphSAGE(nn.Module):
         if self.config.new_item_offset:
             scores = scores + self.config.new_item_offset * (~self.item_has_edges).to(scores.dtype)
         cfg = self.config
-        return with_short_history_prior(scores, batch.items, self.item_log_count, cfg.short_history_popularity, cfg.short_history_items)
+        return with_short_history_prior(
+            scores, batch, self.user_has_edges, self.item_log_count, cfg.short_history_popularity, cfg.short_history_items
+        )
 
     @torch.no_grad()
     def validation_score(self, batch: HistoryBatch) -> torch.Tensor:

@@ -102,7 +102,7 @@ class HeteroGNNConfig:
     # 0 serves them as the network scores them, a large negative value buries them. Chosen on
     # the held-out slices' validation cases (benchmarks/plugin_families.py --new-item-offsets)
     new_item_offset: float = score_time_field(0.0)
-    # a popularity prior for short histories, as in GraphSAGE (0 = none)
+    # a popularity prior for new users with short histories, as in GraphSAGE (0 = none)
     short_history_popularity: float = score_time_field(0.0)
     short_history_items: int = score_time_field(5)
     # a learned bias per item added to its logit (row 0: items without id), as in GraphSAGE
@@ -366,7 +366,9 @@ class HeteroGNN(nn.Module):
         if self.config.new_item_offset:
             scores = scores + self.config.new_item_offset * (~self.item_has_edges).to(scores.dtype)
         cfg = self.config
-        return with_short_history_prior(scores, batch.items, self.item_log_count, cfg.short_history_popularity, cfg.short_history_items)
+        return with_short_history_prior(
+            scores, batch, self.user_has_edges, self.item_log_count, cfg.short_history_popularity, cfg.short_history_items
+        )
 
     @torch.no_grad()
     def validation_score(self, batch: HistoryBatch) -> torch.Tensor:

@@ -233,18 +233,20 @@ def item_log_counts(items: torch.Tensor, n_items: int) -> torch.Tensor:
 
 
 def with_short_history_prior(
-    scores: torch.Tensor, items: torch.Tensor, log_counts: torch.Tensor, weight: float, max_items: int
+    scores: torch.Tensor, batch, user_has_edges: torch.Tensor, log_counts: torch.Tensor, weight: float, max_items: int
 ) -> torch.Tensor:
     """``scores`` ([B, n_items + 1]) plus ``weight`` * log(1 + training users of the item) on the
-    rows whose history (items: LongTensor[B, L], 0 = padding) holds at most ``max_items`` items:
-    a popularity prior where the network knows the user least — a new user shown their first
-    few interactions, or anyone with a short history. It reads the history, not the user id, so
-    it acts the same in evaluation and in the served pyfunc (which passes no user id). weight 0
-    changes nothing."""
+    rows the network knows least: a user without training edges (embedded with the unknown id)
+    whose history (``batch.items``, 0 = padding) holds at most ``max_items`` items — a new user
+    shown their first few interactions. A known user keeps their scores whatever their history's
+    length (on the default data the prior cost known short histories more than it gave new
+    users). The served pyfunc passes no user id, so there every short history is a new user's,
+    as the network itself treats it. weight 0 changes nothing."""
     if not weight:
         return scores
-    short = ((items != PAD).sum(1) <= max_items).to(device=scores.device, dtype=scores.dtype)
-    return scores + weight * short.unsqueeze(1) * log_counts.unsqueeze(0)
+    unknown = known_user_rows(batch.users.to(scores.device), user_has_edges) == 0
+    short = (batch.items != PAD).sum(1).to(scores.device) <= max_items
+    return scores + weight * (unknown & short).to(scores.dtype).unsqueeze(1) * log_counts.unsqueeze(0)
 
 
 def fill_missing_buffer(name: str):

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
@@ -167,13 +169,18 @@ def test_item_log_counts_count_training_users_per_item():
     torch.testing.assert_close(item_log_counts(items, N_ITEMS), torch.log1p(torch.tensor([0.0, 1, 2, 0, 1])))
 
 
-def test_the_short_history_prior_moves_only_short_histories():
-    scores = torch.zeros(2, 4)
-    items = torch.tensor([[0, 0, 1, 2], [1, 2, 3, 1]])  # 2 items (short), 4 items
+def test_the_short_history_prior_moves_only_new_users_short_histories():
+    scores = torch.zeros(3, 4)
+    items = torch.tensor([[0, 0, 1, 2], [1, 2, 3, 1], [0, 0, 1, 2]])  # short, long (4 items), short
+    batch = SimpleNamespace(items=items, users=torch.tensor([0, 0, 2]))  # new, new, known user 2
+    has_edges = torch.tensor([False, True, True, False])
     log_counts = torch.tensor([0.0, 1.0, 2.0, 3.0])
-    prior = with_short_history_prior(scores, items, log_counts, weight=0.5, max_items=3)
-    torch.testing.assert_close(prior, torch.tensor([[0.0, 0.5, 1.0, 1.5], [0.0, 0.0, 0.0, 0.0]]))
-    assert with_short_history_prior(scores, items, log_counts, weight=0.0, max_items=3) is scores
+    prior = with_short_history_prior(scores, batch, has_edges, log_counts, weight=0.5, max_items=3)
+    torch.testing.assert_close(prior, torch.tensor([[0.0, 0.5, 1.0, 1.5], [0.0] * 4, [0.0] * 4]))
+    assert with_short_history_prior(scores, batch, has_edges, log_counts, weight=0.0, max_items=3) is scores
+    # user 3 has no training edges: a new user too
+    batch.users = torch.tensor([3, 3, 3])
+    assert with_short_history_prior(scores, batch, has_edges, log_counts, 0.5, 3)[2].tolist() == [0.0, 0.5, 1.0, 1.5]
 
 
 def test_weights_saved_before_a_buffer_existed_load_with_its_default():

@@ -11,11 +11,18 @@ import torch
 import torch.nn.functional as F
 
 from models.general.popularity import Popularity, PopularityConfig
-from models.graph.interaction_graph import build_hetero_graph, first_items, without_untrained_items
+from models.graph.interaction_graph import build_hetero_graph
 from models.graph.hetero_gnn import HeteroGNN, HeteroGNNConfig, stable_bucket
 from models.metrics import evaluate
 from tests.models.conftest import CHAIN_LEN, N_CHAINS
-from tests.models.graph.conftest import COLD_ITEMS, chain_of, history_batch, score_with
+from tests.models.graph.conftest import (
+    COLD_ITEMS,
+    assert_one_row_scores_as_the_batch,
+    chain_of,
+    history_batch,
+    loss_as_cold_users,
+    score_with,
+)
 
 CPU = torch.device("cpu")
 TINY = dict(text_dim=0, dim=16, n_layers=2, heads=2, dropout=0.0, lr=0.01, batch_size=256, attribute_buckets=64)
@@ -204,16 +211,7 @@ def test_a_pair_trained_as_a_cold_user_has_the_loss_of_that_cold_user_scored(pla
                              network_weight=0.0, cold_user_share=0.999999, cold_user_history=3)  # fmt: skip
     model = HeteroGNN(config)
     model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), None)
-    model.first_items = first_items(data.train, data.n_users, 3)
-    users, positives = torch.tensor(data.train["user_idx"].to_numpy()), torch.tensor(data.train["item_idx"].to_numpy())
-    later = (model.first_items[users] != positives.unsqueeze(1)).all(1)
-    users, positives = users[later], positives[later]
-    model.eval()
-    cold = model.score(history_batch(torch.zeros_like(users), model.first_items[users]))[:, 1:]
-    expected = F.cross_entropy(without_untrained_items(cold, model.item_has_edges), positives - 1)
-    model.train()
-    with torch.no_grad():
-        loss = model.loss(users, positives)
+    loss, expected, users, positives = loss_as_cold_users(model, data)
     torch.testing.assert_close(loss, expected)
     model.config = HeteroGNNConfig(**{**config.__dict__, "cold_user_share": 0.0})
     with torch.no_grad():
@@ -231,10 +229,4 @@ def test_fit_with_cold_users_trains_and_saves_without_their_first_items(planted_
 def test_one_user_at_a_time_scores_as_the_batch_does(trained):
     """A batch of one (a serving request) takes the dense attention path, a larger batch PyG's
     message passing: the same scores, for histories with repeats, padding, or nothing at all."""
-    model, _ = trained
-    users = [0, 3, 0, 0]
-    histories = [[0, 0, 1, 2, 3], [21, 22, 21, 23, 24], [0, 41, 41, 42, 43], [0, 0, 0, 0, 0]]
-    together = model.score(history_batch(users, histories))
-    for row, (user, history) in enumerate(zip(users, histories)):
-        alone = model.score(history_batch([user], [history]))
-        torch.testing.assert_close(alone[0], together[row], rtol=1e-5, atol=1e-5)
+    assert_one_row_scores_as_the_batch(trained[0])

@@ -124,7 +124,7 @@ def test_missing_text_names_the_side_input(planted_cold_items):
 
 
 def test_items_trained_as_cold_keep_metadata_but_lose_id_and_ratings(planted_cold_items):
-    from models.graph.interaction_graph import build_hetero_graph, first_items, without_untrained_items
+    from models.graph.interaction_graph import build_hetero_graph
 
     config = HeteroGNNConfig(planted_cold_items.n_items, planted_cold_items.n_users, **TINY, id_dropout=0.0, cold_item_dropout=0.999999)
     model, empty = HeteroGNN(config), HeteroGNN(config)

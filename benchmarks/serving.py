@@ -252,6 +252,10 @@ def percentiles(ms: list[float]) -> dict:
 HISTORY_BANDS = ((0, 50), (51, 200), (201, 500), (501, None))  # history lengths, ids sent per request
 
 
+def band_name(low: int, high: int | None) -> str:
+    return f"{low}-{high}" if high is not None else f"{low}+"
+
+
 def by_history_length(ms: list[float], lengths: list[int]) -> dict:
     """``percentiles`` of the calls in each band of ``HISTORY_BANDS`` (ms[i] is a request with
     lengths[i] history ids): the work of MLflow's schema check, EASE and the graph models grows
@@ -259,9 +263,9 @@ def by_history_length(ms: list[float], lengths: list[int]) -> dict:
     values, lengths = np.asarray(ms), np.asarray(lengths)
     out = {}
     for low, high in HISTORY_BANDS:
-        inside = (lengths >= low) & (lengths <= (high if high is not None else lengths.max(initial=0)))
+        inside = (lengths >= low) & (lengths <= (np.inf if high is None else high))
         if inside.any():
-            out[f"{low}-{high}" if high is not None else f"{low}+"] = percentiles(list(values[inside]))
+            out[band_name(low, high)] = percentiles(list(values[inside]))
     return out
 
 
@@ -472,7 +476,7 @@ def markdown(run: dict, earlier: list[dict] | None = None) -> str:
         "`mlflow models serve --env-manager local` (1 uvicorn worker), client time included. `no-op` is a pyfunc with the "
         "same signature that returns a constant: MLflow's own floor.",
     ]
-    bands = [f"{low}-{high}" if high is not None else f"{low}+" for low, high in HISTORY_BANDS]
+    bands = [band_name(low, high) for low, high in HISTORY_BANDS]
     banded = {f: r["in_process"]["pyfunc_predict_by_history_length"] for f, r in run["models"].items()
               if (r.get("in_process") or {}).get("pyfunc_predict_by_history_length")}  # fmt: skip
     if banded:

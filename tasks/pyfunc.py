@@ -76,11 +76,10 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
+        from models.inference import single_row_scorer
         from models.registry import load_model
 
         self.threads = inference_threads()
-        from models.inference import single_row_scorer
-
         self.family, self.model = load_model(context.artifacts["weights"], map_location="cpu")
         self.model.eval()
         self._set_item_map(pd.read_parquet(context.artifacts["item_map"]))
@@ -161,7 +160,6 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         # fresh arrays, a ready index, no copy: pandas infers and copies nothing (about half
         # the cost of a frame built from lists)
         return pd.DataFrame({"items": column, "unknown_items": unknown}, index=pd.RangeIndex(rows), copy=False)
-
 
     def _score(self, batch: HistoryBatch, known_items: int) -> torch.Tensor:
         """The model's scores of ``batch``: the traced single-row scorer for one history with at

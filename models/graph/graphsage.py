@@ -56,7 +56,6 @@ from models.graph.interaction_graph import (
     InteractionGraph,
     attention_into_one_node,
     check_split_size,
-    cold_user_pairs,
     distinct_history,
     fill_missing_buffer,
     first_items,
@@ -65,6 +64,7 @@ from models.graph.interaction_graph import (
     history_edges,
     known_user_rows,
     shuffled_pairs,
+    with_cold_users,
     with_short_history_prior,
     without_untrained_items,
 )
@@ -291,23 +291,14 @@ class GraphSAGE(nn.Module):
         user_states, item_states, item_layers, rows = self.propagate(with_rows=True)
         states = user_states[users]
         if self.training and self.first_items is not None:
-            states = self._as_cold_users(states, users, positives, item_layers)
+            states = with_cold_users(states, users, positives, self.first_items, self.config.cold_user_share,
+                                     lambda items, unknown: self._embed_histories(items, unknown, item_layers))  # fmt: skip
         logits = states @ item_states[1:].T * self.logit_scale
         if self.bias is not None:
             logits = logits + self.bias(rows[1:]).T
         if self.config.softmax_over_trained_items:
             logits = without_untrained_items(logits, self.item_has_edges)
         return F.cross_entropy(logits, positives - 1)
-
-    def _as_cold_users(self, states: torch.Tensor, users: torch.Tensor, positives: torch.Tensor, item_layers) -> torch.Tensor:
-        """``states`` with ``cold_user_share`` of the rows replaced by the state their user
-        gets when scored as a cold user: from their first ``cold_user_history`` items, id row 0
-        (``cold_user_pairs``). The cold-item analogue is ``cold_item_dropout``."""
-        cold = cold_user_pairs(users, positives, self.first_items, self.config.cold_user_share).nonzero().squeeze(1)
-        if not len(cold):
-            return states
-        shown = self.first_items[users[cold]]
-        return states.index_put((cold,), self._embed_histories(shown, torch.zeros_like(cold), item_layers))
 
     def _embed_histories(self, items: torch.Tensor, users: torch.Tensor, item_layers) -> torch.Tensor:
         """A new user node per row joined to its history items (LongTensor[B, L], 0 = padding),

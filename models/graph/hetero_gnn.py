@@ -54,7 +54,6 @@ from models.graph.interaction_graph import (
     attention_into_one_node,
     build_hetero_graph,
     check_split_size,
-    cold_user_pairs,
     distinct_history,
     fill_missing_buffer,
     first_items,
@@ -62,6 +61,7 @@ from models.graph.interaction_graph import (
     item_log_counts,
     known_user_rows,
     shuffled_pairs,
+    with_cold_users,
     with_short_history_prior,
     without_untrained_items,
 )
@@ -313,11 +313,9 @@ class HeteroGNN(nn.Module):
         """Recommendation cross-entropy + genre_weight * genre BCE + network_weight * network CE."""
         user_states, item_states, item_layers, rows = self.propagate(with_rows=True)
         states = user_states[users]
-        if self.training and self.first_items is not None:  # see GraphSAGE._as_cold_users
-            cold = cold_user_pairs(users, positives, self.first_items, self.config.cold_user_share).nonzero().squeeze(1)
-            if len(cold):
-                shown = self.first_items[users[cold]]
-                states = states.index_put((cold,), self._embed_histories(shown, torch.zeros_like(cold), item_layers))
+        if self.training and self.first_items is not None:
+            states = with_cold_users(states, users, positives, self.first_items, self.config.cold_user_share,
+                                     lambda items, unknown: self._embed_histories(items, unknown, item_layers))  # fmt: skip
         # logits over sqrt(dim): LayerNorm'd states have norm ~sqrt(dim) (see GraphSAGE.loss)
         logits = states @ item_states[1:].T * self.logit_scale
         if self.bias is not None:

@@ -13,9 +13,9 @@ And what the graph families share around it: reading the side input (``graph_inp
 a model was sized for the split (``check_split_size``), a batch's users as graph rows
 (``known_user_rows``), a batch's histories as edges into new user nodes (``history_edges``), one
 epoch of training pairs (``shuffled_pairs``), the pairs trained as a cold user is scored
-(``first_items``, ``cold_user_pairs``), a popularity prior for short histories
-(``item_log_counts``, ``with_short_history_prior``) and one user's GATv2 message without PyG's message-passing
-machinery (``distinct_history``, ``attention_into_one_node``: the serving path).
+(``first_items``, ``with_cold_users``), a popularity prior for new users' short histories
+(``item_log_counts``, ``with_short_history_prior``) and one user's GATv2 message without PyG's
+message-passing machinery (``distinct_history``, ``attention_into_one_node``: the serving path).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -329,3 +329,21 @@ def cold_user_pairs(users: torch.Tensor, positives: torch.Tensor, first: torch.T
     shown = first[users]  # [B, count]
     eligible = (shown != positives.unsqueeze(1)).all(1) & (shown != PAD).any(1)
     return eligible & (torch.rand(len(users), device=users.device) < share)
+
+
+def with_cold_users(
+    states: torch.Tensor,
+    users: torch.Tensor,
+    positives: torch.Tensor,
+    first: torch.Tensor,
+    share: float,
+    embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """A batch's user ``states`` ([B, D]) with the rows ``cold_user_pairs`` draws replaced by the
+    state each user gets when scored as a cold user: ``embed(items [b, count], users [b])`` of
+    their ``first`` items with the unknown user 0 — the model's own history path, so training sees
+    exactly what scoring a new user computes (the users' analogue of ``cold_item_dropout``)."""
+    cold = cold_user_pairs(users, positives, first, share).nonzero().squeeze(1)
+    if not len(cold):
+        return states
+    return states.index_put((cold,), embed(first[users[cold]], torch.zeros_like(cold)))

@@ -124,9 +124,11 @@ class EASE(nn.Module):
         """multi_hot(batch.items) @ B -> FloatTensor[B, n_items + 1].
 
         The multi-hot matrix is sparse (a history holds tens to hundreds of the catalogue's
-        thousands of items), so it is multiplied as CSR: the cost follows the history items, not
-        the catalogue squared (one 165-item history on ML-1M's 3.6k items: 0.75 ms instead of 4 ms
-        on one thread). Repeated items count once, PAD not at all. On a GPU it stays one dense GEMM.
+        thousands of items), so on a CPU the product is a sum of B's rows, one per distinct history
+        item, gathered and summed in one pass (`embedding_bag`; no [history, catalogue] copy): the
+        cost follows the history, not the catalogue squared. One history on ML-1M's 3.6k items, one
+        thread: 500 items 0.16 ms (a CSR product: 0.31 ms), 1,500 items 0.33 ms (CSR: 3.6 ms).
+        Repeated items count once, PAD not at all. On a GPU it stays one dense GEMM.
         """
         items = batch.items.to(self.weights.device)
         rows, n = items.shape[0], self.config.n_items + 1
@@ -135,13 +137,8 @@ class EASE(nn.Module):
             multi_hot[:, PAD] = 0.0
             return multi_hot @ self.weights
         cells = (torch.arange(rows, device=items.device).unsqueeze(1) * n + items)[items != PAD]
-        cells = torch.unique(cells)  # sorted: row-major, the order CSR wants
-        row_of, columns = cells // n, cells % n
-        crow = torch.zeros(rows + 1, dtype=torch.long, device=items.device)
-        crow[1:] = torch.bincount(row_of, minlength=rows).cumsum(0)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            multi_hot = torch.sparse_csr_tensor(
-                crow, columns, torch.ones(len(columns), device=items.device), size=(rows, n), check_invariants=False
-            )
-            return multi_hot @ self.weights
+        cells = torch.unique(cells)  # sorted row-major: each row's distinct items together
+        starts = torch.zeros(rows, dtype=torch.long, device=items.device)
+        starts[1:] = torch.bincount(cells // n, minlength=rows)[:-1].cumsum(0)
+        # an empty history is an empty bag, which sums to 0
+        return nn.functional.embedding_bag(cells % n, self.weights, starts, mode="sum")

@@ -39,12 +39,11 @@ def test_score_is_multi_hot_history_times_weights(planted_split):
     model = EASE(EASEConfig(planted_split.n_items, l2_grid=()))
     model.fit(planted_split.training_data(), CPU, progress=False)
     # padding and a repeat count once; an empty history scores 0 (rows are kept in place)
-    items = torch.tensor([[0, 0, 3, 5], [0, 0, 0, 0], [1, 2, 2, 4]])
-    users = torch.zeros(3, dtype=torch.long)
+    items = torch.tensor([[0, 0, 3, 5], [0, 0, 0, 0], [1, 2, 2, 4], [0, 0, 0, 0]])
+    users = torch.zeros(4, dtype=torch.long)
     scores = model.score(HistoryBatch(items, torch.zeros_like(items), users))
-    expected = torch.stack(
-        [model.weights[[3, 5]].sum(0), torch.zeros(model.weights.shape[1]), model.weights[[1, 2, 4]].sum(0)]
-    )
+    empty = torch.zeros(model.weights.shape[1])
+    expected = torch.stack([model.weights[[3, 5]].sum(0), empty, model.weights[[1, 2, 4]].sum(0), empty])
     torch.testing.assert_close(scores, expected)
 
 

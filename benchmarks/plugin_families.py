@@ -71,7 +71,7 @@ from models.graph.interaction_graph import build_interaction_graph  # noqa: E402
 from models.member_scores import member_scores  # noqa: E402
 from models.data import SLICES  # noqa: E402
 from models.interface import training_config  # noqa: E402
-from models.metrics import evaluate, ndcg_gains  # noqa: E402
+from models.metrics import evaluate, ndcg_gains, per_user_slice_means  # noqa: E402
 from models.registry import FAMILIES, build_model, sized_to_side_inputs  # noqa: E402
 from models.split import MODES, cold_selection_cases, leave_one_out_split  # noqa: E402
 
@@ -101,7 +101,7 @@ def load_tables(args: argparse.Namespace):
     if args.source == "synthetic":
         from data_contracts.sources import read_source
 
-        tables = read_source("synthetic", None, synthetic_users=args.synthetic_users, seed=0, progress=False)
+        tables = read_source("synthetic", None, synthetic_users=args.synthetic_users, seed=args.seed, progress=False)
     else:
         from data_contracts.sources.movielens import read_movielens
 
@@ -233,10 +233,13 @@ def against_reference(rows: list[dict], reference: str) -> dict[str, dict[str, d
     return out
 
 
-def _selection_scores(model, data, selection_cases, device):
-    """The validation cases and the held-out slices' ones, scored like the test cases."""
+def _selection_scores(model, data, selection_cases, device) -> dict[str, dict[str, float]]:
+    """HR@10 and NDCG@10 per slice on the validation cases and the held-out slices' ones, scored
+    like the test cases; each user counted once per slice (a new user's several targets averaged:
+    ``per_user_slice_means``)."""
     cases = pd.concat([data.stage("valid"), selection_cases], ignore_index=True)
-    return evaluate(model.score, cases, data.n_items, device=device, max_len=model.history_length)
+    per_case = evaluate(model.score, cases, data.n_items, device=device, max_len=model.history_length).per_case
+    return per_user_slice_means(per_case)
 
 
 # the score-time settings chosen on validation with the held-out slices, and their CLI options
@@ -259,7 +262,7 @@ def choose_score_time_settings(model, data, selection_cases, grid: dict[str, lis
     for values in itertools.product(*grid.values()):
         settings = {name: float(value) for name, value in zip(grid, values)}
         model.config = replace(model.config, **settings)
-        valid = _selection_scores(model, data, selection_cases, device).metrics
+        valid = _selection_scores(model, data, selection_cases, device)
         test = evaluate(model.score, data.stage("test"), data.n_items, device=device, max_len=model.history_length).metrics
         trials.append({
             **settings,
@@ -321,7 +324,7 @@ def train_and_score(
     eval_seconds = time.perf_counter() - tick
     selection = None
     if selection_cases is not None:
-        selection = slice_table(_selection_scores(model, data, selection_cases, device).metrics)
+        selection = _selection_scores(model, data, selection_cases, device)
     elapsed, curve = 0.0, []  # [epoch, seconds since training started (end of that epoch), valid NDCG@10]
     for e in report.epochs:
         elapsed += e.seconds
@@ -435,7 +438,7 @@ def run(args: argparse.Namespace) -> dict:
     tick = time.perf_counter()
     tables = load_tables(args)
     fractions = {} if args.cold_user_fraction is None else {"cold_user_fraction": args.cold_user_fraction}
-    data, summary = leave_one_out_split(tables.interactions, tables.items, tables.users, mode=args.split_mode, seed=0, **fractions)
+    data, summary = leave_one_out_split(tables.interactions, tables.items, tables.users, mode=args.split_mode, seed=args.seed, **fractions)
     prep_seconds = time.perf_counter() - tick
     test_cases = data.stage("test")
     print(f"{args.name} ({args.split_mode}): {data.n_users:,} users, {data.n_items:,} items, "
@@ -446,11 +449,15 @@ def run(args: argparse.Namespace) -> dict:
 
     training = data.training_data()
     # validation cases of the held-out slices (pipeline split): what new users and items are chosen by
-    selection_cases = cold_selection_cases(tables.interactions, summary) if args.split_mode == "pipeline" else None
+    selection_cases = (
+        cold_selection_cases(tables.interactions, summary, cold_user_targets=args.cold_user_validation_targets)
+        if args.split_mode == "pipeline" else None
+    )  # fmt: skip
     score_time_grid = {name: json.loads(getattr(args, option[2:].replace("-", "_")) or "[]")
                        for name, option in SCORE_TIME_OPTIONS.items()}  # fmt: skip
     # another held-out share is another split: its checkpoints apart
     checkpoints_key = f"{tables.checksum}-{args.split_mode}" + (f"-cold-users-{args.cold_user_fraction:g}" if fractions else "")
+    checkpoints_key += f"-seed-{args.seed}" if args.seed else ""  # seed 0 keeps the keys it always had
     rows, models = [], {}
     for family in families:
         row, model = train_and_score(
@@ -470,10 +477,11 @@ def run(args: argparse.Namespace) -> dict:
         "ratings_path": args.ratings_path,
         "item_text_path": args.item_text_path,
         "dataset_sha256": tables.checksum,
-        "split": {**split, "mode": args.split_mode, "seed": 0, **fractions},
+        "split": {**split, "mode": args.split_mode, "seed": args.seed, **fractions},
         "n_test_cases": len(test_cases),
         "test_cases_per_slice": {str(k): int(v) for k, v in test_cases["slice"].value_counts().items()},
         "n_valid_cases": len(data.stage("valid")),
+        "cold_user_validation_targets": args.cold_user_validation_targets,
         "selection_cases_per_slice": (
             None if selection_cases is None else {str(k): int(v) for k, v in selection_cases["slice"].value_counts().items()}
         ),
@@ -579,13 +587,21 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {n:,} | " + " | ".join(cells) + " |")
     if any(r.get("selection_valid") for r in rows):
         names = [s for s in SLICES if any(s in (r.get("selection_valid") or {}) for r in rows)]
-        counts = result.get("selection_cases_per_slice") or {}
+        targets = result.get("cold_user_validation_targets", 1)
+        cold_user_targets = {1: "each cold user's second-to-last interaction",
+                             None: "every interaction of each cold user after the shown ones but the last"}.get(
+            targets, f"each cold user's {targets} latest interactions before the last")
+        first = rows[0]["selection_valid"]
+
+        def header(n: str) -> str:
+            users, cases = first[n].get("n_users", first[n]["n_cases"]), first[n]["n_cases"]
+            return f"{n} ({cases:,.0f})" if users == cases else f"{n} ({users:,.0f} users, {cases:,.0f} cases)"
+
         lines += ["", "Validation NDCG@10 per slice, the held-out slices included (`models.split.cold_selection_cases`: "
-                  "each cold user's second-to-last interaction from the same first interactions, and the validation "
-                  "targets the cold-item holdout removed), every item ranked as in test — what settings that matter "
-                  "only for new users or items are chosen by:", "",
-                  "| model | all | " + " | ".join(f"{n} ({counts.get(n, rows[0]['selection_valid'][n]['n_cases']):,.0f})"
-                                                  for n in names) + " |",
+                  f"{cold_user_targets} from the same first interactions, and the validation targets the cold-item "
+                  "holdout removed; each user counted once, a user's several targets averaged), every item ranked as "
+                  "in test — what settings that matter only for new users or items are chosen by:", "",
+                  "| model | all | " + " | ".join(header(n) for n in names) + " |",
                   "|---|---|" + "---|" * len(names)]  # fmt: skip
         for r in rows:
             v = r.get("selection_valid")
@@ -675,6 +691,10 @@ def markdown(result: dict) -> str:
 # ----- command line ---------------------------------------------------------------------------
 
 
+def _targets(text: str) -> int | None:
+    return None if text == "all" else int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("movielens", "synthetic"), default="movielens")
@@ -687,6 +707,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cold-user-fraction", type=float, default=None,
                         help="pipeline split: share of users held out as new users (default the split's 0.10); "
                              "a larger slice to judge the cold-user comparisons by")
+    parser.add_argument("--cold-user-validation-targets", type=_targets, default=1,
+                        help="validation targets per new user in the held-out slices' cases (--split-mode pipeline): "
+                             "1, their second-to-last interaction; n, up to the n latest before the test target; "
+                             "'all', every one after the shown; averaged per user")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the split's seed (which users and items are held out) and the synthetic source's")
     parser.add_argument("--models", default="popularity,ease,lightgcn,content_knn")
     parser.add_argument("--models-config", default="{}", help='JSON per-family overrides, e.g. \'{"lightgcn": {"max_epochs": 60}}\'')
     parser.add_argument("--ensemble", action="store_true", help="blend the trained families (weights on validation)")

@@ -218,6 +218,35 @@ class EvaluationResult:
     metrics: dict[str, dict[str, float]]
 
 
+def per_user_slice_means(per_case: pd.DataFrame, k: int = 10) -> dict[str, dict[str, float]]:
+    """hr@k and ndcg@k of "all" and each slice with every user counted once per slice: a user's
+    n cases in a slice weigh 1/n each (``models.split.cold_selection_cases`` with several
+    targets per new user). Where every user has one case per slice, the means are
+    ``slice_metrics``'. Also n_cases and n_users per slice."""
+    slices = per_case["slice"].to_numpy()
+    users = per_case["user_idx"].to_numpy(np.int64)
+    ranks = per_case["rank"].to_numpy(np.int64)
+    keys = pd.MultiIndex.from_arrays([slices, users])
+    weights = 1.0 / pd.Series(1, index=keys).groupby(level=[0, 1]).transform("size").to_numpy(np.float64)
+    hit, gain = (ranks <= k).astype(np.float64), ndcg_gains(ranks, k)
+
+    def subset(mask: np.ndarray) -> dict[str, float]:
+        w = weights[mask]
+        return {
+            f"hr@{k}": float((hit[mask] * w).sum() / w.sum()),
+            f"ndcg@{k}": float((gain[mask] * w).sum() / w.sum()),
+            "n_cases": int(mask.sum()),
+            "n_users": int(round(w.sum())),
+        }
+
+    out = {"all": subset(np.ones(len(per_case), dtype=bool))} if len(per_case) else {}
+    for name in SLICES:
+        mask = slices == name
+        if mask.any():
+            out[name] = subset(mask)
+    return out
+
+
 def slice_metrics(
     per_case: pd.DataFrame, n_items: int, ks: Sequence[int] = (10, 20)
 ) -> dict[str, dict[str, float]]:

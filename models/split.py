@@ -409,7 +409,11 @@ def leave_one_out_split(
 
 
 def cold_selection_cases(
-    interactions: pd.DataFrame, summary: SplitSummary, *, cold_user_shown: int = 5
+    interactions: pd.DataFrame,
+    summary: SplitSummary,
+    *,
+    cold_user_shown: int = 5,
+    cold_user_targets: int | None = 1,
 ) -> pd.DataFrame:
     """Validation-stage cases for the two held-out slices, for *choosing* configurations by them.
 
@@ -421,13 +425,18 @@ def cold_selection_cases(
 
     - ``"cold_user"``: each cold user with at least ``cold_user_shown + 2`` interactions; history
       their first ``cold_user_shown`` (as in their test case), target their second-to-last
-      interaction (their test target is the last).
+      interaction (their test target is the last). With ``cold_user_targets`` n > 1, up to n cases
+      per cold user: the second-, third-, ... to-last interactions, never one of the shown; None:
+      every interaction between the shown ones and the test target. One target per user is a
+      noisy judge (a few hundred new users); several per user, averaged per user
+      (``models.metrics.per_user_slice_means``), let each new user count once, as in test, with less noise.
     - ``"cold_item"``: each warm user whose validation target the cold-item holdout removed;
       history their training rows (as their validation case would have had), target that item.
 
     ``interactions`` and ``summary`` must be the ones ``leave_one_out_split`` was given and
     returned (pipeline mode, the same ``cold_user_shown``). ``case_id`` is ``2 * user_idx``, the
-    validation id, which no case of the split uses for these users. The split's own validation
+    validation id, which no case of the split uses for these users; a cold user's earlier targets
+    get negative ids (-1, -2, ...), which no case of the split has. The split's own validation
     cases (and so early stopping) are unchanged; these are meant to be scored like the test cases,
     with ``models.metrics.evaluate`` (cold users reach the model as user 0).
     """
@@ -444,12 +453,25 @@ def cold_selection_cases(
     is_cold_item[np.searchsorted(rows.item_ids, summary.cold_item_ids) + 1] = True
     row_cold_user = is_cold_user[user]
 
+    if cold_user_targets is not None and cold_user_targets < 1:
+        raise ValueError(f"cold_user_targets must be >= 1 or None (all), got {cold_user_targets}")
     frames = []
     targets = np.flatnonzero(row_cold_user & (rev == 1) & (pos >= cold_user_shown))
     frames.append(_cases(
         "valid", user[targets], targets, row_cold_user & (pos < cold_user_shown) & np.isin(user, user[targets]),
         np.full(len(targets), "cold_user", dtype=object), user, item, rows.ts,
     ))  # fmt: skip
+    earlier = row_cold_user & (rev >= 2) & (pos >= cold_user_shown)
+    if cold_user_targets is not None:
+        earlier &= rev <= cold_user_targets
+    earlier = np.flatnonzero(earlier)
+    if len(earlier):  # the same history as the user's second-to-last case, another target
+        shown = frames[0].set_index("user_idx")
+        extra = shown.loc[user[earlier]].reset_index()
+        extra["case_id"] = -np.arange(1, len(earlier) + 1, dtype=np.int64)
+        extra["target_item"] = item[earlier].astype(np.int64)
+        extra["target_timestamp"] = rows.ts[earlier].astype(np.int64)
+        frames[0] = pd.concat([frames[0], extra[list(CASE_COLUMNS)]], ignore_index=True)
     warm_with_cases = ~row_cold_user & (counts[user] >= 3)
     targets = np.flatnonzero(warm_with_cases & (rev == 1) & is_cold_item[item])
     has_target = np.zeros(rows.n_users + 1, dtype=bool)

@@ -115,6 +115,26 @@ def test_held_out_slices_get_validation_numbers_to_choose_by(two_runs):
     assert "Validation NDCG@10 per slice, the held-out slices included" in (root / "out" / "plugin-tiny-pipeline-cpu.md").read_text()
 
 
+def test_several_validation_targets_per_new_user_count_each_user_once(tmp_path, tiny_encoder):
+    argv = [
+        "--source", "synthetic", "--synthetic-users", "60", "--name", "tiny", "--split-mode", "pipeline",
+        "--models", "popularity", "--encoder", tiny_encoder, "--device", "cpu", "--text-cache-dir", str(tmp_path / "cache"),
+        "--out", str(tmp_path / "out"), "--tag", "targets",
+    ]  # fmt: skip
+    one = main(argv)
+    every = main([*argv, "--cold-user-validation-targets", "all"])
+    assert (one["cold_user_validation_targets"], every["cold_user_validation_targets"]) == (1, None)
+    users = one["selection_cases_per_slice"]["cold_user"]
+    assert every["selection_cases_per_slice"]["cold_user"] > users  # several targets per new user
+    cold_users = every["results"][0]["selection_valid"]["cold_user"]
+    assert (cold_users["n_users"], cold_users["n_cases"]) == (users, every["selection_cases_per_slice"]["cold_user"])
+    # the other slices, and so the warm validation number, are the same cases either way
+    assert every["results"][0]["selection_valid"]["warm"] == one["results"][0]["selection_valid"]["warm"]
+    text = (tmp_path / "out" / "targets-tiny-pipeline-cpu.md").read_text()
+    assert f"cold_user ({users:,} users, {cold_users['n_cases']:,} cases)" in text
+    assert "every interaction of each cold user after the shown ones but the last" in text
+
+
 def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded():
     """A stand-in model with a fixed ranking plus the offset on the held-out items: each offset is
     scored on the validation cases with the held-out slices, and the best of those is kept."""

@@ -15,6 +15,7 @@ from models.metrics import (
     evaluate,
     exclusion_mask,
     metrics_from_ranks,
+    per_user_slice_means,
     slice_metrics,
     target_ranks,
     top_k_items,
@@ -160,6 +161,35 @@ def test_coverage_counts_distinct_items_of_top_ten_lists():
     top = [list(range(1, 21)), list(range(6, 26)), [3] * 10 + [0] * 10]
     # top-10s: 1..10, 6..15 -> 1..15 distinct; [3]*10 adds nothing; padding 0 is not an item
     assert metrics_from_ranks([1, 1, 1], top, n_items=30)["coverage@10"] == pytest.approx(15 / 30)
+
+
+def test_per_user_slice_means_count_each_user_once_per_slice():
+    per_case = pd.DataFrame({
+        "user_idx": [1, 2, 7, 7, 7, 8],
+        "slice": ["warm", "warm", "cold_user", "cold_user", "cold_user", "cold_user"],
+        "rank": [1, 20, 1, 3, 50, 2],
+    })  # fmt: skip
+    out = per_user_slice_means(per_case)
+    user7 = (1 + 1 / math.log2(4) + 0) / 3  # three targets, one user
+    user8 = 1 / math.log2(3)
+    assert out["cold_user"]["ndcg@10"] == pytest.approx((user7 + user8) / 2)
+    assert out["cold_user"]["hr@10"] == pytest.approx((2 / 3 + 1) / 2)
+    assert (out["cold_user"]["n_cases"], out["cold_user"]["n_users"]) == (4, 2)
+    assert out["warm"]["ndcg@10"] == pytest.approx(0.5)
+    assert out["all"]["ndcg@10"] == pytest.approx((1 + 0 + user7 + user8) / 4)
+    assert (out["all"]["n_cases"], out["all"]["n_users"]) == (6, 4)
+    assert "cold_item" not in out
+
+
+def test_per_user_slice_means_are_slice_metrics_with_one_case_per_user():
+    rng = np.random.default_rng(0)
+    per_case = pd.DataFrame({
+        "user_idx": np.arange(40), "slice": rng.choice(["warm", "cold_user", "cold_item"], 40),
+        "rank": rng.integers(1, 30, 40), "top_items": [list(range(1, 21))] * 40, "activity_bucket": "1-10",
+    })  # fmt: skip
+    exact, means = slice_metrics(per_case, n_items=50), per_user_slice_means(per_case)
+    for name, m in means.items():
+        assert m["ndcg@10"] == pytest.approx(exact[name]["ndcg@10"]) and m["hr@10"] == pytest.approx(exact[name]["hr@10"])
 
 
 def test_metrics_of_no_cases_are_nan():

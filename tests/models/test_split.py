@@ -408,6 +408,37 @@ def test_cold_selection_cases_on_a_hand_built_table():
     assert not set(cases["case_id"]) & set(data.cases["case_id"])
 
 
+def test_cold_selection_cases_with_several_targets_per_cold_user():
+    # user 1 (9 rows) is the cold user: shown items 1..5, test target 9, validation targets 6..8
+    rows = [(1, i, i) for i in range(1, 10)]
+    rows += [(2, 20, 1), (2, 21, 2), (2, 200, 3), (2, 22, 4)]
+    rows += [(3, 20, 1), (3, 21, 2), (3, 23, 3)]
+    interactions = frame(rows)
+    items, users = side_tables(interactions)
+    data, summary = leave_one_out_split(
+        interactions, items, users, mode="pipeline", seed=0, cold_user_fraction=0.34, cold_item_fraction=0.08
+    )
+    assert summary.cold_user_ids == [1]
+    to_idx = dict(zip(data.items["item_id"], data.items["item_idx"]))
+
+    def cold_user_cases(targets):
+        cases = cold_selection_cases(interactions, summary, cold_user_targets=targets)
+        assert len(cases[cases["slice"] == "cold_item"]) == 1  # the other slice is as before
+        assert not set(cases["case_id"]) & set(data.cases["case_id"]) and cases["case_id"].is_unique
+        return cases[cases["slice"] == "cold_user"]
+
+    every = cold_user_cases(None)
+    assert sorted(every["target_item"]) == [to_idx[i] for i in (6, 7, 8)]
+    assert all(h == [to_idx[i] for i in range(1, 6)] for h in every["history"])  # the test case's history
+    assert every[every["target_item"] == to_idx[8]]["case_id"].item() == 2  # the second-to-last keeps its id
+    two = cold_user_cases(2)
+    assert sorted(two["target_item"]) == [to_idx[7], to_idx[8]]  # the latest before the test target
+    assert list(cold_user_cases(1)["target_item"]) == [to_idx[8]]
+    assert sorted(cold_user_cases(10)["target_item"]) == sorted(every["target_item"])
+    with pytest.raises(ValueError, match="cold_user_targets must be >= 1"):
+        cold_selection_cases(interactions, summary, cold_user_targets=0)
+
+
 def test_cold_selection_cases_use_no_row_a_split_case_or_training_uses(pipeline):
     rows, data, summary = pipeline
     interactions = frame(rows)

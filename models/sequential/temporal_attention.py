@@ -123,6 +123,12 @@ def interval_buckets(delta_seconds: torch.Tensor, time_span: int) -> torch.Tenso
     return (per_octave * torch.log2(1.0 + minutes)).long().clamp(max=time_span - 1)
 
 
+def masked_buckets(delta_seconds: torch.Tensor, attend: torch.Tensor, time_span: int) -> torch.Tensor:
+    """``interval_buckets`` of each (query, key) pair, and ``time_span`` (one past the last
+    bucket: "masked") where ``attend`` (BoolTensor, the shape of ``delta_seconds``) is False."""
+    return interval_buckets(delta_seconds, time_span).masked_fill_(~attend, time_span)
+
+
 def activity_profile(
     timestamps: torch.Tensor, real: torch.Tensor, earlier: torch.Tensor, delta: torch.Tensor, last_only: bool = False
 ) -> torch.Tensor:
@@ -174,27 +180,31 @@ class TemporalSelfAttention(nn.Module):
             nn.init.normal_(self.interval_key.weight, std=0.02)
             nn.init.zeros_(self.interval_bias.weight)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, buckets: torch.Tensor | None, last_only: bool = False
-    ) -> torch.Tensor:
-        """x: [B, L, D]; mask: float [B, 1, L, L] (0 or -inf); buckets: Long [B, L, L] or None.
-        -> [B, L, D], or [B, 1, D] with ``last_only`` (only the latest position queries)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x: [B, L, D]; mask: with the interval terms, Long [B, L, L] bucket of each (query,
+        key) pair and ``time_span`` where the key is masked (``masked_buckets``); without them,
+        float [B, 1, L, L] (0 or -inf). -> [B, L, D], or [B, 1, D] with ``last_only`` (only the
+        latest position queries)."""
         b, l, d = x.shape
         h, dh = self.n_heads, d // self.n_heads
         q, k, v = self.qkv(x).view(b, l, 3, h, dh).permute(2, 0, 3, 1, 4)
         if last_only:
-            q, mask = q[:, :, -1:], mask[:, :, -1:]
-            buckets = buckets[:, -1:] if buckets is not None else None
+            q, mask = q[:, :, -1:], mask[..., -1:, :]
         queries = q.shape[2]
-        bias = mask
-        if buckets is not None:
+        if hasattr(self, "interval_key"):
             # q_i . r_ij / sqrt(dh) + the bucket's own bias, for every bucket at once
-            # ([B, H, queries, n_buckets]), then picked per (i, j) by one gather: far cheaper
-            # than looking the [B, L, L] buckets up in two tables.
-            per_bucket = torch.einsum("bhld,nhd->bhln", q, self.interval_key.weight.view(-1, h, dh))
-            per_bucket = per_bucket / math.sqrt(dh) + self.interval_bias.weight.T[None, :, None, :]
-            index = buckets.unsqueeze(1).expand(b, h, queries, l)
-            bias = bias + per_bucket.gather(3, index)
+            # ([B, H, queries, n_buckets + 1]) in one batched matmul-add, then picked per (i, j)
+            # by one gather: far cheaper than looking the [B, L, L] buckets up in two tables. The
+            # extra bucket is the mask: key 0 and bias -inf, so masked pairs get -inf.
+            n = self.interval_key.num_embeddings
+            keys = F.pad(self.interval_key.weight.view(n, h, dh).permute(1, 2, 0), (0, 1))  # [H, dh, n + 1]
+            own = F.pad(self.interval_bias.weight.T, (0, 1), value=float("-inf"))  # [H, n + 1]
+            per_bucket = torch.baddbmm(  # batched over heads: every query of the batch in one row block
+                own.unsqueeze(1), q.transpose(0, 1).reshape(h, b * queries, dh), keys, alpha=1 / math.sqrt(dh)
+            ).view(h, b, queries, n + 1).transpose(0, 1)
+            bias = per_bucket.gather(3, mask.unsqueeze(1).expand(b, h, queries, l))
+        else:
+            bias = mask
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.dropout if self.training else 0.0
         )
@@ -217,12 +227,11 @@ class TemporalBlock(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, buckets: torch.Tensor | None, last_only: bool = False
-    ) -> torch.Tensor:
-        """[B, L, D] -> [B, L, D], or [B, 1, D] for the latest position with ``last_only``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D], or [B, 1, D] for the latest position with ``last_only``;
+        ``mask`` as ``TemporalSelfAttention`` takes it."""
         residual = x[:, -1:] if last_only else x
-        x = residual + self.dropout(self.attn(self.ln_attn(x), mask, buckets, last_only))
+        x = residual + self.dropout(self.attn(self.ln_attn(x), mask, last_only))
         return x + self.dropout(self.ffn(self.ln_ffn(x)))
 
 
@@ -274,18 +283,19 @@ class TemporalAttention(nn.Module):
         causal = torch.ones(l, l, dtype=torch.bool, device=items.device).tril()
         earlier = causal & real.unsqueeze(1)  # [B, L, L]: key j real and j <= i
         attend = earlier | torch.eye(l, dtype=torch.bool, device=items.device)
-        mask = torch.zeros(attend.shape, device=items.device).masked_fill(~attend, float("-inf"))
-        mask = mask.unsqueeze(1)  # [B, 1, L, L], broadcast over heads
         need_delta = cfg.time_intervals or cfg.seasonal_decomposition
         delta = timestamps.unsqueeze(2) - timestamps.unsqueeze(1) if need_delta else None
-        buckets = interval_buckets(delta, cfg.time_span) if cfg.time_intervals else None
+        if cfg.time_intervals:  # the mask rides in the buckets: one gather per layer gives both
+            mask = masked_buckets(delta, attend, cfg.time_span)
+        else:  # [B, 1, L, L], broadcast over heads
+            mask = torch.zeros(attend.shape, device=items.device).masked_fill(~attend, float("-inf")).unsqueeze(1)
         for number, block in enumerate(self.blocks, 1):
             if last_only and number == len(self.blocks):
-                x = block(x, mask, buckets, last_only=True)
+                x = block(x, mask, last_only=True)
             elif cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, mask, buckets, use_reentrant=False)
+                x = checkpoint(block, x, mask, use_reentrant=False)
             else:
-                x = block(x, mask, buckets)
+                x = block(x, mask)
             x = x * real[:, -x.shape[1] :].unsqueeze(-1)  # the latest column alone after last_only
         hidden = self.ln_out(x)
         if cfg.seasonal_decomposition:

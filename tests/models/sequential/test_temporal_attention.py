@@ -9,6 +9,7 @@ from models.sequential.temporal_attention import (
     TemporalAttention,
     TemporalAttentionConfig,
     interval_buckets,
+    masked_buckets,
     seasonal_features,
     weekday_and_month,
 )
@@ -103,6 +104,42 @@ def test_interval_attention_depends_only_on_time_differences():
     torch.testing.assert_close(model.score(_batch(items, shifted)), scores, rtol=0, atol=0)
     stretched = torch.where(times > 0, T0 + (times - T0) * 3, 0)  # other intervals: other scores
     assert not torch.allclose(model.score(_batch(items, stretched)), scores)
+
+
+@pytest.mark.parametrize("last_only", [False, True])
+def test_interval_attention_is_tisasrec_attention_written_out(last_only):
+    # softmax_j(q_i . (k_j + r_ij) / sqrt(dh) + b_ij) v_j, over the keys each query may read, with
+    # r and b the interval bucket's key and bias, written out pair by pair
+    torch.manual_seed(0)
+    attn = TemporalAttention(_config(30, n_heads=2, dim=8, dropout=0.0)).blocks[0].attn.eval()
+    torch.nn.init.normal_(attn.interval_key.weight)
+    torch.nn.init.normal_(attn.interval_bias.weight)
+    b, l, h, dh = 2, 5, 2, 4
+    x = torch.randn(b, l, h * dh)
+    times = torch.tensor([[0, 0] + _irregular_times(3), _irregular_times(5)])
+    real = torch.tensor([[False, False, True, True, True], [True] * 5])
+    attend = torch.ones(l, l, dtype=torch.bool).tril() & real.unsqueeze(1) | torch.eye(l, dtype=torch.bool)
+    delta = times.unsqueeze(2) - times.unsqueeze(1)
+    buckets = interval_buckets(delta, 256)
+    mask = masked_buckets(delta, attend, 256)
+    assert (mask == torch.where(attend, buckets, 256)).all()
+
+    q, k, v = attn.qkv(x).view(b, l, 3, h, dh).unbind(2)
+    r = attn.interval_key.weight.view(-1, h, dh)
+    out = torch.zeros(b, l, h, dh)
+    for u in range(b):
+        for i in range(l):
+            for head in range(h):
+                logits = torch.tensor([
+                    (q[u, i, head] @ (k[u, j, head] + r[buckets[u, i, j], head])) / dh**0.5
+                    + attn.interval_bias.weight[buckets[u, i, j], head]
+                    if attend[u, i, j] else float("-inf") for j in range(l)
+                ])  # fmt: skip
+                out[u, i, head] = torch.softmax(logits, 0) @ v[u, :, head]
+    expected = attn.proj(out.reshape(b, l, h * dh))
+    with torch.no_grad():
+        got = attn(x, mask, last_only=last_only)
+    torch.testing.assert_close(got, expected[:, -1:] if last_only else expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("flag", FLAGS)

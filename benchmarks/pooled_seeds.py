@@ -1,0 +1,119 @@
+"""One slice's test NDCG@10 pooled over several draws of the same experiment (issue 12).
+
+    python benchmarks/pooled_seeds.py --slice cold_user --reference lightgcn --name cold-users-synthetic \
+        benchmarks/results/graph-targets20-cold30-synthetic-default-pipeline-cpu.json \
+        benchmarks/results/graph-targets20-cold30-synthetic-default-seed1-pipeline-cpu.json ...
+
+A slice of a few hundred users (the new users of one split) gives intervals as wide as the
+differences asked about, and one draw can be lucky. The result files of
+``benchmarks/plugin_families.py`` run with other ``--seed`` values (other synthetic data, other
+held-out users and items) are independent draws: this script puts their test cases of one slice
+together — each user of each draw one case, the models' chosen settings as each run chose them on
+validation — and compares every model with ``--reference`` by the same paired bootstrap, per draw
+and pooled (resampling the pooled cases). Only models present in every file are compared.
+
+Writes ``benchmarks/results/pooled-<name>.json`` and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file from anywhere
+
+from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
+from models.metrics import ndcg_gains  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def slice_ranks(result: dict, slice_name: str, prefix: str) -> dict[str, dict[str, int]]:
+    """model -> {"<prefix>:<user>": test rank} for the users of ``slice_name`` in one result file."""
+    out = {}
+    for row in result["results"]:
+        users = [u for u, s in row["test_slices_by_user"].items() if slice_name in ("all", s)]
+        out[row["model"]] = {f"{prefix}:{u}": int(row["test_ranks_by_user"][u]) for u in users}
+    return out
+
+
+def _mean(ranks: dict[str, int]) -> float:
+    return float(ndcg_gains(list(ranks.values())).mean()) if ranks else float("nan")
+
+
+def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: int = 2000) -> dict:
+    """Per draw and pooled: each model's NDCG@10 on the slice and its paired bootstrap against ``reference``."""
+    draws = [slice_ranks(r, slice_name, str(i)) for i, r in enumerate(results)]
+    models = [m for m in draws[0] if all(m in d for d in draws)]
+    if reference not in models:
+        raise SystemExit(f"--reference {reference!r} is not in every file (models in all: {models})")
+    every = {m: {k: v for d in draws for k, v in d[m].items()} for m in models}
+    out = {"models": models, "draws": [], "pooled": {}}
+    for result, draw in zip(results, draws):
+        out["draws"].append({
+            "dataset": result["dataset"], "seed": result["split"].get("seed", 0), "n_cases": len(draw[reference]),
+            "ndcg@10": {m: _mean(draw[m]) for m in models},
+            "versus_reference": {m: {"ndcg@10_diff": _mean(draw[m]) - _mean(draw[reference]),
+                                     **paired_bootstrap(draw[m], draw[reference], n_resamples)}
+                                 for m in models if m != reference},
+        })  # fmt: skip
+    out["pooled"] = {
+        "n_cases": len(every[reference]),
+        "ndcg@10": {m: _mean(every[m]) for m in models},
+        "versus_reference": {m: {"ndcg@10_diff": _mean(every[m]) - _mean(every[reference]),
+                                 **paired_bootstrap(every[m], every[reference], n_resamples)}
+                             for m in models if m != reference},
+    }  # fmt: skip
+    return out
+
+
+def _cell(v: dict) -> str:
+    low, high = v["ndcg@10_diff_ci95"]
+    text = f"{v['ndcg@10_diff']:+.4f} [{low:+.4f}, {high:+.4f}]"
+    return f"**{text}**" if low > 0 or high < 0 else text
+
+
+def markdown(summary: dict) -> str:
+    models, ref = summary["models"], summary["reference"]
+    others = [m for m in models if m != ref]
+    lines = [f"Test NDCG@10 on the **{summary['slice']}** slice, per draw and pooled; minus {ref}'s with the 95% "
+             "paired-bootstrap interval (2,000 resamples of the slice's cases); **bold** where the interval "
+             "excludes 0.", "",
+             "| draw | n | " + " | ".join(models) + " | " + " | ".join(f"{m} − {ref}" for m in others) + " |",
+             "|---|---|" + "---|" * (len(models) + len(others))]  # fmt: skip
+    for draw in [*summary["draws"], {**summary["pooled"], "dataset": "**pooled**", "seed": "–"}]:
+        lines.append(f"| {draw['dataset']} (seed {draw['seed']}) | {draw['n_cases']:,} | "
+                     + " | ".join(f"{draw['ndcg@10'][m]:.4f}" for m in models) + " | "
+                     + " | ".join(_cell(draw["versus_reference"][m]) for m in others) + " |")  # fmt: skip
+    lines += ["", f"- files: {', '.join(summary['files'])}", f"- command: `{summary['command']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", help="result JSON files of benchmarks/plugin_families.py")
+    parser.add_argument("--slice", default="cold_user", help="the test slice to pool (warm, cold_user, cold_item, all)")
+    parser.add_argument("--reference", required=True, help="the model every other one is compared with")
+    parser.add_argument("--name", required=True, help="results file name: pooled-<name>.json")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    results = [json.loads(Path(f).read_text()) for f in args.files]
+    summary = {"slice": args.slice, "reference": args.reference, "files": [Path(f).name for f in args.files],
+               **pooled(results, args.slice, args.reference)}  # fmt: skip
+    summary["command"] = shlex.join(["python", "benchmarks/pooled_seeds.py", *(sys.argv[1:] if argv is None else argv)])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"pooled-{args.name}.json").write_text(json.dumps(summary, indent=1))
+    (out / f"pooled-{args.name}.md").write_text(markdown(summary))
+    print(markdown(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -427,9 +427,11 @@ def cold_selection_cases(
       their first ``cold_user_shown`` (as in their test case), target their second-to-last
       interaction (their test target is the last). With ``cold_user_targets`` n > 1, up to n cases
       per cold user: the second-, third-, ... to-last interactions, never one of the shown; None:
-      every interaction between the shown ones and the test target. One target per user is a
-      noisy judge (a few hundred new users); several per user, averaged per user
-      (``models.metrics.per_user_slice_means``), let each new user count once, as in test, with less noise.
+      every interaction between the shown ones and the test target. Averaged per user
+      (``models.metrics.per_user_slice_means``) each new user still counts once, as in test,
+      with less noise — but those targets sit closer to the shown five than the test target
+      does: on five fresh synthetic draws twenty per user chose no better settings than one
+      (``benchmarks/README.md``, "Cold users over six draws").
     - ``"cold_item"``: each warm user whose validation target the cold-item holdout removed;
       history their training rows (as their validation case would have had), target that item.
 

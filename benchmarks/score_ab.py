@@ -1,6 +1,6 @@
 """Is one family's one-request ``score`` faster than at an earlier commit? Same inputs, same process.
 
-    python benchmarks/score_ab.py --family temporal_attention --before 1dc0c6e --name ml-1m-u2999 \
+    python benchmarks/score_ab.py --family temporal_attention --before 8695dce --name ml-1m-u2999 \
         --path ../shared/data/ml-1m --ratings-path ../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz
 
 On a shared 2-vCPU VM the same code runs 1.2–1.6x slower from one serving run to the next

@@ -9,7 +9,7 @@
         --models-config '{"lightgcn": {"max_epochs": 60}}'
 
 Reads the data by path (never copied), validates it against the data contracts, splits it
-(leave-one-out, ``--split-mode`` standard or pipeline, seed 0), computes the side inputs the
+(leave-one-out, ``--split-mode`` standard or pipeline, ``--seed``, default 0), computes the side inputs the
 requested families' specs name (``models.registry.FAMILIES``) once — the interaction graph, and
 the item text embeddings, which are cached on disk under ``--text-cache-dir`` keyed by the sha256
 of the encoder name and the exact texts it would embed — trains every family on

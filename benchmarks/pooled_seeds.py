@@ -23,8 +23,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
@@ -54,23 +52,21 @@ def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: in
     if reference not in models:
         raise SystemExit(f"--reference {reference!r} is not in every file (models in all: {models})")
     every = {m: {k: v for d in draws for k, v in d[m].items()} for m in models}
-    out = {"models": models, "draws": [], "pooled": {}}
-    for result, draw in zip(results, draws):
-        out["draws"].append({
-            "dataset": result["dataset"], "seed": result["split"].get("seed", 0), "n_cases": len(draw[reference]),
-            "ndcg@10": {m: _mean(draw[m]) for m in models},
-            "versus_reference": {m: {"ndcg@10_diff": _mean(draw[m]) - _mean(draw[reference]),
-                                     **paired_bootstrap(draw[m], draw[reference], n_resamples)}
+
+    def compared(ranks: dict[str, dict[str, int]]) -> dict:
+        return {
+            "n_cases": len(ranks[reference]),
+            "ndcg@10": {m: _mean(ranks[m]) for m in models},
+            "versus_reference": {m: {"ndcg@10_diff": _mean(ranks[m]) - _mean(ranks[reference]),
+                                     **paired_bootstrap(ranks[m], ranks[reference], n_resamples)}
                                  for m in models if m != reference},
-        })  # fmt: skip
-    out["pooled"] = {
-        "n_cases": len(every[reference]),
-        "ndcg@10": {m: _mean(every[m]) for m in models},
-        "versus_reference": {m: {"ndcg@10_diff": _mean(every[m]) - _mean(every[reference]),
-                                 **paired_bootstrap(every[m], every[reference], n_resamples)}
-                             for m in models if m != reference},
-    }  # fmt: skip
-    return out
+        }  # fmt: skip
+
+    return {
+        "models": models,
+        "draws": [{"dataset": r["dataset"], "seed": r["split"].get("seed", 0), **compared(d)} for r, d in zip(results, draws)],
+        "pooled": compared(every),
+    }
 
 
 def _cell(v: dict) -> str:

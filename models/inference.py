@@ -7,9 +7,12 @@ bookkeeping — costs as much as the arithmetic: TAT-TV's ``score`` on a 10-item
 0.78 ms eagerly and 0.32 ms traced on this machine, SASRec's 0.30 and 0.11 ms.
 
 ``single_row_scorer(model)`` records ``model.score`` on one example history with
-``torch.jit.trace`` (not frozen: the recorded operations are the model's own, so the traced
-scores are ``score``'s) and returns it as ``scorer(items, timestamps)`` for a batch of **one
-row without padding**. A trace replays the operations of its example; the branches that
+``torch.jit.trace``, freezes the record (``torch.jit.freeze``: the weights become constants, so
+the shape bookkeeping and the eval-mode no-ops around them — dropout, ``.to`` of a tensor already
+of that type, slices of the whole — are folded away: TAT-TV's record has half the nodes, and a
+200-item request takes ~10% less) and returns it as ``scorer(items, timestamps)`` for a batch of
+**one row without padding**. Weights changed after it is made reach it only in part (what
+freezing folded keeps the old values): make it after loading the weights, as the pyfunc does. A trace replays the operations of its example; the branches that
 depend on data in these families' ``score`` (padding present or not, a batch of one or more,
 an empty history) are all fixed for such a row, and nothing else may be sent to it (the pyfunc
 uses it only for one history with at least one known item; anything else goes to ``score``).
@@ -80,6 +83,7 @@ def single_row_scorer(model: nn.Module, n_items: int) -> SingleRowScorer | None:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about the data-dependent branches described above
             traced = torch.jit.trace(wrapper, example_history(min(TRACE_LENGTH, longest), n_items), check_trace=False)
+            traced = torch.jit.freeze(traced)
             for length in sorted({min(length, longest) for length in CHECK_LENGTHS}):
                 example = example_history(length, n_items, seed=1)
                 if not torch.allclose(traced(*example), wrapper(*example), rtol=RTOL, atol=ATOL):

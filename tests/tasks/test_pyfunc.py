@@ -8,6 +8,7 @@ import json
 from types import SimpleNamespace
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -16,7 +17,7 @@ from models.data import HistoryBatch, left_pad
 from models.ensemble import Ensemble
 from models.metrics import exclusion_mask
 from models.registry import build_model, save_model
-from tasks.pyfunc import INFERENCE_THREADS_ENV, SIGNATURE, TopKRecommender, inference_threads
+from tasks.pyfunc import INFERENCE_THREADS_ENV, SIGNATURE, TopKRecommender, _answer_frame, inference_threads
 from tasks.tracking import PYFUNC_MODEL_FILE, PYFUNC_REQUIREMENTS
 
 N_ITEMS = 30
@@ -180,6 +181,31 @@ def test_history_excluded_unknown_ids_counted_padding_never_recommended(artifact
         assert len(items) == N_ITEMS - len(known) and len(set(items)) == len(items)
         assert not set(items) & known and RAW not in items and 0 not in items
         assert set(items) <= set(range(RAW + 1, RAW + N_ITEMS + 1))
+
+
+def test_other_columns_and_a_dict_of_columns_give_the_same_answer(artifacts, restore_threads):
+    """The history is read out of the frame as a whole: extra columns of other types change
+    nothing, and a dict of columns (what some callers hand a pyfunc) reads the same."""
+    recommender = _loaded(artifacts["temporal_attention"])
+    times = [[1_600_000_000 + d * DAY for d in range(len(h))] for h in HISTORIES]
+    plain = recommender.predict(None, pd.DataFrame({"history": HISTORIES, "history_timestamps": times}), params={"k": 5})
+    extra = pd.DataFrame({"user": range(len(HISTORIES)), "history_timestamps": times, "score": 0.5, "history": HISTORIES})
+    for other in (extra, {"history": HISTORIES, "history_timestamps": times}):
+        out = recommender.predict(None, other, params={"k": 5})
+        assert out["items"].tolist() == plain["items"].tolist()
+        assert out["unknown_items"].tolist() == plain["unknown_items"].tolist()
+
+
+def test_the_answer_frame_is_what_the_public_constructor_builds(monkeypatch):
+    items = np.empty(3, dtype=object)
+    items[0], items[1], items[2] = [1003, 1001], [], [1007]
+    unknown = np.array([0, 2, 1])
+    fast = _answer_frame(items, unknown)
+    monkeypatch.delattr(pd.DataFrame, "_from_arrays")  # a pandas without the private constructor
+    public = _answer_frame(items, unknown)
+    pd.testing.assert_frame_equal(fast, public, check_column_type=False)
+    assert list(fast.columns) == ["items", "unknown_items"] and fast["unknown_items"].dtype == np.int64
+    assert fast["items"].tolist() == [[1003, 1001], [], [1007]]
 
 
 def test_time_aware_models_read_the_timestamps(artifacts, restore_threads):

@@ -6,8 +6,10 @@ from models.metrics import evaluate
 from models.general.popularity import Popularity, PopularityConfig
 from models.sequential.temporal_attention import (
     DAY,
+    TREND_WINDOWS_DAYS,
     TemporalAttention,
     TemporalAttentionConfig,
+    activity_profile,
     interval_buckets,
     masked_buckets,
     seasonal_features,
@@ -85,6 +87,56 @@ def test_calendar_matches_python_datetime():
     for s, w, m in zip(t.tolist(), weekday.tolist(), month.tolist()):
         d = datetime.fromtimestamp(s, timezone.utc)
         assert (w, m) == (d.weekday(), d.month - 1)
+
+
+def _profile_written_out(times: list[int], real: list[bool], i: int) -> list[float]:
+    """Position i's activity profile by the definition, with Python's calendar: the shares of
+    the user's real events <= i per weekday and month, the weekday and month of event i, and
+    log(recent rate / overall rate) per trend window, log1p(overall events per day)."""
+    import math
+    from datetime import datetime, timezone
+
+    def calendar(t):
+        d = datetime.fromtimestamp(t, timezone.utc)
+        return d.weekday(), d.month - 1
+
+    events = [times[j] for j in range(i + 1) if real[j]]
+    n = len(events)
+    shares = [0.0] * 19
+    for t in events:
+        weekday, month = calendar(t)
+        shares[weekday] += 1 / n
+        shares[7 + month] += 1 / n
+    now = [0.0] * 19
+    weekday, month = calendar(times[i])
+    now[weekday] = now[7 + month] = 1.0
+    span_days = max(times[i] - min(events), 0) / DAY + 1.0
+    overall = n / span_days
+    trends = []
+    for window in TREND_WINDOWS_DAYS:
+        recent = sum(1 for t in events if times[i] - t < window * DAY)
+        trends.append(math.log((recent / min(span_days, window) + 1e-3) / (overall + 1e-3)))
+    return shares + now + trends + [math.log1p(overall)]
+
+
+@pytest.mark.parametrize("last_only", [False, True])
+def test_activity_profile_is_the_definition_written_out(last_only):
+    """Two users, one left-padded, events out of order once, spanning months and a year end."""
+    rows = [
+        [0, 0, T0, T0 + 3_600, T0 + 2 * DAY, T0 + 9 * DAY, T0 + 40 * DAY, T0 + 40 * DAY + 60],
+        [T0 - 400 * DAY, T0 - 30 * DAY, T0 - 29 * DAY, T0 - 31 * DAY, T0, T0 + 6 * DAY, T0 + 7 * DAY, T0 + 47 * DAY],
+    ]
+    real = torch.tensor([[False, False] + [True] * 6, [True] * 8])
+    timestamps = torch.tensor(rows)
+    earlier = torch.ones(8, 8, dtype=torch.bool).tril() & real.unsqueeze(1)
+    delta = timestamps.unsqueeze(2) - timestamps.unsqueeze(1)
+    profile = activity_profile(timestamps, real, earlier, delta, last_only=last_only)
+    positions = [7] if last_only else range(8)
+    for b in range(2):
+        for column, i in enumerate(positions):
+            if real[b, i]:
+                expected = torch.tensor(_profile_written_out(rows[b], real[b].tolist(), i))
+                torch.testing.assert_close(profile[b, column], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_interval_buckets_are_log_spaced_and_clipped_at_time_span():

@@ -182,10 +182,10 @@ def test_interval_attention_is_tisasrec_attention_written_out(last_only):
     for u in range(b):
         for i in range(l):
             for head in range(h):
-                logits = torch.tensor([
+                logits = torch.stack([
                     (q[u, i, head] @ (k[u, j, head] + r[buckets[u, i, j], head])) / dh**0.5
                     + attn.interval_bias.weight[buckets[u, i, j], head]
-                    if attend[u, i, j] else float("-inf") for j in range(l)
+                    if attend[u, i, j] else torch.tensor(float("-inf")) for j in range(l)
                 ])  # fmt: skip
                 out[u, i, head] = torch.softmax(logits, 0) @ v[u, :, head]
     expected = attn.proj(out.reshape(b, l, h * dh))

@@ -531,6 +531,7 @@ def main() -> None:
     from tasks.pyfunc import INFERENCE_THREADS_ENV, inference_threads
 
     families = [f for f in args.families.split(",") if f]
+    models_config = json.loads(args.models_config)
     http_families = [f for f in args.http_families.split(",") if f]
     quiet = {"max_load": args.quiet_load, "max_wait": args.quiet_wait}
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -541,7 +542,7 @@ def main() -> None:
         tables, data = load_split(args.path, args.ratings_path, args.name)
         print(f"data: {data.n_items:,} items, {data.n_users:,} users, {len(data.stage('test')):,} test cases "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
-        models, reports, build_seconds = build_models(data, families, overrides=json.loads(args.models_config))
+        models, reports, build_seconds = build_models(data, families, overrides=models_config)
         print("built: " + ", ".join(f"{f} {s:.1f} s" for f, s in build_seconds.items()), flush=True)
         requests = test_requests(data, args.warmup + args.requests)
         example = data.items.sort_values("item_idx")["item_id"].head(3).astype(int).tolist()
@@ -551,7 +552,7 @@ def main() -> None:
         run = {
             "started_at": started_at,
             "label": args.label,
-            "models_config": json.loads(args.models_config),
+            "models_config": models_config,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "torch": torch.__version__, "mlflow": mlflow.__version__},  # fmt: skip
             "inference_threads": inference_threads(),

@@ -12,9 +12,11 @@ the shape bookkeeping and the eval-mode no-ops around them — dropout, ``.to`` 
 of that type, slices of the whole — are folded away: TAT-TV's record has half the nodes, and a
 200-item request takes ~10% less) and returns it as ``scorer(items, timestamps)`` for a batch of
 **one row without padding**. Weights changed after it is made reach it only in part (what
-freezing folded keeps the old values): make it after loading the weights, as the pyfunc does. A trace replays the operations of its example; the branches that
-depend on data in these families' ``score`` (padding present or not, a batch of one or more,
-an empty history) are all fixed for such a row, and nothing else may be sent to it (the pyfunc
+freezing folded keeps the old values): make it after loading the weights, as the pyfunc does.
+
+A trace replays the operations of its example; the branches that depend on data in these
+families' ``score`` (padding present or not, a batch of one or more, an empty history) are all
+fixed for such a row, and nothing else may be sent to it (the pyfunc
 uses it only for one history with at least one known item; anything else goes to ``score``).
 Before it is returned the trace is checked against ``score`` on histories of several lengths,
 up to the model's ``history_length``; a family whose trace fails or differs gets None (use

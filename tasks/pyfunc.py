@@ -105,7 +105,7 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
             raise ValueError("the input needs a 'history' column: raw item ids, oldest first")
         rows = len(histories)
         if not rows:
-            return pd.DataFrame({"items": pd.Series([], dtype=object), "unknown_items": pd.Series([], dtype=np.int64)})
+            return _answer_frame(np.empty(0, dtype=object), np.zeros(0, dtype=np.int64))
         flat, lengths = _flatten(histories)
         # raw id -> item_idx for every history of the batch at once; unknown ids drop out
         pos = np.searchsorted(self._sorted_ids, flat)

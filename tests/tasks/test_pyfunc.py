@@ -196,6 +196,12 @@ def test_other_columns_and_a_dict_of_columns_give_the_same_answer(artifacts, res
         assert out["unknown_items"].tolist() == plain["unknown_items"].tolist()
 
 
+def test_a_request_without_rows_gets_an_empty_answer(artifacts, restore_threads):
+    out = _loaded(artifacts["sasrec"]).predict(None, pd.DataFrame({"history": pd.Series([], dtype=object)}), params={"k": 5})
+    assert len(out) == 0 and list(out.columns) == ["items", "unknown_items"]
+    assert out["unknown_items"].dtype == np.int64
+
+
 def test_the_answer_frame_is_what_the_public_constructor_builds(monkeypatch):
     items = np.empty(3, dtype=object)
     items[0], items[1], items[2] = [1003, 1001], [], [1007]

@@ -13,6 +13,7 @@ import pandas as pd
 from flytekit import Cache, HashMethod, Resources, current_context
 from flytekit.extras.accelerators import A100, L4
 from flytekit.types.file import FlyteFile
+from flytekit.types.structured import StructuredDataset
 
 # Bump when a task's behaviour changes, so cached results of the old code are not reused.
 CACHE_VERSION = "2026.12.01-2"
@@ -96,3 +97,22 @@ class ModelEvaluation:
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
         return json.loads(self.metrics_json)
+
+
+@dataclass
+class RunResults:
+    """What ``full_pipeline`` returns: the results table (one row per model and slice) and the
+    end-of-run summary (``tasks.register.end_of_run_summary``). Printed, it is the summary, so the
+    last thing ``pyflyte run`` shows (its echo of the return value) is the readable table, the
+    champion decision, and where MLflow and the Decks are."""
+
+    table: StructuredDataset
+    summary: str
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The results table as a DataFrame."""
+        return self.table.open(pd.DataFrame).all()

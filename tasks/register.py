@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import NamedTuple
 
+import pandas as pd
 from flytekit import task
+from flytekit.types.structured import StructuredDataset
 
-from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation
+from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation, RunResults
 
 
 def protocol_of(split_summary: str) -> str:
@@ -16,19 +19,26 @@ def protocol_of(split_summary: str) -> str:
     return f"leave-one-out full ranking; {split['mode']} split, seed {split['seed']}"
 
 
+class Promotion(NamedTuple):
+    decisions: str  # JSON: one PromotionDecision per registered model
+    results: RunResults  # the results table with the end-of-run summary
+
+
 @task(cache=False, retries=2, **DATA_RESOURCES)
 def promote_models(
     runs: str,
     evaluations: list[ModelEvaluation],
     info: DatasetInfo,
     split_summary: str,
+    results: pd.DataFrame,
     margin: float = 0.0,
     slice_tolerance: float = 0.01,
-) -> str:
+) -> Promotion:
     """Register every model as a version of ``cinesync-<family>`` and the best as a version of
-    ``cinesync-champion``; move ``champion`` only past the gate (``tasks.promotion``). Returns the
-    decisions as JSON, and prints them; writes the champion decision on the pipeline's parent
-    run; ends the run's output with the summary (``end_of_run_summary``)."""
+    ``cinesync-champion``; move ``champion`` only past the gate (``tasks.promotion``). Prints the
+    decisions and returns them as JSON; writes the champion decision on the pipeline's parent
+    run; returns ``results`` (the tracked results table) with the summary of the run
+    (``end_of_run_summary``), which is what the workflow returns and ``pyflyte run`` prints last."""
     from mlflow import MlflowClient
 
     from tasks.promotion import CHAMPION_NAME, Candidate, register_and_promote
@@ -63,8 +73,9 @@ def promote_models(
         family = client.get_model_version(CHAMPION_NAME, champion.version).tags.get("family", "?")
         log_decision(client, logged["parent_run_id"], champion, family)
     metrics = {e.family: e.metrics for e in evaluations}
-    print_at_end(end_of_run_summary(metrics, champion, family, logged, list(metrics)))
-    return json.dumps([asdict(d) for d in decisions])
+    summary = end_of_run_summary(metrics, champion, family, logged, list(metrics))
+    table = StructuredDataset(dataframe=results)
+    return Promotion(json.dumps([asdict(d) for d in decisions]), RunResults(table=table, summary=summary))
 
 
 def log_decision(client, parent_run_id: str, decision, family: str) -> None:
@@ -119,16 +130,3 @@ def end_of_run_summary(metrics: dict, decision, family: str, logged: dict, famil
         lines.append(f"{'Decks' if i == 0 else '':<10}{label:<{width}}  {where}")
     lines.append(f"{'':<10}(open in a browser; on a Flyte cluster, each task's Flyte Deck in the console)")
     return "\n".join(lines)
-
-
-def print_at_end(text: str) -> None:
-    """Print ``text`` as the last thing a local ``pyflyte run`` shows: pyflyte prints the
-    workflow's return value after the last task, so under its command the text waits for the
-    command to finish (click's ``call_on_close``); anywhere else it is printed at once."""
-    import click
-
-    context = click.get_current_context(silent=True)
-    if context is None:
-        print(text, flush=True)
-    else:
-        context.call_on_close(lambda: print(text, flush=True))

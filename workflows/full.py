@@ -15,13 +15,12 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
-import pandas as pd
 from flytekit import CronSchedule, LaunchPlan, workflow
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from tasks.checks import check_data_inputs, check_run_inputs
-from tasks.common import DatasetInfo, ModelEvaluation, Table, TrainedModel
+from tasks.common import DatasetInfo, ModelEvaluation, RunResults, Table, TrainedModel
 from tasks.ensemble import fit_ensemble, score_members
 from tasks.evaluate import evaluate_models
 from tasks.ingest import ingest
@@ -146,8 +145,9 @@ def full_pipeline(
     ensemble_top_k: int = 100,
     promotion_margin: float = 0.001,
     slice_tolerance: float = 0.01,
-) -> pd.DataFrame:
-    """Everything, end to end; returns the results table (one row per model and slice)."""
+) -> RunResults:
+    """Everything, end to end; returns the results table (one row per model and slice, ``.frame``)
+    with the summary of the run, which is what it prints as (``pyflyte run`` ends with it)."""
     checked = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
     data = prepared_data(
         source=source,
@@ -185,15 +185,16 @@ def full_pipeline(
         trained=with_ensemble,
         evaluations=evaluations,
     )
-    promote_models(
+    promoted = promote_models(
         runs=tracked.runs,
         evaluations=evaluations,
         info=data.info,
         split_summary=data.split_summary,
+        results=tracked.results,
         margin=promotion_margin,
         slice_tolerance=slice_tolerance,
     )
-    return tracked.results
+    return promoted.results
 
 
 class ValidationResult(NamedTuple):

@@ -50,14 +50,15 @@ def pipeline_run(tmp_path_factory, tiny_encoder, tiny_t5):
     logging.getLogger("mlflow").addHandler(handler)
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-            table = full_pipeline(
+            result = full_pipeline(
                 synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG.replace("ENCODER", tiny_t5),
                 text_encoder=tiny_encoder,
             )  # fmt: skip
     finally:
         logging.getLogger("mlflow").removeHandler(handler)
-    printed = printed.getvalue() + "".join(f"\n{r.levelname} {r.name}: {r.getMessage()}" for r in records)
-    yield table, MlflowClient(tracking_uri=uri), printed
+    # what `pyflyte run` shows: the run's own output, then its echo of the returned value
+    printed = printed.getvalue() + "".join(f"\n{r.levelname} {r.name}: {r.getMessage()}" for r in records) + f"\n{result}\n"
+    yield result.frame, MlflowClient(tracking_uri=uri), printed
     mp.undo()
 
 

@@ -76,7 +76,7 @@ DATA = dict(synthetic_users=80, data_seed=5, split_seed=5)
 
 def test_a_family_added_by_its_spec_alone_runs_end_to_end(spy_family):
     config = f"spy: {{record_to: {spy_family}}}"
-    table = full_pipeline(**DATA, models=["popularity", "spy"], model_config=config)
+    table = full_pipeline(**DATA, models=["popularity", "spy"], model_config=config).frame
     assert set(table["model"]) == {"popularity", "spy", "ensemble"}
     spy = table[(table["model"] == "spy") & (table["slice"] == "all")]
     popularity = table[(table["model"] == "popularity") & (table["slice"] == "all")]

@@ -98,6 +98,29 @@ def load_split(path: str, ratings_path: str | None, name: str):
     return tables, data
 
 
+# Config fields a sweep records that the dataset fixes (the model is built for the served data).
+DATASET_FIELDS = ("n_items", "n_users")
+
+
+def validated_configs(name: str, checksum: str, families: list[str], results: Path = RESULTS) -> dict[str, dict]:
+    """family -> the config validation chose for it on this dataset: the chosen trial of
+    ``results/sweep-<family>-<name>-cpu.json`` (``benchmarks/sweep.py``), for the families that
+    have one. A sweep on other data (its ``dataset_sha256`` is not ``checksum``) is an error, not
+    a silent fallback to the default size."""
+    configs = {}
+    for family in families:
+        path = results / f"sweep-{family}-{name}-cpu.json"
+        if not path.exists():
+            continue
+        sweep = json.loads(path.read_text())
+        if sweep["dataset_sha256"] != checksum:
+            raise ValueError(f"{path}: swept on data with sha256 {sweep['dataset_sha256'][:16]}…, "
+                             f"not the served {name} ({checksum[:16]}…)")  # fmt: skip
+        chosen = sweep["trials"][sweep["chosen"]]["config"]
+        configs[family] = {k: v for k, v in chosen.items() if k not in DATASET_FIELDS}
+    return configs
+
+
 def build_models(data, families: list[str], seed: int = 0, overrides: dict | None = None) -> tuple[dict, dict, dict]:
     """family -> model (eval mode), family -> fit report dict, family -> seconds to build.
 
@@ -443,7 +466,9 @@ def markdown(run: dict, earlier: list[dict] | None = None) -> str:
         f"standard split, top-{K} for one real test history per request; {run['machine']['cpus']} CPUs, "
         f"torch {run['machine']['torch']}, MLflow {run['machine']['mlflow']}, inference threads "
         f"{run['inference_threads']}; {run['started_at']})"
-        + (f"; configs changed from the defaults: `{json.dumps(run['models_config'])}`" if run.get("models_config") else ""),
+        + (f"; configs changed from the defaults: `{json.dumps(run['models_config'])}`" if run.get("models_config") else "")
+        + (f"; built at the config validation chose on this dataset: {', '.join(run['validated_configs'])}"
+           if run.get("validated_configs") else ""),
         "",
         f"Bars (issue 10): p99 < {IN_PROCESS_BAR_MS:g} ms in process, p99 < {HTTP_BAR_MS:g} ms over HTTP. "
         "Load = 1-minute load average before / after the measurement (the benchmark keeps one of the 2 cores busy "
@@ -521,6 +546,9 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a note stored with the run")
     parser.add_argument("--models-config", default="{}",
                         help='JSON per-family config overrides, e.g. \'{"temporal_attention": {"max_len": 50}}\'')
+    parser.add_argument("--validated-configs", action="store_true",
+                        help="build each family with the config validation chose on this dataset where a sweep "
+                             "is on file (results/sweep-<family>-<name>-cpu.json); --models-config still wins")
     args = parser.parse_args()
 
     import torch
@@ -542,7 +570,11 @@ def main() -> None:
         tables, data = load_split(args.path, args.ratings_path, args.name)
         print(f"data: {data.n_items:,} items, {data.n_users:,} users, {len(data.stage('test')):,} test cases "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
-        models, reports, build_seconds = build_models(data, families, overrides=models_config)
+        validated = validated_configs(tables.name, tables.checksum, families) if args.validated_configs else {}
+        if args.validated_configs:
+            print("validated configs: " + (", ".join(validated) or "none on file"), flush=True)
+        overrides = {f: {**validated.get(f, {}), **models_config.get(f, {})} for f in {*validated, *models_config}}
+        models, reports, build_seconds = build_models(data, families, overrides=overrides)
         print("built: " + ", ".join(f"{f} {s:.1f} s" for f, s in build_seconds.items()), flush=True)
         requests = test_requests(data, args.warmup + args.requests)
         example = data.items.sort_values("item_idx")["item_id"].head(3).astype(int).tolist()
@@ -553,6 +585,7 @@ def main() -> None:
             "started_at": started_at,
             "label": args.label,
             "models_config": models_config,
+            "validated_configs": validated,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "torch": torch.__version__, "mlflow": mlflow.__version__},  # fmt: skip
             "inference_threads": inference_threads(),

@@ -1,6 +1,11 @@
-"""benchmarks/serving.py: the latency of each history-length band is the latency of its requests."""
+"""benchmarks/serving.py: the latency of each history-length band is the latency of its requests; the
+configs validation chose, read from the sweeps on file."""
 
-from benchmarks.serving import by_history_length
+import json
+
+import pytest
+
+from benchmarks.serving import by_history_length, validated_configs
 
 
 def test_each_request_counts_in_the_band_of_its_history_length():
@@ -13,3 +18,23 @@ def test_each_request_counts_in_the_band_of_its_history_length():
 
 def test_an_empty_band_is_left_out():
     assert set(by_history_length([1.0, 2.0], [3, 7])) == {"0-50"}
+
+
+def _sweep(folder, family, name, checksum, chosen, configs):
+    trials = [{"config": {"n_items": 3615, "n_users": 2999, **c}} for c in configs]
+    (folder / f"sweep-{family}-{name}-cpu.json").write_text(
+        json.dumps({"family": family, "dataset_sha256": checksum, "chosen": chosen, "trials": trials})
+    )
+
+
+def test_validated_configs_are_the_chosen_trials_without_the_dataset_sizes(tmp_path):
+    _sweep(tmp_path, "temporal_attention", "ml-1m-u2999", "abc", 1, [{"max_len": 200}, {"max_len": 100, "dim": 64}])
+    _sweep(tmp_path, "sasrec", "ml-100k", "other", 0, [{"dim": 128}])  # another dataset's sweep: not read
+    configs = validated_configs("ml-1m-u2999", "abc", ["temporal_attention", "sasrec", "popularity"], results=tmp_path)
+    assert configs == {"temporal_attention": {"max_len": 100, "dim": 64}}
+
+
+def test_a_sweep_of_other_data_under_the_served_name_is_an_error(tmp_path):
+    _sweep(tmp_path, "sasrec", "ml-1m-u2999", "stale", 0, [{"dim": 128}])
+    with pytest.raises(ValueError, match="swept on data with sha256 stale"):
+        validated_configs("ml-1m-u2999", "abc", ["sasrec"], results=tmp_path)

@@ -570,8 +570,9 @@ def main() -> None:
         tables, data = load_split(args.path, args.ratings_path, args.name)
         print(f"data: {data.n_items:,} items, {data.n_users:,} users, {len(data.stage('test')):,} test cases "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
-        validated = validated_configs(tables.name, tables.checksum, families) if args.validated_configs else {}
+        validated = {}
         if args.validated_configs:
+            validated = validated_configs(tables.name, tables.checksum, families)
             print("validated configs: " + (", ".join(validated) or "none on file"), flush=True)
         overrides = {f: {**validated.get(f, {}), **models_config.get(f, {})} for f in {*validated, *models_config}}
         models, reports, build_seconds = build_models(data, families, overrides=overrides)

@@ -4,29 +4,12 @@ echo of a pandas frame cut to a few columns."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
+from tests.workflows.conftest import pyflyte
 
 
-def test_pyflyte_run_ends_with_the_summary_and_nothing_after_it(tmp_path):
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "CINESYNC_HOME": str(tmp_path / "cinesync"),
-        "TMPDIR": str(tmp_path),
-        "GX_ANALYTICS_ENABLED": "false",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    args = ["--models", '["popularity", "ease"]', "--synthetic_users", "80", "--no-ensemble"]
-    run = subprocess.run(
-        [PYFLYTE, "run", "workflows/full.py", "full_pipeline", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def test_pyflyte_run_ends_with_the_summary_and_nothing_after_it(sandbox):
+    args = ("--models", '["popularity", "ease"]', "--synthetic_users", "80", "--no-ensemble")
+    run = pyflyte(sandbox, "full_pipeline", *args, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     end = out[out.index("Test NDCG@10 and HR@10 per slice") :]

@@ -7,12 +7,10 @@ task folders), with the local cache on, as a user has it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,47 +19,13 @@ import pandas as pd
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
+from tests.workflows.conftest import PYFLYTE, ROOT, output, pyflyte
 
 # Small enough to run in seconds, slow enough (many steps an epoch) that a kill lands mid-run.
 SASREC = (
     "sasrec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 8, max_epochs: 40, "
     "patience: 100, num_threads: 1, eval_every: 1}"
 )
-
-
-@pytest.fixture
-def sandbox(tmp_path):
-    """Environment of a fresh user: own HOME, CINESYNC_HOME and TMPDIR; local cache on."""
-    home, tmp = tmp_path / "home", tmp_path / "tmp"
-    home.mkdir()
-    tmp.mkdir()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "CINESYNC_HOME": str(tmp_path / "cinesync"),
-        "TMPDIR": str(tmp),
-        "FLYTE_LOCAL_CACHE_ENABLED": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    return env
-
-
-def pyflyte(env: dict, workflow: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYFLYTE, "run", "workflows/full.py", workflow, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def output(run: subprocess.CompletedProcess) -> str:
-    return run.stdout + run.stderr
 
 
 def _checkpoint(env: dict) -> Path | None:

@@ -450,7 +450,7 @@ def run(args: argparse.Namespace) -> dict:
     training = data.training_data()
     # validation cases of the held-out slices (pipeline split): what new users and items are chosen by
     selection_cases = (
-        cold_selection_cases(tables.interactions, summary, cold_user_targets=args.cold_user_validation_targets)
+        cold_selection_cases(tables.interactions, summary, items=tables.items, cold_user_targets=args.cold_user_validation_targets)
         if args.split_mode == "pipeline" else None
     )  # fmt: skip
     score_time_grid = {name: json.loads(getattr(args, option[2:].replace("-", "_")) or "[]")

@@ -38,7 +38,9 @@ class SplitData:
     train: columns TRAIN_COLUMNS, ordered by user then time (source order on ties).
     cases: columns CASE_COLUMNS; validation cases (stage == "valid") choose epochs, test cases
         (stage == "test") are only ever scored by the evaluator.
-    items: ``item_idx`` (1..n_items) and ``item_id`` plus the canonical item columns.
+    items: ``item_idx`` (1..n_items) and ``item_id`` plus the canonical item columns: the
+        catalogue, every item of the source's items table whether rated or not (plus any rated
+        item the table lacks), so some items may have no interaction at all.
     users: ``user_idx`` (1..n_users) and ``user_id`` plus the canonical user columns.
     """
 

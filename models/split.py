@@ -3,6 +3,11 @@
 ``leave_one_out_split`` maps the canonical raw tables (``data_contracts.schema``) into the index
 space of ``models.data`` and cuts them into a training part and evaluation cases:
 
+- **Catalogue** (the candidates of every case): every item of the items table, rated or not, plus
+  any item of the interactions that the items table lacks (``items_without_metadata``); indexed
+  1..n_items by raw ``item_id``, sorted. An item nobody rated is a candidate like any other (with
+  no training row, as a cold item). Without an items table the catalogue is the rated items.
+  Users are indexed the same way, but only users with at least one interaction.
 - **Order** is per user by timestamp; ties keep the order of the source file (the sort key is
   ``(user, timestamp, original row position)``).
 - **Standard mode:** per user with >= 3 interactions the last one is the test target, the
@@ -17,11 +22,13 @@ space of ``models.data`` and cuts them into a training part and evaluation cases
      gets one test case (slice ``"cold_user"``) whose history is its first ``cold_user_shown``
      interactions and whose target is its last. Their histories are kept as they are, cold items
      included (they are test-time inputs, never training data).
-  2. *cold items*: ``round(cold_item_fraction * n_items)`` items (at least 1 when the catalogue has
-     >= 20 items), drawn among the items that appear in the training or validation part of
-     non-cold users. Every such training row and validation target is removed, so the items are
-     also absent from every warm user's validation and test history. Test cases of warm users
-     whose target is a cold item get slice ``"cold_item"``. Cold items stay in the catalogue.
+  2. *cold items*: ``round(cold_item_fraction * n_rated)`` items, ``n_rated`` the catalogue items
+     with at least one interaction (at least 1 when n_rated >= 20), drawn among the items that
+     appear in the training or validation part of non-cold users (so never an unrated item; the
+     draw does not depend on how many unrated items the catalogue has). Every such training row
+     and validation target is removed, so the items are also absent from every warm user's
+     validation and test history. Test cases of warm users whose target is a cold item get slice
+     ``"cold_item"``. Cold items stay in the catalogue.
 
 Rounding is half-up (``floor(x + 0.5)``); counts are capped by the number of eligible users/items.
 Every input row ends as exactly one of: training row, validation target, warm-user test target,
@@ -67,7 +74,7 @@ class SplitSummary:
     seed: int
     rows_in: int
     n_users: int  # users with >= 1 interaction (index 1..n_users), cold users included
-    n_items: int  # catalogue: items with >= 1 interaction (index 1..n_items), cold items included
+    n_items: int  # catalogue (index 1..n_items): items table + rated items it lacks; cold items included
     train_rows: int
     valid_cases: int
     test_cases: dict[str, int]  # per slice; every slice of models.data.SLICES is a key
@@ -80,7 +87,7 @@ class SplitSummary:
     cold_item_removed_train_rows: int
     cold_item_dropped_valid_cases: int  # validation targets that were cold items
     cases_with_empty_history: int  # valid/test cases whose whole history was cold items
-    items_without_interactions: int  # in the items table, not in the catalogue
+    items_without_interactions: int  # in the catalogue (so in the items table), no interaction
     users_without_interactions: int  # in the users table, no interaction
     items_without_metadata: int  # in the catalogue, absent from the items table
     users_without_metadata: int  # with interactions, absent from the users table
@@ -122,7 +129,7 @@ class _OrderedRows:
     from the newest (0)."""
 
     user_ids: np.ndarray  # raw ids, sorted; user_idx = position + 1
-    item_ids: np.ndarray
+    item_ids: np.ndarray  # the catalogue's raw ids, sorted; item_idx = position + 1
     order: np.ndarray  # source row of each sorted row
     user: np.ndarray
     item: np.ndarray
@@ -140,10 +147,13 @@ class _OrderedRows:
         return len(self.item_ids)
 
     @classmethod
-    def of(cls, interactions: pd.DataFrame) -> "_OrderedRows":
+    def of(cls, interactions: pd.DataFrame, items: pd.DataFrame | None) -> "_OrderedRows":
+        """``items``: the items table (``_catalogue``); None or ``pd.DataFrame()`` for none."""
         raw_ts = interactions["timestamp"].to_numpy(np.int64)
         user_ids, user_inv = np.unique(interactions["user_id"].to_numpy(np.int64), return_inverse=True)
-        item_ids, item_inv = np.unique(interactions["item_id"].to_numpy(np.int64), return_inverse=True)
+        raw_items = interactions["item_id"].to_numpy(np.int64)
+        item_ids = _catalogue(raw_items, items)
+        item_inv = np.searchsorted(item_ids, raw_items)
         n_rows = len(raw_ts)
         order = np.lexsort((np.arange(n_rows), raw_ts, user_inv))
         user = user_inv[order].astype(np.int64) + 1
@@ -155,6 +165,21 @@ class _OrderedRows:
             item=item_inv[order].astype(np.int64) + 1, ts=raw_ts[order], counts=counts,
             pos=pos, rev=counts[user] - 1 - pos,
         )  # fmt: skip
+
+
+def _side_ids(table: pd.DataFrame | None, key: str) -> np.ndarray:
+    """The ``key`` column of a side table as int64 (empty for None or ``pd.DataFrame()``)."""
+    if table is None or (key not in table.columns and len(table.columns) == 0):
+        return np.empty(0, dtype=np.int64)
+    if key not in table.columns:
+        raise ValueError(f"the {key[:-3]}s table needs a {key!r} column; found {list(table.columns)}")
+    return table[key].to_numpy(np.int64)
+
+
+def _catalogue(raw_items: np.ndarray, items: pd.DataFrame | None) -> np.ndarray:
+    """The catalogue's raw item ids, sorted: every item of the items table, rated or not, and
+    every item of the interactions (``raw_items``) the table lacks."""
+    return np.union1d(_side_ids(items, "item_id"), raw_items)
 
 
 def _round_half_up(x: float) -> int:
@@ -215,12 +240,12 @@ def _side_table(
     """Index-space side table for raw ``ids`` (sorted; position + 1 is the index).
 
     ``table`` None or without columns (``pd.DataFrame()``) means no metadata: the table is then
-    just the index and the raw ids, derived from the interactions.
+    just the index and the raw ids. Returns the table, how many of ``table``'s ids are not in
+    ``ids`` and how many of ``ids`` are not in ``table``.
     """
-    if table is None or (key not in table.columns and len(table.columns) == 0):
-        table = pd.DataFrame({key: np.empty(0, dtype=np.int64)})
-    elif key not in table.columns:
-        raise ValueError(f"the {key[:-3]}s table needs a {key!r} column; found {list(table.columns)}")
+    table_ids = _side_ids(table, key)  # raises for a table with columns but no ``key``
+    if table is None or key not in table.columns:
+        table = pd.DataFrame({key: table_ids})
     table = table.drop_duplicates(key, keep="first")
     base = pd.DataFrame({idx_name: np.arange(1, len(ids) + 1, dtype=np.int64), key: ids})
     out = base.merge(table, on=key, how="left", sort=False)
@@ -246,14 +271,16 @@ def leave_one_out_split(
     See the module docstring for the protocol. ``interactions`` must be in source-file order
     (its row order is the tie-break); ``items`` / ``users`` provide the side-table columns
     (None or ``pd.DataFrame()``: none, the side tables hold only the ids of the interactions).
+    ``items`` also sets the catalogue: each of its items is a candidate, rated or not.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if cold_user_shown < 1:
         raise ValueError("cold_user_shown must be >= 1")
+    _side_ids(users, "user_id")  # a malformed users table fails before the work
 
     n_rows = len(interactions)
-    rows = _OrderedRows.of(interactions)
+    rows = _OrderedRows.of(interactions, items)
     user_ids, item_ids, n_users, n_items = rows.user_ids, rows.item_ids, rows.n_users, rows.n_items
     user, item, ts, counts, pos, rev = rows.user, rows.item, rows.ts, rows.counts, rows.pos, rows.rev
     if "rating" in interactions.columns:
@@ -261,6 +288,7 @@ def leave_one_out_split(
     else:
         rating = np.ones(n_rows, dtype=np.float32)
     has_cases = counts[user] >= 3
+    n_rated = int((np.bincount(item, minlength=n_items + 1)[1:] > 0).sum())
 
     role = np.full(n_rows, _TRAIN, dtype=np.int8)
     role[has_cases & (rev == 0)] = _TEST
@@ -281,8 +309,8 @@ def leave_one_out_split(
 
         fit_rows = (role == _TRAIN) | (role == _VALID)  # cold users' rows are no longer either
         eligible_items = np.unique(item[fit_rows])
-        n_cold_items = _round_half_up(cold_item_fraction * n_items)
-        if n_items >= 20:
+        n_cold_items = _round_half_up(cold_item_fraction * n_rated)
+        if n_rated >= 20:
             n_cold_items = max(n_cold_items, 1)
         n_cold_items = min(n_cold_items, len(eligible_items))
         cold_items = np.sort(rng.choice(eligible_items, size=n_cold_items, replace=False))
@@ -361,9 +389,8 @@ def leave_one_out_split(
         columns=list(TRAIN_COLUMNS),
     )
 
-    items_table, items_without_interactions, items_without_metadata = _side_table(
-        items, "item_id", "item_idx", item_ids
-    )
+    items_table, _, items_without_metadata = _side_table(items, "item_id", "item_idx", item_ids)
+    items_without_interactions = n_items - n_rated
     users_table, users_without_interactions, users_without_metadata = _side_table(
         users, "user_id", "user_idx", user_ids
     )
@@ -412,6 +439,7 @@ def cold_selection_cases(
     interactions: pd.DataFrame,
     summary: SplitSummary,
     *,
+    items: pd.DataFrame | None = None,
     cold_user_shown: int = 5,
     cold_user_targets: int | None = 1,
 ) -> pd.DataFrame:
@@ -435,18 +463,20 @@ def cold_selection_cases(
     - ``"cold_item"``: each warm user whose validation target the cold-item holdout removed;
       history their training rows (as their validation case would have had), target that item.
 
-    ``interactions`` and ``summary`` must be the ones ``leave_one_out_split`` was given and
-    returned (pipeline mode, the same ``cold_user_shown``). ``case_id`` is ``2 * user_idx``, the
+    ``interactions``, ``items`` and ``summary`` must be the ones ``leave_one_out_split`` was given
+    and returned (pipeline mode, the same ``cold_user_shown``): the items table sets the
+    catalogue's index (None: the split was given none). ``case_id`` is ``2 * user_idx``, the
     validation id, which no case of the split uses for these users; a cold user's earlier targets
     get negative ids (-1, -2, ...), which no case of the split has. The split's own validation
     cases (and so early stopping) are unchanged; these are meant to be scored like the test cases,
     with ``models.metrics.evaluate`` (cold users reach the model as user 0).
     """
-    rows = _OrderedRows.of(interactions)
+    rows = _OrderedRows.of(interactions, items)
     if (rows.n_users, rows.n_items) != (summary.n_users, summary.n_items):
         raise ValueError(
-            f"the interactions have {rows.n_users} users and {rows.n_items} items, the split summary "
-            f"{summary.n_users} and {summary.n_items}: pass the interactions the split was made from"
+            f"the interactions and items table give {rows.n_users} users and {rows.n_items} catalogue "
+            f"items, the split summary {summary.n_users} and {summary.n_items}: pass the interactions "
+            f"and the items table the split was made from"
         )
     user, item, pos, rev, counts = rows.user, rows.item, rows.pos, rows.rev, rows.counts
     is_cold_user = np.zeros(rows.n_users + 1, dtype=bool)

@@ -188,7 +188,11 @@ def _snippet(text: str) -> str:
     return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
 
 
-def _bad_line(path: Path, number: int, line: str, expected: str) -> SourceError:
+def _bad_line(path: Path, number: int, line: str, expected: str, reason: Exception | None = None) -> SourceError:
+    """``reason``: the exception that made the line malformed; an ``_Int64Overflow`` names the
+    column and the value instead of the expected layout."""
+    if isinstance(reason, _Int64Overflow):
+        return SourceError(f"{path}:{number}: malformed line, {reason}: {_snippet(line)}")
     return SourceError(f"{path}:{number}: malformed line, expected {expected}: {_snippet(line)}")
 
 
@@ -228,8 +232,20 @@ def _in_file_order(columns: list[str], order: list[int]) -> list[str]:
     return placed
 
 
-def _int(value: str) -> int:
-    return int(value.strip())
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class _Int64Overflow(ValueError):
+    """An integer field that an int64 column cannot hold; the message names column and value."""
+
+
+def _int(value: str, column: str = "value") -> int:
+    """The integer of a field; ``_Int64Overflow`` (a ValueError) when it does not fit in 64 bits,
+    which pandas would otherwise wrap around or report as a bare "Overflow"."""
+    number = int(value.strip())
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise _Int64Overflow(f"{column} {_snippet(value.strip())} does not fit in a 64-bit integer")
+    return number
 
 
 def _year_date(title: str) -> str:
@@ -262,6 +278,12 @@ _RATING_SPECS = {
 }
 _CSV_HEADER = ["userId", "movieId", "rating", "timestamp"]
 _CANONICAL_ORDER = [0, 1, 2, 3]
+# What each format calls user, item, rating and timestamp (the names its README uses).
+_RATING_COLUMNS = {
+    "100k": ["user id", "item id", "rating", "timestamp"],
+    "dat": ["UserID", "MovieID", "Rating", "Timestamp"],
+    "csv": _CSV_HEADER,
+}
 
 
 def _ratings_csv_order(path: Path) -> list[int]:
@@ -292,7 +314,9 @@ def _check_rating_fields(parts: list[str], order: list[int]) -> bool:
 def _scan_ratings(path: Path, fmt: str, order: list[int]) -> SourceError | None:
     """Slow path: find the first malformed line of a ratings file (called after a fast-path failure).
 
-    ``order``: where user, item, rating and timestamp sit in a line (from the csv header).
+    ``order``: where user, item, rating and timestamp sit in a line (from the csv header). A line
+    whose id or timestamp does not fit in 64 bits (pandas' bare "Overflow") is named with that
+    column and value.
     """
     sep, expected = _RATING_SPECS[fmt]
     if fmt == "csv":
@@ -305,8 +329,14 @@ def _scan_ratings(path: Path, fmt: str, order: list[int]) -> SourceError | None:
                 continue  # the header, checked by _ratings_csv_order
             if not line.strip():
                 continue
-            if not _check_rating_fields(line.split(sep), order):
+            parts = line.split(sep)
+            if not _check_rating_fields(parts, order):
                 return _bad_line(path, number, line, expected)
+            try:
+                for k in (0, 1, 3):  # user, item, timestamp: int64 columns
+                    _int(parts[order[k]], _RATING_COLUMNS[fmt][k])
+            except _Int64Overflow as exc:
+                return _bad_line(path, number, line, expected, exc)
     except (OSError, EOFError) as exc:
         return SourceError(f"{path}: cannot read ({exc})")
     finally:
@@ -386,11 +416,11 @@ def _read_items_100k(path: Path) -> pd.DataFrame:
         if len(parts) != 24:
             raise _bad_line(path, number, line, expected)
         try:
-            item_id = _int(parts[0])
-            flags = [_int(f) for f in parts[5:]]
+            item_id = _int(parts[0], "movie id")
+            flags = [_int(f, "genre flag") for f in parts[5:]]
             date = _date_100k(parts[2]) or _year_date(parts[1])
-        except (ValueError, KeyError):
-            raise _bad_line(path, number, line, expected) from None
+        except (ValueError, KeyError) as exc:
+            raise _bad_line(path, number, line, expected, exc) from None
         genres = "|".join(g for g, f in zip(GENRES_100K, flags) if f and g not in NO_GENRE)
         rows.append((item_id, parts[1], genres, date))
     return pd.DataFrame(rows, columns=["item_id", "title", "genres", "release_date"])
@@ -403,9 +433,9 @@ def _read_items_dat(path: Path) -> pd.DataFrame:
         if len(parts) != 3:
             raise _bad_line(path, number, line, "'MovieID::Title::Genres'")
         try:
-            item_id = _int(parts[0])
-        except ValueError:
-            raise _bad_line(path, number, line, "'MovieID::Title::Genres'") from None
+            item_id = _int(parts[0], "MovieID")
+        except ValueError as exc:
+            raise _bad_line(path, number, line, "'MovieID::Title::Genres'", exc) from None
         rows.append((item_id, parts[1], _genres(parts[2]), _year_date(parts[1])))
     return pd.DataFrame(rows, columns=["item_id", "title", "genres", "release_date"])
 
@@ -444,9 +474,9 @@ def _read_items_csv(path: Path) -> pd.DataFrame:
             raise _bad_line(path, number, ",".join(record), expected)
         movie_id, title, genres = (record[i] for i in order)
         try:
-            item_id = _int(movie_id)
-        except ValueError:
-            raise _bad_line(path, number, ",".join(record), expected) from None
+            item_id = _int(movie_id, "movieId")
+        except ValueError as exc:
+            raise _bad_line(path, number, ",".join(record), expected, exc) from None
         rows.append((item_id, title, _genres(genres), _year_date(title)))
     return pd.DataFrame(rows, columns=["item_id", "title", "genres", "release_date"])
 
@@ -459,9 +489,10 @@ def _read_users_100k(path: Path) -> pd.DataFrame:
         if len(parts) != 5:
             raise _bad_line(path, number, line, expected)
         try:
-            rows.append((_int(parts[0]), _int(parts[1]), parts[2].strip(), parts[3].strip(), parts[4].strip()))
-        except ValueError:
-            raise _bad_line(path, number, line, expected) from None
+            rows.append((_int(parts[0], "user id"), _int(parts[1], "age"), parts[2].strip(), parts[3].strip(),
+                         parts[4].strip()))
+        except ValueError as exc:
+            raise _bad_line(path, number, line, expected, exc) from None
     return pd.DataFrame(rows, columns=["user_id", "age", "gender", "occupation", "region"])
 
 
@@ -473,11 +504,12 @@ def _read_users_1m(path: Path) -> pd.DataFrame:
         if len(parts) != 5:
             raise _bad_line(path, number, line, expected)
         try:
-            occupation_code = _int(parts[3])
+            occupation_code = _int(parts[3], "Occupation")
             occupation = OCCUPATIONS_1M[occupation_code]
-            rows.append((_int(parts[0]), _int(parts[2]), parts[1].strip(), occupation, parts[4].strip()))
-        except (ValueError, IndexError):
-            raise _bad_line(path, number, line, expected) from None
+            rows.append((_int(parts[0], "UserID"), _int(parts[2], "Age"), parts[1].strip(), occupation,
+                         parts[4].strip()))
+        except (ValueError, IndexError) as exc:
+            raise _bad_line(path, number, line, expected, exc) from None
     return pd.DataFrame(rows, columns=["user_id", "age", "gender", "occupation", "region"])
 
 
@@ -500,9 +532,9 @@ def _read_melu_text(path: Path) -> pd.DataFrame:
         if len(parts) != 11:
             raise _bad_line(path, number, line, expected)
         try:
-            item_id = _int(parts[0])
-        except ValueError:
-            raise _bad_line(path, number, line, expected) from None
+            item_id = _int(parts[0], "MovieID")
+        except ValueError as exc:
+            raise _bad_line(path, number, line, expected, exc) from None
         clean = ["" if p.strip() == "N/A" else p.strip() for p in parts]
         cast = "|".join(a.strip() for a in clean[8].split(",") if a.strip())
         rows.append((item_id, clean[9], cast, clean[6]))

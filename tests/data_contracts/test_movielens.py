@@ -268,6 +268,43 @@ def test_non_numeric_rating_field_names_line(ml100k):
     assert f"{ml100k / 'u.data'}:2:" in one_line(exc) and "abc" in one_line(exc)
 
 
+BEYOND_INT64 = "99999999999999999999"  # 1e20 > 2**63 - 1
+
+
+def test_ratings_id_beyond_64_bits_names_line_column_and_value(ml100k, ml1m, mllatest):
+    """Issue 25 point 8: pandas' C parser only says "Overflow"; the error names where and what."""
+    write(ml100k / "u.data", f"1\t2\t5\t881250949\n{BEYOND_INT64}\t1\t3\t891717742\n")
+    with pytest.raises(SourceError) as exc:
+        read_movielens(ml100k, progress=False)
+    assert one_line(exc) == (
+        f"{ml100k / 'u.data'}:2: malformed line, user id '{BEYOND_INT64}' does not fit in a 64-bit integer: "
+        f"'{BEYOND_INT64}\\t1\\t3\\t891717742'"
+    )
+    write(ml1m / "ratings.dat", f"1::1193::5::978300760\n\n2::661::3::-{BEYOND_INT64}\n")
+    with pytest.raises(SourceError) as exc:
+        read_movielens(ml1m, progress=False)
+    assert one_line(exc).startswith(
+        f"{ml1m / 'ratings.dat'}:3: malformed line, Timestamp '-{BEYOND_INT64}' does not fit in a 64-bit integer: "
+    )
+    write(mllatest / "ratings.csv", f"movieId,userId,rating,timestamp\n1,1,4.0,964982703\n{BEYOND_INT64},7,4.5,1\n")
+    with pytest.raises(SourceError, match=rf"ratings\.csv:3: malformed line, movieId '{BEYOND_INT64}' does not fit"):
+        read_movielens(mllatest, progress=False)
+    # the largest int64 still reads
+    write(ml100k / "u.data", f"1\t2\t5\t881250949\n{2**63 - 1}\t1\t3\t891717742\n")
+    assert read_movielens(ml100k, progress=False).interactions["user_id"].max() == 2**63 - 1
+
+
+def test_items_and_users_ids_beyond_64_bits_are_named_not_wrapped(ml100k, ml1m):
+    # they used to wrap around silently (item_id -9223372036854775808)
+    write(ml100k / "u.item", f"1|Toy Story (1995)|01-Jan-1995||url|{flags(1)}\n{BEYOND_INT64}|X|||url|{flags(1)}\n",
+          "latin-1")
+    with pytest.raises(SourceError, match=rf"u\.item:2: malformed line, movie id '{BEYOND_INT64}' does not fit"):
+        read_movielens(ml100k, progress=False)
+    write(ml1m / "users.dat", f"1::F::1::10::48067\n{BEYOND_INT64}::M::56::16::70072\n")
+    with pytest.raises(SourceError, match=rf"users\.dat:2: malformed line, UserID '{BEYOND_INT64}' does not fit"):
+        read_movielens(ml1m, progress=False)
+
+
 def test_malformed_line_in_gzipped_ratings_names_line(ml1m, tmp_path):
     partial = tmp_path / "r.dat.gz"
     partial.write_bytes(gzip.compress(b"1::1193::5::978300760\n1::1193::5::97830x760::9\n"))

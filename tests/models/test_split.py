@@ -101,15 +101,18 @@ def test_train_rows_keep_rating_and_timestamp_in_user_then_time_order():
     assert data.train["rating"].tolist() == [4.0, 2.0, 3.0, 1.0]
 
 
-def test_index_space_is_sorted_raw_ids_and_catalogue_is_interacted_items():
+def test_index_space_is_sorted_raw_ids_and_catalogue_is_the_items_table():
     interactions = frame([(9, 50, 1), (4, 20, 1), (9, 20, 2)])
     items, users = side_tables(interactions, extra_items=(99, 1), extra_users=(5,))
     data, summary = leave_one_out_split(interactions, items, users, mode="standard")
-    assert data.n_items == 2 and data.n_users == 2
-    assert data.items[["item_idx", "item_id"]].values.tolist() == [[1, 20], [2, 50]]
-    assert data.items["title"].tolist() == ["t20", "t50"]
+    # every item of the items table is in the catalogue, rated or not; users need an interaction
+    assert data.n_items == 4 and data.n_users == 2
+    assert data.items[["item_idx", "item_id"]].values.tolist() == [[1, 1], [2, 20], [3, 50], [4, 99]]
+    assert data.items["title"].tolist() == ["t1", "t20", "t50", "t99"]
+    assert data.train["item_idx"].tolist() == [2, 3, 2]
     assert data.users[["user_idx", "user_id", "age"]].values.tolist() == [[1, 4, 24], [2, 9, 29]]
-    assert summary.items_without_interactions == 2
+    assert summary.n_items == 4 and summary.items_without_interactions == 2
+    assert summary.items_without_metadata == 0
     assert summary.users_without_interactions == 1
 
 
@@ -120,6 +123,61 @@ def test_ids_missing_from_side_tables_are_kept_and_counted():
     data, summary = leave_one_out_split(interactions, items, users, mode="standard")
     assert data.items["item_id"].tolist() == [10, 20]
     assert summary.items_without_metadata == 1 and summary.users_without_metadata == 1
+
+
+def test_unrated_items_are_candidates_of_the_full_ranking():
+    """Issue 25: an item of the items table that nobody rated is in the catalogue, so a target
+    that has no training row either (here item 40, a test target only) no longer outranks it."""
+    from models.general.popularity import Popularity, PopularityConfig
+    from models.metrics import evaluate
+
+    rows = [(1, 10, 1), (1, 20, 2), (1, 30, 3), (2, 10, 1), (2, 20, 2), (2, 40, 3), (3, 10, 1)]
+    interactions = frame(rows)
+    items, users = side_tables(interactions, extra_items=(15, 50))
+    data, summary = leave_one_out_split(interactions, items, users, mode="standard")
+    to_idx = dict(zip(data.items["item_id"], data.items["item_idx"]))
+    assert to_idx == {10: 1, 15: 2, 20: 3, 30: 4, 40: 5, 50: 6}
+    assert (data.n_items, summary.n_items, summary.items_without_interactions) == (6, 6, 2)
+    assert summary.items_without_metadata == 0
+    summary.check()
+    rated, _ = leave_one_out_split(interactions, None, None, mode="standard")
+    assert rated.n_items == 4  # without an items table: the rated items
+
+    def ranks(split_data):
+        model = Popularity(PopularityConfig(split_data.n_items))
+        model.fit(split_data.training_data(), "cpu", progress=False)
+        result = evaluate(model.score, split_data.stage("test"), split_data.n_items, max_len=1)
+        top = result.per_case["top_items"].tolist()
+        return result.per_case.set_index("user_idx")["rank"].to_dict(), top, model.counts.tolist()
+
+    with_unrated, top, counts = ranks(data)
+    assert counts == [0, 3, 0, 0, 0, 0, 0]  # item 10 trains 3 times; the unrated 15 and 50 count zero
+    without, _, _ = ranks(rated)
+    # user 1: target 30 (count 0), history 10, 20 excluded; candidates 30 and 40 (and 15, 50)
+    # user 2: target 40 (count 0), history 10, 20 excluded; candidates 30, 40 (and 15, 50)
+    # every candidate ties at 0, and ties count against the target
+    assert without == {1: 2, 2: 2}
+    assert with_unrated == {1: 4, 2: 4}
+    assert all({to_idx[15], to_idx[50]} <= set(t) for t in top)  # they reach the top lists too
+
+
+def test_unrated_items_change_no_holdout_draw():
+    """The cold-item count is a share of the rated items and the draw is among rated items, so
+    adding unrated items to the catalogue moves indices but draws the same raw ids."""
+    rows = random_rows()
+    interactions = frame(rows)
+    items, users = side_tables(interactions)
+    plain, s_plain = leave_one_out_split(interactions, items, users, mode="pipeline", seed=11)
+    items_more, _ = side_tables(interactions, extra_items=(1, 3, 5, 51, 1001))
+    data, s = leave_one_out_split(interactions, items_more, users, mode="pipeline", seed=11)
+    assert (s.n_items, s.items_without_interactions) == (s_plain.n_items + 5, 5)
+    assert (s.cold_user_ids, s.cold_item_ids) == (s_plain.cold_user_ids, s_plain.cold_item_ids)
+    assert s.train_rows == s_plain.train_rows and s.test_cases == s_plain.test_cases
+    unrated = set(data.items.loc[data.items["item_id"].isin([1, 3, 5, 51, 1001]), "item_idx"])
+    assert not unrated & set(data.train["item_idx"]) and not unrated & set(data.cases["target_item"])
+    to_raw = dict(zip(data.items["item_idx"], data.items["item_id"]))
+    plain_raw = dict(zip(plain.items["item_idx"], plain.items["item_id"]))
+    assert [to_raw[i] for i in data.train["item_idx"]] == [plain_raw[i] for i in plain.train["item_idx"]]
 
 
 def test_standard_mode_makes_every_case_warm():
@@ -460,5 +518,25 @@ def test_cold_selection_cases_use_no_row_a_split_case_or_training_uses(pipeline)
 
 def test_cold_selection_cases_refuse_other_interactions(pipeline):
     rows, _, summary = pipeline
-    with pytest.raises(ValueError, match="pass the interactions the split was made from"):
+    with pytest.raises(ValueError, match="pass the interactions and the items table the split was made from"):
         cold_selection_cases(frame(rows[: len(rows) // 3]), summary)
+
+
+def test_cold_selection_cases_index_the_catalogue_of_the_items_table():
+    rows = [(1, i, i) for i in range(1, 8)]
+    rows += [(2, 20, 1), (2, 21, 2), (2, 200, 3), (2, 22, 4)]
+    rows += [(3, 20, 1), (3, 21, 2), (3, 23, 3)]
+    interactions = frame(rows)
+    items, users = side_tables(interactions, extra_items=(0, 15, 300))  # unrated: before, among, after
+    data, summary = leave_one_out_split(
+        interactions, items, users, mode="pipeline", seed=0, cold_user_fraction=0.34, cold_item_fraction=0.08
+    )
+    assert (summary.cold_item_ids, summary.n_items) == ([200], 15)
+    to_idx = dict(zip(data.items["item_id"], data.items["item_idx"]))
+    cases = cold_selection_cases(interactions, summary, items=items)
+    cold_item = cases[cases["slice"] == "cold_item"].iloc[0]
+    assert cold_item["target_item"] == to_idx[200] and cold_item["history"] == [to_idx[20], to_idx[21]]
+    cold_user = cases[cases["slice"] == "cold_user"].iloc[0]
+    assert cold_user["history"] == [to_idx[i] for i in range(1, 6)] and cold_user["target_item"] == to_idx[6]
+    with pytest.raises(ValueError, match="pass the interactions and the items table"):
+        cold_selection_cases(interactions, summary)  # the index without the unrated items

@@ -214,3 +214,21 @@ def checked_text(matrix, config, family: str, optional: bool = False) -> torch.T
             f"set {type(config).__name__}.text_dim to the encoder's width" + (", or 0 for none" if optional else "")
         )
     return torch.as_tensor(matrix).to(torch.float32)
+
+
+def embeddings_of_catalogue(
+    training, *, text_encoder: str = DEFAULT_ENCODER, device: str = "cpu", progress: bool = False
+) -> ItemTextEmbeddings:
+    """The side input ``item_text_embeddings`` (``models.registry.SIDE_INPUTS``): every catalogue
+    item's text of a ``models.data.TrainingData`` embedded by ``text_encoder``. Raises ValueError
+    when the items table has no text column with any text (a family that reads text cannot
+    learn from titles that are not there)."""
+    items = training.items
+    has_text = [c for c in ("title", *TEXT_COLUMNS) if c in items.columns
+                and items[c].astype("string").fillna("").str.strip().ne("").any()]  # fmt: skip
+    if not has_text:
+        raise ValueError(
+            f"item text embeddings need an items table holding item_id and at least one text column "
+            f"of {['title', *TEXT_COLUMNS]}; this one has {list(items.columns)}"
+        )
+    return encode_item_text(items, encoder=text_encoder, device=str(device), progress=progress)

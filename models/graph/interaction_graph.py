@@ -347,3 +347,9 @@ def with_cold_users(
     if not len(cold):
         return states
     return states.index_put((cold,), embed(first[users[cold]], torch.zeros_like(cold)))
+
+
+def graph_of_training(training, *, text_encoder: str = "", device: str = "cpu", progress: bool = False) -> InteractionGraph:
+    """The side input ``interaction_graph`` (``models.registry.SIDE_INPUTS``): the graph of a
+    ``models.data.TrainingData``'s training part."""
+    return build_interaction_graph(training.train, training.n_users, training.n_items)

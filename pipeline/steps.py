@@ -1,0 +1,284 @@
+"""The pipeline's steps, each a plain function with typed inputs (DESIGN.md's diagram, in order).
+
+    read_tables -> check_contracts -> split_tables -> build_side_inputs -> fit_family
+        -> validation_metrics (choose) -> score_members -> fit_ensemble -> evaluate (report)
+
+Who calls them: the Flyte tasks (``tasks/``, one thin task per step), ``pipeline.run.run`` (all
+of them in one process, for ``models.api`` and the benchmarks), and tests.
+
+The rule the wiring keeps: **test cases reach ``evaluate`` and nothing else.** ``fit_family`` gets
+a ``TrainingData`` (training part + validation cases), ``score_members`` refuses a case that is
+not a validation case, and every choice (epochs, score-time settings, ensemble weights, the
+champion) reads validation numbers: ``validation_metrics`` scores a model on the split's
+validation cases plus the held-out slices' validation cases (``Split.selection_cases``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from pipeline.options import DataOptions
+
+# ----- tables and contracts -------------------------------------------------------------------
+
+
+def read_tables(options: DataOptions, *, name: str | None = None, progress: bool = True):
+    """The source's canonical interactions / items / users tables (``data_contracts.sources.Tables``)."""
+    from data_contracts.sources import read_source
+
+    return read_source(
+        options.source,
+        options.path or None,
+        ratings_path=options.ratings_path or None,
+        item_text_path=options.item_text_path or None,
+        name=name,
+        synthetic_users=options.synthetic_users,
+        seed=options.data_seed,
+        progress=progress,
+    )
+
+
+def check_contracts(tables, options: DataOptions, *, quarantine_dir: Path | None = None, dataset: str | None = None):
+    """The great-expectations data contracts (``data_contracts.validate.validate_tables``): raises
+    ``DataContractError`` naming every broken expectation, or (``options.quarantine``) sets the
+    bad rows aside in ``quarantine_dir``. Returns the ``ValidationOutcome`` (``.frames``: the
+    tables that go on)."""
+    from data_contracts.suites import ContractConfig
+    from data_contracts.validate import validate_tables
+
+    return validate_tables(
+        tables.interactions,
+        tables.items,
+        tables.users,
+        ContractConfig(min_history_length=options.min_history_length),
+        dataset=dataset or tables.name,
+        quarantine=options.quarantine,
+        quarantine_dir=quarantine_dir,
+    )
+
+
+# ----- split ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """The split of one dataset: training part and cases (``data``), every row accounted for
+    (``summary``), and the held-out slices' validation cases (``selection_cases``: empty in
+    standard mode), which choices read beside the split's own validation cases."""
+
+    data: Any  # models.data.SplitData
+    summary: Any  # models.split.SplitSummary
+    selection_cases: pd.DataFrame
+
+    @property
+    def validation_cases(self) -> pd.DataFrame:
+        """Every case a choice may read: the split's validation cases and the held-out slices'."""
+        return pd.concat([self.data.stage("valid"), self.selection_cases], ignore_index=True)
+
+    @property
+    def test_cases(self) -> pd.DataFrame:
+        return self.data.stage("test")
+
+
+def split_tables(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, options: DataOptions) -> Split:
+    """DESIGN.md's leave-one-out split (``options.split_mode``, ``options.split_seed``) and, in
+    pipeline mode, the held-out slices' validation cases (``models.split.cold_selection_cases``)."""
+    from models.data import CASE_COLUMNS
+    from models.split import cold_selection_cases, leave_one_out_split
+
+    data, summary = leave_one_out_split(interactions, items, users, mode=options.split_mode, seed=options.split_seed)
+    if options.split_mode == "pipeline":
+        selection = cold_selection_cases(interactions, summary, items=items)
+    else:
+        selection = pd.DataFrame({c: pd.Series(dtype=data.cases[c].dtype) for c in CASE_COLUMNS})
+    return Split(data, summary, selection)
+
+
+def selection_cases_of(valid_cases: pd.DataFrame) -> pd.DataFrame:
+    """The held-out slices' validation cases among ``valid_cases`` (the warm ones are the split's)."""
+    return valid_cases[valid_cases["slice"] != "warm"].reset_index(drop=True)
+
+
+# ----- side inputs ----------------------------------------------------------------------------
+
+
+def build_side_inputs(
+    names: Sequence[str],
+    training,
+    *,
+    text_encoder: str = "all-MiniLM-L6-v2",
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Each named side input (``models.registry.SIDE_INPUTS``) built once from ``training`` (a
+    ``models.data.TrainingData``). With ``cache_dir``, a side input is saved there under a key of
+    everything it is built from (its name, the encoder, the training part and the catalogue) and
+    loaded instead of rebuilt next time: the text encoder is minutes on a CPU."""
+    from models.registry import SIDE_INPUTS
+
+    built = {}
+    for name in dict.fromkeys(names):
+        spec = SIDE_INPUTS[name]
+        started = time.perf_counter()
+        path = None if cache_dir is None else Path(cache_dir).expanduser() / f"{name}-{_side_input_key(name, training, text_encoder)}.pt"
+        if path is not None and path.exists():
+            built[name] = spec.load(path)
+            how = f"loaded from {path}"
+        else:
+            built[name] = spec.built(training, text_encoder=text_encoder, device=str(device), progress=progress)
+            how = "built"
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".tmp")
+                built[name].save(partial)
+                partial.replace(path)
+        print(f"side input {name}: {how} in {time.perf_counter() - started:.1f}s", flush=True)
+    return built
+
+
+def _side_input_key(name: str, training, text_encoder: str) -> str:
+    from models.content.item_text import item_text
+
+    digest = hashlib.sha256(f"{name}\n{text_encoder}\n{training.n_users}\n{training.n_items}\n".encode())
+    if name == "item_text_embeddings":
+        for text in item_text(training.items):
+            digest.update(text.encode("utf-8") + b"\x00")
+    else:
+        digest.update(pd.util.hash_pandas_object(training.train[["user_idx", "item_idx"]], index=False).values.tobytes())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(text_encoder).name or text_encoder)[:40]
+    return f"{slug}-{digest.hexdigest()[:32]}" if name == "item_text_embeddings" else digest.hexdigest()[:32]
+
+
+# ----- fit ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fitted:
+    """One trained family: the model (eval mode), its fit report and its training wall time."""
+
+    family: str
+    model: Any  # torch.nn.Module
+    report: Any  # models.interface.FitReport
+    seconds: float
+    started_at: float
+
+
+def fit_family(
+    family: str,
+    training,
+    overrides: dict[str, Any],
+    side_inputs: dict[str, Any],
+    *,
+    device,
+    checkpoint_dir: Path | None = None,
+    on_epoch: Callable | None = None,
+    progress: bool = False,
+) -> Fitted:
+    """Build ``family`` from its config (defaults <- ``overrides`` <- the widths of its side
+    inputs where not given), seed it, and ``fit`` it on ``training`` (a ``TrainingData``: no test
+    case exists in it) with early stopping on the validation cases. ``side_inputs``: by name; the
+    family gets exactly the ones its spec names."""
+    from models.device import seed_everything
+    from models.registry import FAMILIES, build_model, sized_to_side_inputs
+
+    mine = {name: side_inputs[name] for name in FAMILIES[family].side_inputs}
+    overrides = sized_to_side_inputs(family, overrides, mine)
+    seed_everything(int(overrides.get("seed", 0)))
+    model = build_model(family, training.n_items, overrides, n_users=training.n_users).to(device)
+    started_at, started = time.time(), time.perf_counter()
+    report = model.fit(
+        training, device, side_inputs=mine, progress=progress, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch
+    )
+    model.eval()
+    return Fitted(family, model, report, time.perf_counter() - started, started_at)
+
+
+# ----- evaluate, and choose on validation -----------------------------------------------------
+
+
+def evaluate(model, cases: pd.DataFrame, n_items: int, *, device="cpu", progress: bool = False):
+    """The one protocol: every case's target ranked against the whole catalogue, the case's
+    history excluded; metrics per slice and activity bucket (``models.metrics.evaluate``)."""
+    from models.metrics import evaluate as evaluate_cases
+
+    return evaluate_cases(model.score, cases, n_items, device=device, max_len=model.history_length, progress=progress)
+
+
+def validation_metrics(model, validation_cases: pd.DataFrame, n_items: int, *, device="cpu") -> dict[str, dict[str, float]]:
+    """HR@10 and NDCG@10 of "all" and each slice on the validation cases (the split's and the
+    held-out slices': ``Split.validation_cases``), scored like the test cases; each user counted
+    once per slice (``models.metrics.per_user_slice_means``). What every choice reads."""
+    from models.metrics import per_user_slice_means
+
+    stages = set(validation_cases["stage"]) if len(validation_cases) else set()
+    if stages - {"valid"}:
+        raise ValueError(f"validation_metrics takes validation cases only, got stages {sorted(stages)}")
+    return per_user_slice_means(evaluate(model, validation_cases, n_items, device=device).per_case)
+
+
+def choose_champion(validation: dict[str, dict[str, dict[str, float]]], metric: str = "ndcg@10") -> str:
+    """The family with the best validation ``metric`` on "all" (validation cases of every slice);
+    the first in the given order wins a tie. ``validation``: family -> ``validation_metrics``."""
+    if not validation:
+        raise ValueError("choose_champion: no candidates")
+    missing = [f for f, m in validation.items() if metric not in m.get("all", {})]
+    if missing:
+        raise ValueError(f"choose_champion: no validation {metric} on slice 'all' for {missing}")
+    return max(validation, key=lambda f: validation[f]["all"][metric])
+
+
+def choose_score_time_settings(
+    model, validation_cases: pd.DataFrame, n_items: int, grid: dict[str, list[float]], *, device="cpu"
+) -> list[dict]:
+    """Try every combination of the ``grid``'s score-time settings that the model's config has
+    (``new_item_offset``, ``short_history_popularity``; they change scoring, not training), keep
+    the one with the best validation NDCG@10 over ``validation_cases`` (the first on a tie) and
+    return every trial with its validation NDCG@10 per slice. Reads no test case."""
+    grid = {name: values for name, values in grid.items() if values and hasattr(model.config, name)}
+    if not grid:
+        return []
+    if not (validation_cases["slice"] != "warm").any():
+        raise ValueError(f"score-time settings {sorted(grid)} need the held-out slices' validation cases: use the pipeline split")
+    trials = []
+    for values in itertools.product(*grid.values()):
+        settings = {name: float(value) for name, value in zip(grid, values)}
+        model.config = replace(model.config, **settings)
+        valid = validation_metrics(model, validation_cases, n_items, device=device)
+        trials.append({**settings, "valid_ndcg@10": {k: float(m["ndcg@10"]) for k, m in valid.items()}})
+    best = max(range(len(trials)), key=lambda i: (trials[i]["valid_ndcg@10"]["all"], -i))
+    trials[best]["chosen"] = True
+    model.config = replace(model.config, **{name: trials[best][name] for name in grid})
+    return trials
+
+
+# ----- the ensemble ---------------------------------------------------------------------------
+
+
+def score_members(models: dict[str, Any], validation_cases: pd.DataFrame, n_items: int, *, top_k: int = 100, device="cpu") -> pd.DataFrame:
+    """Each member's standardised scores on every validation case's candidates (the union of the
+    members' top-``top_k``; ``models.member_scores.member_scores``). Validation cases only: a test
+    case here is a wiring error, refused, so no test target can reach the ensemble's fit."""
+    from models.member_scores import member_scores
+
+    stages = set(validation_cases["stage"]) if len(validation_cases) else set()
+    if stages - {"valid"}:
+        raise ValueError(f"score_members takes validation cases only, got stages {sorted(stages)}")
+    return member_scores(models, validation_cases, n_items, top_k=top_k, device=device)
+
+
+def fit_ensemble(models: dict[str, Any], member_table: pd.DataFrame):
+    """Blend weights fitted on the members' validation scores (``models.ensemble.fit_blend``) ->
+    (the ``Ensemble``, which scores the whole catalogue like any model, and the ``BlendFit``)."""
+    from models.ensemble import Ensemble, fit_blend
+
+    fit = fit_blend(member_table, list(models))
+    return Ensemble.from_members(models, fit.weights), fit

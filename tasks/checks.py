@@ -1,6 +1,9 @@
 """Fail in the first seconds, not after an hour of ingest: check the run's inputs up front.
 
-Every workflow starts with one of these tasks. They are never cached, so they also run the local
+Every workflow starts with one of these tasks. They check every data option
+(``pipeline.options.DataOptions.check``: the source and split mode against the lists
+``data_contracts.sources`` and ``models.split`` own), and for a training run every model name and
+config field (``pipeline.config``). They are never cached, so they also run the local
 housekeeping a re-run needs (``tasks.local_state.forget_missing_outputs``) before any cached task
 is looked up.
 """
@@ -12,41 +15,34 @@ from typing import NamedTuple
 import yaml
 from flytekit import task
 
-from tasks.errors import UserError
+from pipeline.options import DataOptions
+from tasks.errors import user_errors
 from tasks.local_state import forget_missing_outputs
-from tasks.train import check_model_configs, check_model_names, load_model_config
-
-SOURCES = ("synthetic", "movielens", "movielens-download", "generic")
-SPLIT_MODES = ("standard", "pipeline")
 
 
 class CheckedInputs(NamedTuple):
     models: list[str]
     model_config: str  # the resolved YAML text, so caches key on the config's content, not its name
-
-
-def _check_data_options(source: str, split_mode: str) -> None:
-    if split_mode not in SPLIT_MODES:
-        raise UserError(f"unknown split mode {split_mode!r}; known: {', '.join(SPLIT_MODES)}")
-    if source not in SOURCES:
-        raise UserError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
+    data: DataOptions
 
 
 @task(cache=False)
-def check_run_inputs(models: list[str], model_config: str, split_mode: str, source: str) -> CheckedInputs:
-    """Check every model name, every config field of every requested family, the split mode and
-    the source; resolve the config. Runs before any data moves."""
+def check_run_inputs(models: list[str], model_config: str, data: DataOptions) -> CheckedInputs:
+    """Check every model name, every config field of every requested family and every data
+    option; resolve the config. Runs before any data moves."""
+    from pipeline.config import check_models, load_model_config
+
     forget_missing_outputs()
-    check_model_names(models)
-    resolved = load_model_config(model_config)
-    check_model_configs(models, resolved)
-    _check_data_options(source, split_mode)
-    return CheckedInputs(models, yaml.safe_dump(resolved, sort_keys=True))
+    with user_errors():
+        resolved = load_model_config(model_config)
+        check_models(models, resolved)
+        data.check()
+    return CheckedInputs(models, yaml.safe_dump(resolved, sort_keys=True), data)
 
 
 @task(cache=False)
-def check_data_inputs(source: str, split_mode: str = "standard") -> str:
-    """The data options of a stage without training; returns ``source`` (so later tasks wait for it)."""
+def check_data_inputs(data: DataOptions) -> DataOptions:
+    """Every data option of a stage without training; returns them (so later tasks wait for it)."""
     forget_missing_outputs()
-    _check_data_options(source, split_mode)
-    return source
+    with user_errors():
+        return data.check()

@@ -87,16 +87,23 @@ class TrainedModel:
 
 @dataclass
 class ModelEvaluation:
-    """Test-set metrics per slice and each test case's ranked top-20 (parquet)."""
+    """Test metrics per slice (reported), validation metrics per slice (what the champion and the
+    gate are chosen by) and each test case's ranked top-20 (parquet)."""
 
     family: str
-    metrics_json: str  # {slice: {metric: value}}
+    metrics_json: str  # test: {slice: {metric: value}}
     predictions: FlyteFile
     eval_seconds: float
+    validation_json: str = "{}"  # validation cases of every slice: {slice: {metric: value}}
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
+        """The test metrics: reported, never read by a choice."""
         return json.loads(self.metrics_json)
+
+    @property
+    def validation(self) -> dict[str, dict[str, float]]:
+        return json.loads(self.validation_json)
 
 
 @dataclass

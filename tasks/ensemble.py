@@ -1,5 +1,6 @@
-"""Member scores and the ensemble: every trained model scores the validation and test cases over a
-candidate set; a blend of their standardised scores is fitted on the validation cases only.
+"""Member scores and the ensemble: every trained model scores the validation cases (the split's and
+the held-out slices') over a candidate set; a blend of their standardised scores is fitted on
+them. No test case is scored here: the wiring gives these tasks none.
 """
 
 from __future__ import annotations
@@ -26,23 +27,23 @@ def _load_members(trained: list[TrainedModel], device) -> dict:
 
 @task(cache=TRAIN_CACHE, retries=1, **SMALL_GPU)
 def score_members(
-    trained: list[TrainedModel], valid_cases: Table, test_cases: Table, items: Table, top_k: int = 100
+    trained: list[TrainedModel], valid_cases: Table, selection_cases: Table, items: Table, top_k: int = 100
 ) -> Table:
-    """Long table: per case (validation and test) and candidate item (the union of the members'
-    top-``top_k``), each member's score standardised per case (``models.member_scores``)."""
+    """Long table: per validation case and candidate item (the union of the members'
+    top-``top_k``), each member's score standardised per case (``pipeline.steps.score_members``)."""
     from models.device import pick_device
-    from models.member_scores import member_scores
+    from pipeline.steps import score_members as scores
 
     if len(trained) < 2:
         return pd.DataFrame({"case_id": pd.Series(dtype="int64"), "stage": pd.Series(dtype="string")})
     device = pick_device()
     members = _load_members(trained, device)
-    cases = pd.concat([valid_cases, test_cases], ignore_index=True)
+    cases = pd.concat([valid_cases, selection_cases], ignore_index=True)
     started = time.perf_counter()
-    table = member_scores(members, cases, int(items["item_idx"].max()), top_k=top_k, device=device)
+    table = scores(members, cases, int(items["item_idx"].max()), top_k=top_k, device=device)
     per_case = table.groupby("case_id").size()
     print(
-        f"member scores: {len(members)} members, {len(cases):,} cases, {per_case.mean():.0f} candidates a case "
+        f"member scores: {len(members)} members, {len(cases):,} validation cases, {per_case.mean():.0f} candidates a case "
         f"(top {top_k} of each), {time.perf_counter() - started:.1f}s"
     )
     return table
@@ -53,20 +54,19 @@ def fit_ensemble(
     trained: list[TrainedModel], member_scores: Table, items: Table, enabled: bool = True
 ) -> list[TrainedModel]:
     """The members plus their ensemble: weights fitted on the validation cases' member scores
-    (test rows are never read), saved as one model that scores the full catalogue like any other.
+    (``pipeline.steps.fit_ensemble``), saved as one model that scores the full catalogue like any other.
     With fewer than two members, or ``enabled=False``, the members alone."""
     from models.device import pick_device
-    from models.ensemble import Ensemble, fit_blend
     from models.interface import EpochLog, FitReport
     from models.registry import save_model
+    from pipeline.steps import fit_ensemble as fit_blended
 
     if not enabled or len(trained) < 2:
         return trained
     started = time.perf_counter()
     device = pick_device()
     members = _load_members(trained, device)
-    fit = fit_blend(member_scores, list(members))
-    ensemble = Ensemble.from_members(members, fit.weights)
+    ensemble, fit = fit_blended(members, member_scores)
     seconds = time.perf_counter() - started
     weights = ", ".join(f"{m} {w:.2f}" for m, w in fit.weights.items() if w > 0)
     print(

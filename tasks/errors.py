@@ -37,6 +37,7 @@ USER_ERROR_TYPES = {
     "data_contracts.schema": "SchemaError",
     "data_contracts.validate": "DataContractError",
     "models.registry": "ConfigError",
+    "pipeline.options": "OptionsError",
 }
 
 

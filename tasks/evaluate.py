@@ -1,4 +1,6 @@
-"""Evaluate: every trained model under the one protocol (full ranking, test cases, per slice)."""
+"""Evaluate: every trained model under the one protocol (full ranking, per slice) on the
+validation cases of every slice (what the champion and the gate are chosen by) and on the test
+cases (reported, never read by a choice)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 from flytekit import Deck, task
 from flytekit.types.file import FlyteFile
 
@@ -13,21 +16,26 @@ from tasks.common import SMALL_GPU, TRAIN_CACHE, ModelEvaluation, Table, Trained
 
 
 @task(cache=TRAIN_CACHE, retries=1, enable_deck=True, **SMALL_GPU)
-def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table) -> list[ModelEvaluation]:
-    """Score each model's test cases against the whole catalogue.
+def evaluate_models(
+    trained: list[TrainedModel], valid_cases: Table, selection_cases: Table, test_cases: Table, items: Table
+) -> list[ModelEvaluation]:
+    """Score each model's validation cases (the split's and the held-out slices':
+    ``pipeline.steps.validation_metrics``) and test cases (``pipeline.steps.evaluate``) against the
+    whole catalogue.
 
     Writes per model a parquet of every test case (case id, user, target, rank, ranked top-20 item
     ids in index and raw-id space, slice, activity bucket) so anyone can recompute the metrics.
     """
     from models.device import pick_device
-    from models.metrics import evaluate
     from models.registry import load_model
+    from pipeline.steps import evaluate, validation_metrics
     from tasks.decks import own_deck
     from tasks.plots import fit_html, results_matrix_html, results_table
 
     own_deck()
     device = pick_device()
     test_cases = test_cases.reset_index(drop=True)
+    validation_cases = pd.concat([valid_cases, selection_cases], ignore_index=True)
     n_items = int(items["item_idx"].max())
     raw_id = np.zeros(n_items + 1, dtype=np.int64)  # item_idx -> raw item id; 0 stays 0 (no item)
     raw_id[items["item_idx"].to_numpy()] = items["item_id"].to_numpy()
@@ -36,10 +44,9 @@ def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table
     for model_file in trained:
         family, model = load_model(model_file.weights.download(), map_location=device)
         model.to(device).eval()
+        validation = validation_metrics(model, validation_cases, n_items, device=device)
         started = time.perf_counter()
-        result = evaluate(
-            model.score, test_cases, n_items, device=device, max_len=model.history_length, progress=True
-        )
+        result = evaluate(model, test_cases, n_items, device=device, progress=True)
         elapsed = time.perf_counter() - started
         per_case = result.per_case.copy()
         per_case["target_item_id"] = raw_id[per_case["target_item"].to_numpy()]
@@ -50,6 +57,7 @@ def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table
             ModelEvaluation(
                 family=family,
                 metrics_json=json.dumps(result.metrics),
+                validation_json=json.dumps(validation),
                 predictions=FlyteFile(str(out / "test_predictions.parquet")),
                 eval_seconds=elapsed,
             )
@@ -57,7 +65,10 @@ def evaluate_models(trained: list[TrainedModel], test_cases: Table, items: Table
         fit_reports[family] = json.loads(open(model_file.fit_report.download()).read())
         seconds[family] = model_file.train_seconds
         deck_fits.append(fit_html(fit_reports[family], family, out))
-        print(f"{family}: test NDCG@10 {result.metrics['all']['ndcg@10']:.4f}, HR@10 {result.metrics['all']['hr@10']:.4f}")
+        print(
+            f"{family}: validation NDCG@10 {validation['all']['ndcg@10']:.4f} (every slice; what choices read), "
+            f"test NDCG@10 {result.metrics['all']['ndcg@10']:.4f}, HR@10 {result.metrics['all']['hr@10']:.4f}"
+        )
     table = results_table(evaluations, fit_reports, seconds)
     Deck(
         "Results",

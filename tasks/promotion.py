@@ -1,11 +1,14 @@
 """Register each model of a run in the MLflow registry and gate the ``champion`` alias.
 
-Every candidate becomes a new version of ``cinesync-<family>``; the best one (by ``all``/metric,
-the ensemble included) also a version of ``cinesync-champion``. Under each name the new version
-takes the ``champion`` alias only if it was measured on the same dataset checksum and protocol as
-the current champion, beats it on ``all`` by ``margin`` and no shared slice drops by more than
-``slice_tolerance``; otherwise it takes ``challenger``. The reason is written on the version and
-on the candidate's run (tag ``promotion.<registered name>``).
+Every candidate becomes a new version of ``cinesync-<family>``; the best one by VALIDATION
+``metric`` on ``all`` (the validation cases of every slice, the held-out slices' included; the
+ensemble is a candidate like any model) also a version of ``cinesync-champion``. Under each name
+the new version takes the ``champion`` alias only if it was measured on the same dataset checksum
+and protocol as the current champion, beats it on validation ``all`` by ``margin`` and no shared
+validation slice drops by more than ``slice_tolerance``; otherwise it takes ``challenger``. Test
+metrics are written on the version (tag ``test_metrics``) to be reported; no choice reads them.
+The reason is written on the version and on the candidate's run (tag ``promotion.<registered
+name>``).
 
 Atomic: the champion alias is only ever moved by one ``set_registered_model_alias`` call (one SQL
 upsert), never deleted, so once a champion exists some version always holds it. Idempotent: a
@@ -30,19 +33,22 @@ if TYPE_CHECKING:
 
 CHAMPION_NAME = "cinesync-champion"
 CHAMPION, CHALLENGER = "champion", "challenger"
+VALIDATION_TAG = "validation_metrics"  # the version tag the gate reads
 # float sums such as 0.3 + 0.1 must not turn an exact tie at the margin into a loss
 EPS = 1e-12
 
 
 @dataclass
 class Candidate:
-    """One model of the run: its logged model (``runs:/<run_id>/model`` or ``models:/m-...``) and
-    its test metrics, ``{slice: {metric: value}}`` with at least ``metrics["all"][metric]``."""
+    """One model of the run: its logged model (``runs:/<run_id>/model`` or ``models:/m-...``), its
+    validation metrics ``{slice: {metric: value}}`` (with at least ``validation["all"][metric]``:
+    what the choice and the gate read) and its test metrics (recorded, never read by a choice)."""
 
     family: str
     model_uri: str
     run_id: str
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)
+    test: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,8 +74,11 @@ def register_and_promote(
     metric: str = "ndcg@10",
     execution_key: str,
 ) -> list[PromotionDecision]:
-    """Register every candidate under ``cinesync-<family>`` and the best under ``cinesync-champion``;
-    return one decision per registered name (members in the given order, the champion name last)."""
+    """Register every candidate under ``cinesync-<family>`` and the best on validation under
+    ``cinesync-champion``; return one decision per registered name (members in the given order,
+    the champion name last)."""
+    from pipeline.steps import choose_champion
+
     if not candidates:
         raise UserError("register_and_promote: no candidates to register")
     families = [c.family for c in candidates]
@@ -78,9 +87,13 @@ def register_and_promote(
     if "'" in execution_key or not execution_key:
         raise UserError(f"execution_key must be non-empty and free of quotes: {execution_key!r}")
     for candidate in candidates:
-        if metric not in candidate.metrics.get("all", {}):
-            raise UserError(f"candidate {candidate.family} has no {metric} on slice 'all' (has {sorted(candidate.metrics.get('all', {}))})")
-    best = max(candidates, key=lambda c: c.metrics["all"][metric])  # first wins a tie
+        if metric not in candidate.validation.get("all", {}):
+            raise UserError(
+                f"candidate {candidate.family} has no validation {metric} on slice 'all' "
+                f"(has {sorted(candidate.validation.get('all', {}))})"
+            )
+    by_family = {c.family: c for c in candidates}
+    best = by_family[choose_champion({c.family: c.validation for c in candidates}, metric)]  # first wins a tie
     gate = {"metric": metric, "margin": margin, "slice_tolerance": slice_tolerance}
     record = {"dataset_checksum": dataset_checksum, "protocol": protocol, "execution_key": execution_key}
     entries = [(f"cinesync-{c.family}", c) for c in candidates] + [(CHAMPION_NAME, best)]
@@ -123,7 +136,7 @@ def _register_and_decide(client: MlflowClient, name: str, candidate: Candidate, 
 def compare_to_champion(
     new: dict[str, str], old: dict[str, str], old_version: str, *, metric: str, margin: float, slice_tolerance: float
 ) -> tuple[bool, str]:
-    """The champion gate on two versions' tags: (promote?, why)."""
+    """The champion gate on two versions' tags (their ``validation_metrics``): (promote?, why)."""
     if new["dataset_checksum"] != old.get("dataset_checksum"):
         return False, (
             f"different dataset checksum: no comparison (champion v{old_version} was measured on "
@@ -134,12 +147,12 @@ def compare_to_champion(
             f"different protocol: no comparison (champion v{old_version} under {old.get('protocol')!r}, "
             f"this version under {new['protocol']!r})"
         )
-    new_metrics, old_metrics = json.loads(new["metrics"]), json.loads(old.get("metrics", "{}"))
+    new_metrics, old_metrics = json.loads(new[VALIDATION_TAG]), json.loads(old.get(VALIDATION_TAG, "{}"))
     if metric not in old_metrics.get("all", {}):
-        return False, f"champion v{old_version} has no {metric} on slice 'all': no comparison"
+        return False, f"champion v{old_version} has no validation {metric} on slice 'all': no comparison"
     gain = new_metrics["all"][metric] - old_metrics["all"][metric]
     headline = (
-        f"{metric} on all {new_metrics['all'][metric]:.4f} vs champion v{old_version}'s "
+        f"validation {metric} on all {new_metrics['all'][metric]:.4f} vs champion v{old_version}'s "
         f"{old_metrics['all'][metric]:.4f} (gain {gain:+.4f}, margin {margin:.4f})"
     )
     if gain < margin - EPS:
@@ -168,7 +181,12 @@ def _register(client: MlflowClient, name: str, candidate: Candidate, record: dic
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source, model_id, run_id = _model_source(client, candidate)
-    tags = {**record, "family": candidate.family, "metrics": json.dumps(candidate.metrics, sort_keys=True)}
+    tags = {
+        **record,
+        "family": candidate.family,
+        VALIDATION_TAG: json.dumps(candidate.validation, sort_keys=True),
+        "test_metrics": json.dumps(candidate.test, sort_keys=True),
+    }
     version = client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
     if model_id is not None:
         _link_logged_model(client, model_id, name, str(version.version))

@@ -16,7 +16,10 @@ from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation, RunResult
 def protocol_of(split_summary: str) -> str:
     """The evaluation protocol a number was measured under: only numbers with the same one compare."""
     split = json.loads(split_summary)
-    return f"leave-one-out full ranking; {split['mode']} split, seed {split['seed']}"
+    return (
+        f"leave-one-out full ranking, catalogue = item table; {split['mode']} split, seed {split['seed']}; "
+        "compared on validation cases of every slice"
+    )
 
 
 class Promotion(NamedTuple):
@@ -34,8 +37,8 @@ def promote_models(
     margin: float = 0.0,
     slice_tolerance: float = 0.01,
 ) -> Promotion:
-    """Register every model as a version of ``cinesync-<family>`` and the best as a version of
-    ``cinesync-champion``; move ``champion`` only past the gate (``tasks.promotion``). Prints the
+    """Register every model as a version of ``cinesync-<family>`` and the best on validation as a
+    version of ``cinesync-champion``; move ``champion`` only past the gate (``tasks.promotion``). Prints the
     decisions and returns them as JSON; writes the champion decision on the pipeline's parent
     run; returns ``results`` (the tracked results table) with the summary of the run
     (``end_of_run_summary``), which is what the workflow returns and ``pyflyte run`` prints last."""
@@ -50,7 +53,8 @@ def promote_models(
             family=evaluation.family,
             model_uri=logged["models"][evaluation.family]["model_uri"],
             run_id=logged["models"][evaluation.family]["run_id"],
-            metrics={s: {k: v for k, v in m.items() if k != "n_cases"} for s, m in evaluation.metrics.items()},
+            validation={s: {k: v for k, v in m.items() if k not in ("n_cases", "n_users")} for s, m in evaluation.validation.items()},
+            test={s: {k: v for k, v in m.items() if k != "n_cases"} for s, m in evaluation.metrics.items()},
         )
         for evaluation in evaluations
     ]
@@ -73,7 +77,8 @@ def promote_models(
         family = client.get_model_version(CHAMPION_NAME, champion.version).tags.get("family", "?")
         log_decision(client, logged["parent_run_id"], champion, family)
     metrics = {e.family: e.metrics for e in evaluations}
-    summary = end_of_run_summary(metrics, champion, family, logged, list(metrics))
+    validation = {e.family: e.validation for e in evaluations}
+    summary = end_of_run_summary(metrics, champion, family, logged, list(metrics), validation)
     table = StructuredDataset(dataframe=results)
     return Promotion(json.dumps([asdict(d) for d in decisions]), RunResults(table=table, summary=summary))
 
@@ -100,9 +105,12 @@ def log_decision(client, parent_run_id: str, decision, family: str) -> None:
     client.log_metric(parent_run_id, "champion_promoted", float(decision.promoted))
 
 
-def end_of_run_summary(metrics: dict, decision, family: str, logged: dict, families: list[str]) -> str:
-    """What the end of a run shows: the models x slices table (NDCG@10 and HR@10, every model and
-    slice), the champion decision, how to open MLflow on this run, and where the Decks are."""
+def end_of_run_summary(
+    metrics: dict, decision, family: str, logged: dict, families: list[str], validation: dict | None = None
+) -> str:
+    """What the end of a run shows: the models x slices table (test NDCG@10 and HR@10, every model
+    and slice), which model validation chose and by what number, the champion decision, how to
+    open MLflow on this run, and where the Decks are."""
     import sys
 
     from tasks.decks import deck_files
@@ -115,8 +123,15 @@ def end_of_run_summary(metrics: dict, decision, family: str, logged: dict, famil
     uri = absolute_tracking_uri()
     experiment, run = logged.get("experiment_id"), logged["parent_run_id"]
     link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}" if experiment else f"run {run}"
-    lines = [
-        table,
+    lines = [table]
+    if validation and family in validation:
+        ranked = sorted(validation, key=lambda f: -validation[f]["all"]["ndcg@10"])
+        lines.append(
+            f"chosen    {family} by validation NDCG@10 {validation[family]['all']['ndcg@10']:.4f} (validation cases of every "
+            f"slice; next: " + ", ".join(f"{f} {validation[f]['all']['ndcg@10']:.4f}" for f in ranked[1:3])
+            + "); test numbers are reported, never chosen by"
+        )
+    lines += [
         f"champion  {decision.name} v{decision.version} ({family}) {verdict}: {decision.reason}",
         f"MLflow    mlflow ui --backend-store-uri {uri}",
         f"          then open {link}",

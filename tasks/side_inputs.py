@@ -1,47 +1,34 @@
-"""Side inputs: what some families need besides the split, computed once per catalogue and cached.
+"""Side inputs: what some families need besides the split, built once per run and cached.
 
-Each is a thin task over a plain function in ``models/``; ``tasks.train.train_models`` calls one
-only when a requested family's spec names it, and hands its file to exactly those families.
+One thin task over ``pipeline.steps.build_side_inputs`` for every kind of side input
+(``models.registry.SIDE_INPUTS``); ``tasks.train.train_models`` calls it once for each side input
+a requested family's spec names and hands the file to exactly those families.
 """
 
 from __future__ import annotations
 
-import time
-
 from flytekit import task
 from flytekit.types.file import FlyteFile
 
-from tasks.common import DATA_CACHE, DATA_RESOURCES, SMALL_GPU, Table, work_dir
+from tasks.common import DATA_CACHE, SMALL_GPU, Table, work_dir
 from tasks.errors import user_errors
 
 
-@task(cache=DATA_CACHE, retries=1, **DATA_RESOURCES)
-def interaction_graph(train: Table, items: Table, users: Table) -> FlyteFile:
-    """The user-item graph of the training part (PyG edge_index, both directions, deduplicated)."""
-    from models.graph.interaction_graph import build_interaction_graph
-
-    n_users = int(users["user_idx"].max()) if len(users) else 0
-    graph = build_interaction_graph(train, n_users, int(items["item_idx"].max()))
-    path = work_dir("interaction-graph") / "interaction_graph.pt"
-    graph.save(path)
-    print(f"interaction graph: {graph.n_pairs:,} user-item pairs, {graph.num_nodes:,} nodes ({graph.seconds:.2f}s)")
-    return FlyteFile(str(path))
-
-
 @task(cache=DATA_CACHE, retries=1, **SMALL_GPU)
-def item_text_embeddings(items: Table, encoder: str = "all-MiniLM-L6-v2") -> FlyteFile:
-    """Sentence embeddings of every item's text (title, year, genres, plot, cast, ...), by a
-    sentence-transformers model given by name or local path; computed once per catalogue."""
-    from models.content.item_text import encode_item_text
+def side_input(
+    name: str, train: Table, valid_cases: Table, items: Table, users: Table, text_encoder: str = "all-MiniLM-L6-v2"
+) -> FlyteFile:
+    """The side input ``name`` of the training data (the user-item graph of the training part; the
+    sentence embeddings of every item's text by ``text_encoder``, a sentence-transformers name or
+    local path), saved as a file."""
     from models.device import pick_device
+    from pipeline.steps import build_side_inputs
+    from tasks.train import training_data
 
-    started = time.perf_counter()
     with user_errors():
-        embeddings = encode_item_text(items, encoder=encoder, device=str(pick_device()))
-    path = work_dir("item-text-embeddings") / "item_text_embeddings.pt"
-    embeddings.save(path)
-    print(
-        f"item text embeddings: {embeddings.n_items:,} items x {embeddings.dim} ({encoder}), "
-        f"{embeddings.n_without_text:,} with no text beyond the title, {time.perf_counter() - started:.1f}s"
-    )
+        built = build_side_inputs(
+            [name], training_data(train, valid_cases, items, users), text_encoder=text_encoder, device=str(pick_device())
+        )[name]
+    path = work_dir(f"side-input-{name}") / f"{name}.pt"
+    built.save(path)
     return FlyteFile(str(path))

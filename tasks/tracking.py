@@ -195,6 +195,10 @@ def log_model_run(
         for slice_name, values in metrics.items():
             for name, value in values.items():
                 batch.append(Metric(f"test_{_key(slice_name)}_{_key(name)}", float(value), now, 0, **model_metric))
+        for slice_name, values in evaluation.validation.items():  # what the champion and the gate read
+            for name in SUMMARY_METRICS:
+                if name in values:
+                    batch.append(Metric(f"validation_{_key(slice_name)}_{_key(name)}", float(values[name]), now, 0, **model_metric))
         run_metrics = {
             "best_epoch": float(best),
             "train_seconds": trained.train_seconds,
@@ -277,8 +281,12 @@ def child_description(family: str, fit_report: dict, metrics: dict, train_second
 
 
 def best_model(evaluations: list[ModelEvaluation], metric: str = "ndcg@10") -> ModelEvaluation:
-    """The model the registry makes the run's champion candidate: best on slice ``all`` (first wins a tie)."""
-    return max(evaluations, key=lambda e: e.metrics.get("all", {}).get(metric, float("-inf")))
+    """The model the registry makes the run's champion candidate: best by validation ``metric`` on
+    slice ``all`` (validation cases of every slice; ``pipeline.steps.choose_champion``)."""
+    from pipeline.steps import choose_champion
+
+    by_family = {e.family: e for e in evaluations}
+    return by_family[choose_champion({e.family: e.validation for e in evaluations}, metric)]
 
 
 def parent_description(info: DatasetInfo, split: dict, evaluations: list[ModelEvaluation]) -> str:
@@ -288,7 +296,8 @@ def parent_description(info: DatasetInfo, split: dict, evaluations: list[ModelEv
     return (
         f"CineSync pipeline on **{info.name}** ({info.n_interactions:,} interactions, {info.n_items:,} items, "
         f"{info.n_users:,} users; sha256 {info.checksum[:DIGEST_LENGTH]}), {split.get('mode')} split, seed {split.get('seed')}. "
-        f"Best model: **{best.family}**, test NDCG@10 {overall['ndcg@10']:.4f}, HR@10 {overall['hr@10']:.4f} on "
+        f"Chosen on validation: **{best.family}** (validation NDCG@10 {best.validation['all']['ndcg@10']:.4f} over the "
+        f"validation cases of every slice); its test NDCG@10 {overall['ndcg@10']:.4f}, HR@10 {overall['hr@10']:.4f} on "
         f"{int(overall.get('n_cases', 0)):,} cases (per slice: metrics `test_<slice>_*` of this run). "
         f"All models by test NDCG@10: " + ", ".join(f"{e.family} {e.metrics['all']['ndcg@10']:.4f}" for e in ranking) + "."
     )
@@ -366,7 +375,15 @@ def track_in_mlflow(
             mlflow.log_params({f"split.{k}": v for k, v in split.items() if not isinstance(v, (dict, list))})
             mlflow.log_input(training_dataset(info), context="pipeline", tags=dataset_tags(info))
             best = best_model(evaluations)
-            mlflow.set_tag("best_model", best.family)
+            mlflow.set_tag("best_model", best.family)  # chosen on validation
+            mlflow.log_metrics(
+                {
+                    f"validation_{_key(s)}_{_key(k)}": float(values[k])
+                    for s, values in best.validation.items()
+                    for k in SUMMARY_METRICS
+                    if k in values
+                }
+            )
             mlflow.log_metrics(
                 {
                     f"test_{_key(s)}_{_key(k)}": float(values[k])

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from flytekit import Deck, current_context, dynamic, task
 from flytekit.types.file import FlyteFile
 
@@ -32,60 +31,11 @@ from tasks.common import (
     hash_frame,
     work_dir,
 )
-from tasks.errors import UserError, user_errors
+from tasks.errors import user_errors
 from tasks.decks import own_deck
 from tasks.local_state import checkpoint_dir
-from tasks.side_inputs import interaction_graph, item_text_embeddings
+from tasks.side_inputs import side_input
 from tasks.system_metrics import SystemSampler
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "workflows" / "configs"
-
-
-def load_model_config(spec: str) -> dict[str, dict]:
-    """Per-family config overrides from ``spec``: "" (none), a bundled name such as "laptop"
-    (workflows/configs/laptop.yaml), a path to a YAML file, or inline YAML/JSON text."""
-    if not spec.strip():
-        return {}
-    looks_like_path = "\n" not in spec and len(spec) < 256
-    if looks_like_path and (CONFIG_DIR / f"{spec}.yaml").is_file():
-        text = (CONFIG_DIR / f"{spec}.yaml").read_text()
-    elif looks_like_path and Path(spec).is_file():
-        text = Path(spec).read_text()
-    else:
-        text = spec
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"model config {spec!r} is neither a file nor valid YAML: {exc}") from None
-    if not isinstance(config, dict):
-        raise UserError(
-            f"model config {spec!r} must map family names to overrides, e.g. 'sasrec: {{dim: 64}}'"
-        )
-    from models.registry import FAMILIES
-
-    unknown = sorted(set(config) - set(FAMILIES))
-    if unknown:
-        raise UserError(f"model config names unknown model(s) {unknown}; known: {sorted(FAMILIES)}")
-    return {family: dict(overrides or {}) for family, overrides in config.items()}
-
-
-def check_model_names(models: list[str]) -> None:
-    from models.registry import trainable_families
-
-    known = trainable_families()
-    unknown = [m for m in models if m not in known]
-    if unknown or not models:
-        hint = "; the ensemble is fitted on the members by itself" if "ensemble" in unknown else ""
-        raise UserError(f"unknown model(s) {unknown or '(none given)'}; known: {', '.join(known)}{hint}")
-
-
-def check_model_configs(models: list[str], config: dict[str, dict]) -> None:
-    """Every field of every requested family's overrides, checked before any data moves."""
-    from models.registry import check_config
-
-    for family in models:
-        with user_errors():
-            check_config(family, config.get(family, {}))
 
 
 def training_data(train: pd.DataFrame, valid_cases: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame):
@@ -103,12 +53,10 @@ def training_data(train: pd.DataFrame, valid_cases: pd.DataFrame, items: pd.Data
 
 
 def load_side_inputs(files: dict[str, FlyteFile]) -> dict:
-    """Side-input files (by name) -> the objects ``fit`` takes."""
-    from models.content.item_text import ItemTextEmbeddings
-    from models.graph.interaction_graph import InteractionGraph
+    """Side-input files (by name) -> the objects ``fit`` takes (``models.registry.SIDE_INPUTS``)."""
+    from models.registry import SIDE_INPUTS
 
-    loaders = {"interaction_graph": InteractionGraph.load, "item_text_embeddings": ItemTextEmbeddings.load}
-    return {name: loaders[name](file.download()) for name, file in files.items()}
+    return {name: SIDE_INPUTS[name].load(file.download()) for name, file in files.items()}
 
 
 def fit_family(
@@ -126,31 +74,25 @@ def fit_family(
     the run (config, tables, code version), outside the task's temporary folder: a re-run of the
     same inputs after a kill resumes from the last completed epoch.
     """
-    from models.device import pick_device, seed_everything
-    from models.registry import build_model, save_model, sized_to_side_inputs
+    from models.device import pick_device
+    from models.registry import save_model, sized_to_side_inputs
+    from pipeline.config import load_model_config
+    from pipeline.steps import fit_family as fit
     from tasks.plots import fit_html
 
     own_deck(timeline=False)  # the training tasks' Deck is their own tab only (deck_fields=())
     overrides = load_model_config(model_config).get(family, {})
     data = training_data(train, valid_cases, items, users)
     device = pick_device()
-    seed_everything(int(overrides.get("seed", 0)))
     loaded_side_inputs = load_side_inputs(side_inputs)
-    overrides = sized_to_side_inputs(family, overrides, loaded_side_inputs)  # e.g. the text encoder's width
-    with user_errors():
-        model = build_model(family, data.n_items, overrides, n_users=data.n_users).to(device)
-    checkpoints = _checkpoint_folder(family, overrides, (train, valid_cases, items, users))
-    started_at, started = time.time(), time.perf_counter()
-    with SystemSampler() as sampler:
-        report = model.fit(
-            data,
-            device,
-            side_inputs=loaded_side_inputs,
-            progress=True,
-            checkpoint_dir=checkpoints,
-            on_epoch=lambda _: _save_checkpoints(checkpoints),
-        )
-    seconds = time.perf_counter() - started
+    sized = sized_to_side_inputs(family, overrides, loaded_side_inputs)  # the key: e.g. the text encoder's width
+    checkpoints = _checkpoint_folder(family, sized, (train, valid_cases, items, users))
+    with SystemSampler() as sampler, user_errors():
+        fitted = fit(
+            family, data, overrides, loaded_side_inputs, device=device, progress=True,
+            checkpoint_dir=checkpoints, on_epoch=lambda _: _save_checkpoints(checkpoints),
+        )  # fmt: skip
+    model, report, seconds, started_at = fitted.model, fitted.report, fitted.seconds, fitted.started_at
     out = work_dir(f"trained-{family}")
     save_model(out / "weights.pt", family, model)
     fit_report = {**report.to_dict(), **training_facts(report.to_dict(), len(train), seconds, started_at)}
@@ -274,13 +216,11 @@ def train_models(
     the side inputs its spec names (computed once here, whichever families share them)."""
     from models.registry import FAMILIES
 
-    check_model_names(models)
-    needed = {name for family in models for name in FAMILIES[family].side_inputs}
-    computed = {}
-    if "interaction_graph" in needed:
-        computed["interaction_graph"] = interaction_graph(train=train, items=items, users=users)
-    if "item_text_embeddings" in needed:
-        computed["item_text_embeddings"] = item_text_embeddings(items=items, encoder=text_encoder)
+    needed = dict.fromkeys(name for family in models for name in FAMILIES[family].side_inputs)
+    computed = {
+        name: side_input(name=name, train=train, valid_cases=valid_cases, items=items, users=users, text_encoder=text_encoder)
+        for name in needed
+    }
     return [
         TRAINING_TASKS[FAMILIES[family].resources](
             family=family, train=train, valid_cases=valid_cases, items=items, users=users,

@@ -9,6 +9,7 @@ from flytekit import Deck, task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
+from pipeline.options import DataOptions
 from tasks.common import DATA_CACHE, DATA_RESOURCES, DatasetInfo, Table, work_dir
 from tasks.errors import UserError
 from tasks.local_state import quarantine_dir
@@ -29,34 +30,28 @@ def validate(
     items: Table,
     users: Table,
     info: DatasetInfo,
-    quarantine: bool = False,
-    min_history_length: int = 1,
+    data: DataOptions,
 ) -> ValidatedTables:
     """Check the three tables against their contracts.
 
     Fails (stopping the workflow before training) with an error naming the dataset, the source
     file of each table, each failed expectation, the count and sample rows; with
-    ``quarantine=True`` bad rows are written to parquet instead (in a folder that outlives the
+    ``data.quarantine`` bad rows are written to parquet instead (in a folder that outlives the
     run, printed and returned), counted, and the rest continue.
     """
     from data_contracts.report import render_html
-    from data_contracts.suites import ContractConfig
-    from data_contracts.validate import DataContractError, validate_tables
+    from data_contracts.sources import Tables
+    from data_contracts.validate import DataContractError
+    from pipeline.steps import check_contracts
     from tasks.decks import own_deck
 
     own_deck()
     out = work_dir("validation")
+    quarantine = data.quarantine
     qdir = quarantine_dir(info.name, info.checksum) if quarantine else work_dir("quarantine")
+    tables = Tables(name=info.name, interactions=interactions, items=items, users=users, checksum=info.checksum)
     try:
-        outcome = validate_tables(
-            interactions,
-            items,
-            users,
-            ContractConfig(min_history_length=min_history_length),
-            dataset=info.name,
-            quarantine=quarantine,
-            quarantine_dir=qdir,
-        )
+        outcome = check_contracts(tables, data, quarantine_dir=qdir)
     except DataContractError as exc:
         raise UserError(f"{exc}\n{_sources_line(info)}") from exc
     html = render_html(outcome)

@@ -1,5 +1,5 @@
 """The CineSync DAG (DESIGN.md): ingest -> validate -> split -> parallel training (with side
-inputs) -> member scores -> ensemble -> evaluate -> track in MLflow -> register and promote.
+inputs) -> validation scores -> ensemble -> evaluate -> track in MLflow -> register and promote.
 
 Run the whole thing on the embedded synthetic data:
 
@@ -7,7 +7,11 @@ Run the whole thing on the embedded synthetic data:
 
 or any stage on its own, e.g. check a MovieLens folder before spending GPU hours:
 
-    pyflyte run workflows/full.py validate_data --source movielens --path ../shared/data/ml-100k
+    pyflyte run workflows/full.py validate_data --data '{"source": "movielens", "path": "../shared/data/ml-100k"}'
+
+Every workflow takes the data options as one input, ``data`` (``pipeline.options.DataOptions``:
+JSON on the command line, any subset of its fields); each task is a thin wrapper over one step of
+``pipeline.steps``, which ``pipeline.run.run`` chains in one process.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from flytekit import CronSchedule, LaunchPlan, workflow
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
+from pipeline.options import DataOptions
 from tasks.checks import check_data_inputs, check_run_inputs
 from tasks.common import DatasetInfo, ModelEvaluation, RunResults, Table, TrainedModel
 from tasks.ensemble import fit_ensemble, score_members
@@ -30,7 +35,7 @@ from tasks.tracking import track_in_mlflow
 from tasks.train import train_models
 from tasks.validate import validate
 
-# pyflyte spells a bool input both `--quarantine` and `--quarantine/--no-quarantine`, and click
+# pyflyte spells a bool input both `--ensemble` and `--ensemble/--no-ensemble`, and click
 # warns about that on every command; the flag works either way.
 warnings.filterwarnings("ignore", message=r"The parameter --\S+ is used more than once")
 
@@ -49,7 +54,8 @@ class ValidatedData(NamedTuple):
 
 class PreparedData(NamedTuple):
     train: Table
-    valid_cases: Table
+    valid_cases: Table  # the split's: early stopping
+    selection_cases: Table  # the held-out slices' validation cases: choices read them too
     test_cases: Table
     items: Table
     users: Table
@@ -61,83 +67,30 @@ class PreparedData(NamedTuple):
 
 
 @workflow
-def validated_data(
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-) -> ValidatedData:
+def validated_data(data: DataOptions) -> ValidatedData:
     """Ingest and the data contracts: the first two boxes of every workflow."""
-    checked = check_data_inputs(source=source)
-    raw = ingest(
-        source=checked,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        seed=data_seed,
-    )
-    valid = validate(
-        interactions=raw.interactions,
-        items=raw.items,
-        users=raw.users,
-        info=raw.info,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-    )
+    raw = ingest(data=data)
+    valid = validate(interactions=raw.interactions, items=raw.items, users=raw.users, info=raw.info, data=data)
     return ValidatedData(
         valid.interactions, valid.items, valid.users, raw.info, valid.report, valid.summary, valid.quarantine
     )
 
 
 @workflow
-def prepared_data(
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-    split_mode: str = "pipeline",
-    split_seed: int = 0,
-) -> PreparedData:
-    """Ingest, validate and split with every data option: what every stage workflow starts from,
-    so a split made with some options is rebuilt exactly by any later stage given the same ones."""
-    data = validated_data(
-        source=source,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        data_seed=data_seed,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-    )
-    parts = split(interactions=data.interactions, items=data.items, users=data.users, mode=split_mode, seed=split_seed)
+def prepared_data(data: DataOptions) -> PreparedData:
+    """Ingest, validate and split: what every stage workflow starts from, so a split made with
+    some options is rebuilt exactly by any later stage given the same ones."""
+    checked = validated_data(data=data)
+    parts = split(interactions=checked.interactions, items=checked.items, users=checked.users, data=data)
     return PreparedData(
-        parts.train, parts.valid_cases, parts.test_cases, parts.items, parts.users,
-        data.info, data.report, data.summary, data.quarantine, parts.summary,
+        parts.train, parts.valid_cases, parts.selection_cases, parts.test_cases, parts.items, parts.users,
+        checked.info, checked.report, checked.summary, checked.quarantine, parts.summary,
     )  # fmt: skip
 
 
 @workflow
 def full_pipeline(
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-    split_mode: str = "pipeline",
-    split_seed: int = 0,
+    data: DataOptions = DataOptions(),
     models: list[str] = DEFAULT_MODELS,
     model_config: str = "laptop",
     text_encoder: str = "all-MiniLM-L6-v2",
@@ -148,48 +101,41 @@ def full_pipeline(
 ) -> RunResults:
     """Everything, end to end; returns the results table (one row per model and slice, ``.frame``)
     with the summary of the run, which is what it prints as (``pyflyte run`` ends with it)."""
-    checked = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
-    data = prepared_data(
-        source=source,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        data_seed=data_seed,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-        split_mode=split_mode,
-        split_seed=split_seed,
-    )
+    checked = check_run_inputs(models=models, model_config=model_config, data=data)
+    prepared = prepared_data(data=checked.data)
     trained = train_models(
         models=checked.models,
-        train=data.train,
-        valid_cases=data.valid_cases,
-        items=data.items,
-        users=data.users,
+        train=prepared.train,
+        valid_cases=prepared.valid_cases,
+        items=prepared.items,
+        users=prepared.users,
         model_config=checked.model_config,
         text_encoder=text_encoder,
     )
     members = score_members(
-        trained=trained, valid_cases=data.valid_cases, test_cases=data.test_cases, items=data.items, top_k=ensemble_top_k
-    )
-    with_ensemble = fit_ensemble(trained=trained, member_scores=members, items=data.items, enabled=ensemble)
-    evaluations = evaluate_models(trained=with_ensemble, test_cases=data.test_cases, items=data.items)
+        trained=trained, valid_cases=prepared.valid_cases, selection_cases=prepared.selection_cases,
+        items=prepared.items, top_k=ensemble_top_k,
+    )  # fmt: skip
+    with_ensemble = fit_ensemble(trained=trained, member_scores=members, items=prepared.items, enabled=ensemble)
+    evaluations = evaluate_models(
+        trained=with_ensemble, valid_cases=prepared.valid_cases, selection_cases=prepared.selection_cases,
+        test_cases=prepared.test_cases, items=prepared.items,
+    )  # fmt: skip
     tracked = track_in_mlflow(
-        info=data.info,
-        validation_summary=data.validation_summary,
-        validation_report=data.validation_report,
-        quarantine=data.quarantine,
-        split_summary=data.split_summary,
-        items=data.items,
+        info=prepared.info,
+        validation_summary=prepared.validation_summary,
+        validation_report=prepared.validation_report,
+        quarantine=prepared.quarantine,
+        split_summary=prepared.split_summary,
+        items=prepared.items,
         trained=with_ensemble,
         evaluations=evaluations,
     )
     promoted = promote_models(
         runs=tracked.runs,
         evaluations=evaluations,
-        info=data.info,
-        split_summary=data.split_summary,
+        info=prepared.info,
+        split_summary=prepared.split_summary,
         results=tracked.results,
         margin=promotion_margin,
         slice_tolerance=slice_tolerance,
@@ -203,129 +149,48 @@ class ValidationResult(NamedTuple):
 
 
 @workflow
-def validate_data(
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-) -> ValidationResult:
+def validate_data(data: DataOptions = DataOptions()) -> ValidationResult:
     """Stage: ingest + data contracts only; fails (non-zero exit) naming every broken expectation.
     Returns the validation result as an HTML page and the folder of quarantined rows."""
-    data = validated_data(
-        source=source,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        data_seed=data_seed,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-    )
-    return ValidationResult(data.report, data.quarantine)
+    checked = validated_data(data=check_data_inputs(data=data))
+    return ValidationResult(checked.report, checked.quarantine)
 
 
 @workflow
-def split_data(
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-    split_mode: str = "pipeline",
-    split_seed: int = 0,
-) -> str:
+def split_data(data: DataOptions = DataOptions()) -> str:
     """Stage: ingest, validate and split; returns the split summary (every row accounted for)."""
-    data = prepared_data(
-        source=source,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        data_seed=data_seed,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-        split_mode=split_mode,
-        split_seed=split_seed,
-    )
-    return data.split_summary
+    return prepared_data(data=check_data_inputs(data=data)).split_summary
 
 
 @workflow
 def train_only(
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-    split_mode: str = "pipeline",
-    split_seed: int = 0,
+    data: DataOptions = DataOptions(),
     models: list[str] = DEFAULT_MODELS,
     model_config: str = "laptop",
     text_encoder: str = "all-MiniLM-L6-v2",
 ) -> list[TrainedModel]:
     """Stage: train the named families (weights + learning curves), without evaluation/tracking."""
-    checked = check_run_inputs(models=models, model_config=model_config, split_mode=split_mode, source=source)
-    data = prepared_data(
-        source=source,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        data_seed=data_seed,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-        split_mode=split_mode,
-        split_seed=split_seed,
-    )
+    checked = check_run_inputs(models=models, model_config=model_config, data=data)
+    prepared = prepared_data(data=checked.data)
     return train_models(
         models=checked.models,
-        train=data.train,
-        valid_cases=data.valid_cases,
-        items=data.items,
-        users=data.users,
+        train=prepared.train,
+        valid_cases=prepared.valid_cases,
+        items=prepared.items,
+        users=prepared.users,
         model_config=checked.model_config,
         text_encoder=text_encoder,
     )
 
 
 @workflow
-def evaluate_only(
-    trained: list[TrainedModel],
-    source: str = "synthetic",
-    path: str = "",
-    ratings_path: str = "",
-    item_text_path: str = "",
-    synthetic_users: int = 1000,
-    data_seed: int = 0,
-    quarantine: bool = False,
-    min_history_length: int = 1,
-    split_mode: str = "pipeline",
-    split_seed: int = 0,
-) -> list[ModelEvaluation]:
+def evaluate_only(trained: list[TrainedModel], data: DataOptions = DataOptions()) -> list[ModelEvaluation]:
     """Stage: evaluate already-trained weights on the same split (the same data options)."""
-    data = prepared_data(
-        source=source,
-        path=path,
-        ratings_path=ratings_path,
-        item_text_path=item_text_path,
-        synthetic_users=synthetic_users,
-        data_seed=data_seed,
-        quarantine=quarantine,
-        min_history_length=min_history_length,
-        split_mode=split_mode,
-        split_seed=split_seed,
-    )
-    return evaluate_models(trained=trained, test_cases=data.test_cases, items=data.items)
+    prepared = prepared_data(data=check_data_inputs(data=data))
+    return evaluate_models(
+        trained=trained, valid_cases=prepared.valid_cases, selection_cases=prepared.selection_cases,
+        test_cases=prepared.test_cases, items=prepared.items,
+    )  # fmt: skip
 
 
 # Retrain nightly on a cluster (activate with `pyflyte register` + `flytectl update launchplan`).

@@ -9,7 +9,8 @@
 Reads the data by path (never copied), validates it against the data contracts, splits it under
 DESIGN.md's *standard* leave-one-out protocol, trains each model with early stopping on
 validation NDCG@10, scores the test cases by full ranking, and writes
-``benchmarks/results/baselines-<name>.json`` plus a Markdown table.
+``baselines-<name>-<device>.json`` to the results folder outside the checkout (``benchmarks.results_dir()``)
+plus a Markdown table to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import add_output_arguments, command_line, commands_note, output_dirs
 from data_contracts.sources.movielens import read_movielens
 from data_contracts.suites import ContractConfig
 from data_contracts.validate import validate_tables
@@ -36,7 +38,6 @@ from models.registry import build_model
 from models.split import leave_one_out_split
 from tasks.local_state import cinesync_home
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # Real sizes unless overridden; written out so the JSON says what ran. SASRec's batch size and
 # dropout are the ones sweep.py chose on ml-100k *validation* NDCG@10 (benchmarks/README.md).
 BENCHMARK_OVERRIDES = {
@@ -188,17 +189,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tag", default="baselines", help="results file prefix")
     parser.add_argument("--models-config", default="{}", help='JSON per-family overrides, e.g. \'{"sasrec": {"patience": 30}}\'')
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args()
     given = json.loads(args.models_config)
     overrides = {f: {**BENCHMARK_OVERRIDES.get(f, {}), **given.get(f, {})} for f in {*BENCHMARK_OVERRIDES, *given}}
     result = run(args.path, args.name, args.ratings_path, args.models.split(","), args.device, overrides)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, md_out = output_dirs(args)
     tag = f"{args.tag}-{args.name}-{result['hardware']['device'].split(':')[0]}"
+    result["command"] = command_line("baselines.py")
     (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{tag}.md").write_text(markdown(result))
-    print(markdown(result))
+    text = markdown(result) + commands_note([result["command"]])
+    (md_out / f"{tag}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.baselines import RESULTS
+from benchmarks import add_output_arguments, command_line, commands_note, output_dirs
 from benchmarks.side_by_side import paired_bootstrap
 from models.metrics import ndcg_gains
 
@@ -158,18 +158,19 @@ def main() -> None:
     c.add_argument("--family", required=True)
     c.add_argument("--datasets", required=True, help="comma-separated dataset names of the sweeps")
     c.add_argument("--trial", required=True, help="the trial's changed config, as the sweep records it")
-    c.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(c)  # --out: where the sweeps are read and the JSON written; --md-out: the .md and .png
     args = parser.parse_args()
     if args.command == "subset":
         print(f"{subset(args.ratings_path, args.max_user_id, args.out):,} rows written to {args.out}")
         return
-    result = compare(args.family, args.datasets.split(","), json.loads(args.trial), Path(args.out))
-    out = Path(args.out)
+    out, md_out = output_dirs(args)
+    result = compare(args.family, args.datasets.split(","), json.loads(args.trial), out)
     tag = f"scaling-{args.family}-{'-'.join(d.rsplit('-', 1)[-1] for d in args.datasets.split(','))}-cpu"
+    result["command"] = command_line("data_scaling.py")
     (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{tag}.md").write_text(markdown(result))
-    plot(result, out / f"{tag}.png")
-    print(markdown(result))
+    (md_out / f"{tag}.md").write_text(markdown(result) + commands_note([result["command"]]))
+    plot(result, md_out / f"{tag}.png")
+    print(markdown(result) + commands_note([result["command"]]))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ encodings of a *randomly initialised* T5 encoder (t5-small's layout at d_model 6
 ``CINESYNC_HOME``). That measures the explanation mechanism, which does not depend on what the
 encoder knows; it is not a content model and is reported as such.
 
-Writes ``benchmarks/results/explanations-<name>-<device>.json`` and a Markdown table.
+Writes ``explanations-<name>-<device>.json`` to the results folder outside the checkout
+(``benchmarks.results_dir()``) and a Markdown table to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
+from benchmarks import add_output_arguments, output_dirs  # noqa: E402
 from benchmarks.plugin_families import DEFAULT_TEXT_CACHE, hardware, item_text_embeddings, load_tables, train_and_score  # noqa: E402
 from models.content.item_text import DEFAULT_ENCODER, item_text  # noqa: E402
 from models.content.t5_hybrid import _batch  # noqa: E402
@@ -56,7 +58,6 @@ from models.device import pick_device  # noqa: E402
 from models.split import leave_one_out_split  # noqa: E402
 from tasks.local_state import cinesync_home  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RANDOM_T5_DIM = 64
 
 
@@ -176,16 +177,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = run(args)
     result["command"] = "python benchmarks/explanations.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"explanations-{args.name}-{result['hardware']['device'].split(':')[0]}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
+    out, md_out = output_dirs(args)
+    stem = f"explanations-{args.name}-{result['hardware']['device'].split(':')[0]}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (md_out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return result
 

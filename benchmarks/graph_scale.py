@@ -18,7 +18,8 @@ popularity Zipf-like), LightGCN trained with neighbour sampling for ``--steps`` 
 comparison the memory full-graph training would need for one step (measured for ``--full-step``).
 Each in its own process; peak RSS from ``getrusage``.
 
-Writes ``benchmarks/results/graph-scale-<name>-cpu.json`` and ``.md``.
+Writes ``graph-scale-<name>-cpu.json`` to the results folder outside the checkout
+(``benchmarks.results_dir()``; a re-run reads it back and updates it) and ``.md`` to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ML1M_U2999 = {"users": 2_999, "items": 3_706, "interactions": 487_650}
 # one epoch each: real sizes, the batch sizes the graph benchmark uses
 EPOCH_MODELS = {
@@ -230,6 +230,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
+    from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, with_commands
     from benchmarks.plugin_families import DEFAULT_TEXT_CACHE
     from models.content.item_text import DEFAULT_ENCODER
 
@@ -253,7 +254,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args()
 
     if args.child:
@@ -265,11 +266,11 @@ def main() -> None:
                    "--ratings-path", args.ratings_path, "--item-text-path", args.item_text_path,
                    "--synthetic-users", str(args.synthetic_users), "--encoder", args.encoder,
                    "--text-cache-dir", args.text_cache_dir]  # fmt: skip
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"graph-scale-{args.name}-cpu"
-    result = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+    out, md_out = output_dirs(args)
+    stem = f"graph-scale-{args.name}-cpu"
+    result = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").is_file() else {}
     result.update(name=args.name, cpus=os.cpu_count(), when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    commands = with_commands(result, command_line("graph_scale.py"))
     if args.what == "epochs":
         result["construction"] = child([*passthrough, "--part", "construction"])
         print(json.dumps(result["construction"]), flush=True)
@@ -292,9 +293,9 @@ def main() -> None:
             result["large"].append(row)
         if args.sampling_only:
             result["large"] += kept  # the full-graph row measured before, if any
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (md_out / f"{stem}.md").write_text(markdown(result) + commands_note(commands))
+    print(markdown(result) + commands_note(commands))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ RecBole needs 4 interactions to cut a validation AND a test item: for a user wit
 keeps (i1 -> i2) as a training pair and has no validation case, while ours validates on i2. Their
 number is reported as ``users_with_3_interactions`` (0 on every MovieLens release: >= 20 each).
 
-Writes ``benchmarks/results/recbole-<name>.json`` and ``.md``; a re-run of some models keeps the
-other models' rows of the same dataset checksum. Work files live in ``outputs/recbole/<name>/``
+Writes ``recbole-<name>.json`` to the results folder outside the checkout (``benchmarks.results_dir()``)
+and ``.md`` to ``benchmarks/results/``; a re-run of some models keeps the other models' rows of the
+same dataset checksum (read back from the JSON). Work files live in ``outputs/recbole/<name>/``
 (``<model>/epochs.json`` grows by one record per epoch). The worker saves its whole training state
 after every epoch (``<model>/last.pth``); running the same ``run`` command again after the process
 was killed continues exactly where it stopped (same losses, same predictions; the time lost to the
@@ -66,11 +67,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, with_commands
 from models.data import SplitData
 from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
 WORKER = REPO / "benchmarks" / "recbole_worker.py"
 CONSTRAINTS = REPO / "benchmarks" / "recbole-constraints.txt"
 VENV = REPO / ".venv-recbole"
@@ -368,9 +369,10 @@ def progress(out_dir: Path) -> str:
     )
 
 
-def result_paths(out: Path, name: str, select_on: str = "recbole") -> tuple[Path, Path]:
+def result_paths(out: Path, name: str, select_on: str = "recbole", md_out: Path | None = None) -> tuple[Path, Path]:
+    """(JSON path in ``out``, Markdown path in ``md_out``, default ``out``)."""
     stem = f"recbole-{name}" if select_on == "recbole" else f"recbole-{name}-select-{select_on}"
-    return out / f"{stem}.json", out / f"{stem}.md"
+    return out / f"{stem}.json", (out if md_out is None else md_out) / f"{stem}.md"
 
 
 def worker_dir(workdir: Path, model: str, select_on: str = "recbole") -> Path:
@@ -393,12 +395,15 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     print(f"[peer_recbole] {args.name}: {conversion} -> {workdir}", flush=True)
     prep_seconds = time.perf_counter() - started
 
-    json_path, md_path = result_paths(Path(args.out), args.name, args.select_on)
+    out, md_out = output_dirs(args)
+    json_path, md_path = result_paths(out, args.name, args.select_on, md_out)
     previous = json.loads(json_path.read_text()) if json_path.is_file() else None
     rows: dict[str, dict] = {}
     result = previous or {}
+    commands: list[str] = []
     if previous and previous.get("dataset_sha256") == tables.checksum:
         rows = {r["model"]: r for r in previous.get("results", [])}
+        commands = previous.get("commands", [])
     for model in models:
         out_dir = worker_dir(workdir, model, args.select_on)
         if train:
@@ -439,11 +444,13 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
             "prep_seconds": round(prep_seconds, 1),
             "protocol": "DESIGN.md full ranking; ranks and top lists recomputed by models.metrics",
             "results": [rows[m] for m in MODELS if m in rows],
+            "commands": commands,
         }
+        with_commands(result, command_line("peer_recbole.py"))
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1))
-        md_path.write_text(markdown(result))
-        print(markdown(result), flush=True)
+        md_path.write_text(markdown(result) + commands_note(result["commands"]))
+        print(markdown(result) + commands_note(result["commands"]), flush=True)
     return result
 
 
@@ -507,7 +514,7 @@ def main() -> None:
         p.add_argument("--overrides", default="{}", help="JSON of extra RecBole config values")
         p.add_argument("--python", default=None, help="python of the peer venv (default .venv-recbole)")
         p.add_argument("--workdir", default=str(WORKDIR))
-        p.add_argument("--out", default=str(RESULTS))
+        add_output_arguments(p)
     args = parser.parse_args()
     if args.command == "setup":
         setup(Path(args.venv), refreeze=args.refreeze)

@@ -19,8 +19,9 @@ per slice. With ``--ensemble`` the members' standardised scores on the validatio
 like the members, and a paired bootstrap over the test cases compares it with the member that
 was best on *validation* NDCG@10.
 
-Writes ``benchmarks/results/plugin-<name>-<split>-<device>.json`` and a Markdown table. Running
-the same command again adds a row to the file's ``runs`` (wall times, cache hit or miss), so the
+Writes ``plugin-<name>-<split>-<device>.json`` to the results folder outside the checkout
+(``benchmarks.results_dir()``) and a Markdown table to ``benchmarks/results/``. Running
+the same command again adds a row to the JSON file's ``runs`` (wall times, cache hit or miss), so the
 first-run text encoding and the cached load are both on record.
 """
 
@@ -53,6 +54,7 @@ import torch  # noqa: E402
 STARTED = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
+from benchmarks import add_output_arguments, output_dirs  # noqa: E402
 from benchmarks.baselines import checkpoint_folder  # noqa: E402
 from benchmarks.baselines import hardware as baseline_hardware  # noqa: E402
 from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
@@ -75,7 +77,6 @@ from models.metrics import evaluate, ndcg_gains, per_user_slice_means  # noqa: E
 from models.registry import FAMILIES, build_model, sized_to_side_inputs  # noqa: E402
 from models.split import MODES, cold_selection_cases, leave_one_out_split  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_TEXT_CACHE = Path("~/.cache/cinesync/text")
 # Written out so the JSON says what ran. LightGCN: the paper's settings (dim 64, 3 layers, Adam
 # lr 1e-3, batch 2048, L2 1e-4); content k-NN and EASE: their defaults (decay / λ on validation).
@@ -726,7 +727,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (and num_threads of the families that have it)")
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     parser.add_argument("--reference", default=None,
                         help="a family of --models to compare every other with, per slice (paired bootstrap)")
     parser.add_argument("--tag", default="plugin", help="results file prefix: <tag>-<name>-<split>-<device>.json")
@@ -742,13 +743,12 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     result = run(args)
     result["command"] = shlex.join(["python", "benchmarks/plugin_families.py", *(sys.argv[1:] if argv is None else argv)])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, md_out = output_dirs(args)
     stem = f"{args.tag}-{args.name}-{args.split_mode}-{result['hardware']['device'].split(':')[0]}"
     previous = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").exists() else None
     result = with_history(result, previous, time.perf_counter() - started)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{stem}.md").write_text(markdown(result))
+    (md_out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return result
 

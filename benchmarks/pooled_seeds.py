@@ -1,8 +1,8 @@
 """One slice's test NDCG@10 pooled over several draws of the same experiment (issue 12).
 
     python benchmarks/pooled_seeds.py --slice cold_user --reference lightgcn --name cold-users-synthetic \
-        benchmarks/results/graph-targets20-cold30-synthetic-default-pipeline-cpu.json \
-        benchmarks/results/graph-targets20-cold30-synthetic-default-seed1-pipeline-cpu.json ...
+        graph-targets20-cold30-synthetic-default-pipeline-cpu.json \
+        graph-targets20-cold30-synthetic-default-seed1-pipeline-cpu.json ...
 
 A slice of a few hundred users (the new users of one split) gives intervals as wide as the
 differences asked about, and one draw can be lucky. The result files of
@@ -12,7 +12,9 @@ together — each user of each draw one case, the models' chosen settings as eac
 validation — and compares every model with ``--reference`` by the same paired bootstrap, per draw
 and pooled (resampling the pooled cases). Only models present in every file are compared.
 
-Writes ``benchmarks/results/pooled-<name>.json`` and a Markdown table.
+A file not found as given is read from the results folder (``benchmarks.results_dir()``, outside the
+checkout, where ``plugin_families.py`` writes them). Writes ``pooled-<name>.json`` there and a
+Markdown table to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
+from benchmarks import add_output_arguments, find_result, output_dirs  # noqa: E402
 from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
 from models.metrics import ndcg_gains  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def slice_ranks(result: dict, slice_name: str, prefix: str) -> dict[str, dict[str, int]]:
@@ -93,20 +94,20 @@ def markdown(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", help="result JSON files of benchmarks/plugin_families.py")
+    parser.add_argument("files", nargs="+", help="result JSON files of benchmarks/plugin_families.py (a path, or a "
+                                                 "name in the results folder)")
     parser.add_argument("--slice", default="cold_user", help="the test slice to pool (warm, cold_user, cold_item, all)")
     parser.add_argument("--reference", required=True, help="the model every other one is compared with")
     parser.add_argument("--name", required=True, help="results file name: pooled-<name>.json")
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    results = [json.loads(Path(f).read_text()) for f in args.files]
+    results = [json.loads(find_result(f).read_text()) for f in args.files]
     summary = {"slice": args.slice, "reference": args.reference, "files": [Path(f).name for f in args.files],
                **pooled(results, args.slice, args.reference)}  # fmt: skip
     summary["command"] = shlex.join(["python", "benchmarks/pooled_seeds.py", *(sys.argv[1:] if argv is None else argv)])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, md_out = output_dirs(args)
     (out / f"pooled-{args.name}.json").write_text(json.dumps(summary, indent=1))
-    (out / f"pooled-{args.name}.md").write_text(markdown(summary))
+    (md_out / f"pooled-{args.name}.md").write_text(markdown(summary))
     print(markdown(summary))
     return summary
 

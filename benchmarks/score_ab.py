@@ -13,7 +13,8 @@ pyfunc traces it (``models.inference.single_row_scorer``), timed on the same rea
 their timestamps), in alternating blocks of 50 requests. It also reports the largest score
 difference between the two on those histories: a speed change must not be a scoring change.
 
-Writes ``benchmarks/results/score-ab-<family>-<name>.json`` (every run appended) and a Markdown table.
+Writes ``score-ab-<family>-<name>.json`` (every run appended) to the results folder outside the
+checkout (``benchmarks.results_dir()``) and a Markdown table of every run to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -41,11 +42,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
+from benchmarks import add_output_arguments, output_dirs  # noqa: E402
 from benchmarks.serving import load_split, percentiles  # noqa: E402
 from models.inference import single_row_scorer  # noqa: E402
 from models.registry import build_model  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def model_at(revision: str, current: torch.nn.Module) -> torch.nn.Module:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", required=True)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -122,12 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
         "ms": {name: {"all": percentiles(list(v)), "longest": percentiles(list(v[longest]))} for name, v in ms.items()},
         "command": shlex.join(["python", "benchmarks/score_ab.py", *(sys.argv[1:] if argv is None else argv)]),
     }  # fmt: skip
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"score-ab-{args.family}-{args.name}"
-    runs = json.loads(stem.with_suffix(".json").read_text())["runs"] if stem.with_suffix(".json").exists() else []
-    stem.with_suffix(".json").write_text(json.dumps({"runs": [*runs, run]}, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown([*runs, run]))
+    out, md_out = output_dirs(args)
+    stem = f"score-ab-{args.family}-{args.name}"
+    runs = json.loads((out / f"{stem}.json").read_text())["runs"] if (out / f"{stem}.json").exists() else []
+    (out / f"{stem}.json").write_text(json.dumps({"runs": [*runs, run]}, indent=1) + "\n")
+    (md_out / f"{stem}.md").write_text(markdown([*runs, run]))
     print(markdown([*runs, run]))
     return run
 

@@ -23,7 +23,9 @@ validation NDCG@10 and checkpoints every epoch outside the checkout (``CINESYNC_
 stopped run resumes. A paired bootstrap over the cases of the claim's slice compares each variant
 with the claim's reference variant (the first).
 
-Writes ``benchmarks/results/claims-<claim>-<name>-<device>.json`` and a Markdown table.
+Writes ``claims-<claim>-<name>-<device>.json`` to the results folder outside the checkout
+(``benchmarks.results_dir()``; a re-run of some variants keeps the others, read back from it) and a
+Markdown table to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
+from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, with_commands  # noqa: E402
 from benchmarks.baselines import checkpoint_folder, hardware  # noqa: E402
 from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
 from data_contracts.sources.movielens import read_movielens  # noqa: E402
@@ -56,7 +59,6 @@ from models.metrics import evaluate  # noqa: E402
 from models.registry import build_model  # noqa: E402
 from models.split import leave_one_out_split  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SLICES = ("all", "warm", "cold_user", "cold_item")
 # The sizes the default run trains at (workflows/configs/laptop.yaml has none for these: their
 # defaults), with patience long enough for the curve to peak.
@@ -171,7 +173,7 @@ def main() -> None:
     parser.add_argument("--variants", default=None, help="comma-separated subset of the claim's variants")
     parser.add_argument("--models-config", default="{}", help="JSON overrides for every variant")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args()
 
     claim = CLAIMS[args.claim]
@@ -182,12 +184,12 @@ def main() -> None:
     tables, data, summary = load(args.path, args.name, args.ratings_path)
     device = pick_device(args.device)
     shared = {**COMMON, **json.loads(args.models_config)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"claims-{args.claim}-{args.name}-{device.type}"
-    result = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+    out, md_out = output_dirs(args)
+    stem = f"claims-{args.claim}-{args.name}-{device.type}"
+    result = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").is_file() else {}
     if result.get("dataset_sha256") != tables.checksum:
         result = {"variants": {}}
+    commands = with_commands(result, command_line("sequential_claims.py"))
     result.update(
         claim=args.claim, dataset=args.name, path=args.path, dataset_sha256=tables.checksum,
         split={k: v for k, v in asdict(summary).items() if k not in ("cold_user_ids", "cold_item_ids")},
@@ -203,9 +205,9 @@ def main() -> None:
         for other in result["variants"].values():
             if other is not ref:
                 other["versus_reference"] = compare(other, ref, claim["slice"])
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-        stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+        (md_out / f"{stem}.md").write_text(markdown(result) + commands_note(commands))
+    print(markdown(result) + commands_note(commands))
 
 
 if __name__ == "__main__":

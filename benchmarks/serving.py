@@ -30,8 +30,8 @@ The machine is shared (one of the 2 cores is usually busy with other jobs): befo
 measurement the script waits up to ``--quiet-wait`` seconds for the 1-minute load average to
 drop under ``--quiet-load`` and records the load average before and after every measurement.
 
-Writes ``benchmarks/results/serving-<machine>.json`` (every run appended to ``runs``) and a
-Markdown table of the latest run, next to the last earlier run whose ``--label`` starts with
+Writes ``serving-<machine>.json`` (every run appended to ``runs``) to the results folder outside the
+checkout (``benchmarks.results_dir()``) and to ``benchmarks/results/`` a Markdown table of the latest run, next to the last earlier run whose ``--label`` starts with
 "before". The "before" run on file is this script run on the tree of commit 26113ef (the pyfunc
 before issue 10's serving work) with ``PYTHONPATH`` set to that tree, so that the server loads
 that code too, and ``tasks.pyfunc``'s thread setting stubbed out (it did not exist).
@@ -58,7 +58,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, results_dir  # noqa: E402
+
 FAMILY_ORDER = ("popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "graphsage", "hetero_gnn",
                 "content_knn", "two_tower", "sbert_two_tower", "hybrid", "t5_hybrid", "multimodal", "contrastive",
                 "ensemble")  # fmt: skip
@@ -102,12 +103,14 @@ def load_split(path: str, ratings_path: str | None, name: str):
 DATASET_FIELDS = ("n_items", "n_users")
 
 
-def validated_configs(name: str, checksum: str, families: list[str], results: Path = RESULTS) -> dict[str, dict]:
+def validated_configs(name: str, checksum: str, families: list[str], results: Path | None = None) -> dict[str, dict]:
     """family -> the config validation chose for it on this dataset: the chosen trial of
-    ``results/sweep-<family>-<name>-cpu.json`` (``benchmarks/sweep.py``), for the families that
+    ``sweep-<family>-<name>-cpu.json`` in ``results`` (default the results folder,
+    ``benchmarks.results_dir()``; written by ``benchmarks/sweep.py``), for the families that
     have one. A sweep on other data (its ``dataset_sha256`` is not ``checksum``) is an error, not
     a silent fallback to the default size."""
     configs = {}
+    results = results_dir() if results is None else results
     for family in families:
         path = results / f"sweep-{family}-{name}-cpu.json"
         if not path.exists():
@@ -548,8 +551,11 @@ def main() -> None:
                         help='JSON per-family config overrides, e.g. \'{"temporal_attention": {"max_len": 50}}\'')
     parser.add_argument("--validated-configs", action="store_true",
                         help="build each family with the config validation chose on this dataset where a sweep "
-                             "is on file (results/sweep-<family>-<name>-cpu.json); --models-config still wins")
+                             "is on file (sweep-<family>-<name>-cpu.json in the results folder, --out); "
+                             "--models-config still wins")
+    add_output_arguments(parser)
     args = parser.parse_args()
+    out_dir, md_dir = output_dirs(args)
 
     import torch
 
@@ -572,7 +578,7 @@ def main() -> None:
               f"({time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
         validated = {}
         if args.validated_configs:
-            validated = validated_configs(tables.name, tables.checksum, families)
+            validated = validated_configs(tables.name, tables.checksum, families, results=out_dir)
             print("validated configs: " + (", ".join(validated) or "none on file"), flush=True)
         overrides = {f: {**validated.get(f, {}), **models_config.get(f, {})} for f in {*validated, *models_config}}
         models, reports, build_seconds = build_models(data, families, overrides=overrides)
@@ -585,6 +591,7 @@ def main() -> None:
         run = {
             "started_at": started_at,
             "label": args.label,
+            "command": command_line("serving.py"),
             "models_config": models_config,
             "validated_configs": validated,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -631,14 +638,13 @@ def main() -> None:
             print(f"{family:>20} over HTTP: p50 {h['p50_ms']:.2f} ms  p99 {h['p99_ms']:.2f} ms  "
                   f"(load {result['over_http']['load_before']})", flush=True)  # fmt: skip
 
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"serving-{args.machine}.json"
+    out = out_dir / f"serving-{args.machine}.json"
     previous_runs = json.loads(out.read_text())["runs"] if out.exists() else []
     out.write_text(json.dumps({"runs": [*previous_runs, run]}, indent=1) + "\n")
-    text = markdown(run, previous_runs)
-    (RESULTS / f"serving-{args.machine}.md").write_text(text)
+    text = markdown(run, previous_runs) + commands_note([run["command"]])
+    (md_dir / f"serving-{args.machine}.md").write_text(text)
     print(text)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    print(f"wrote {out} and {md_dir / f'serving-{args.machine}.md'}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """One table: our sequential models next to RecBole's, same data, same split, same evaluator.
 
     python benchmarks/side_by_side.py --name ml-100k \
-        --ours benchmarks/results/sequential-ml-100k-cpu.json \
-        --recbole benchmarks/results/recbole-ml-100k.json
+        --ours sequential-ml-100k-cpu.json --recbole recbole-ml-100k.json
 
 ``--ours`` is a ``baselines.py`` (or ``sweep.py``: its chosen trial) result, repeatable,
 ``--recbole`` a ``peer_recbole.py`` result; all must have been measured on the same dataset file (same sha256).
@@ -14,7 +13,12 @@ epoch and peak memory, the table gives *our time to RecBole's best*: the wall ti
 validation NDCG@10 (our protocol) first reached the best validation NDCG@10 RecBole's model
 reached (same protocol), read off our per-epoch validation curve. The issue's bars are checked
 and written next to the numbers; when both results carry per-user test ranks, a paired bootstrap
-over the test users gives a 95% interval for the NDCG@10 ratio and difference. Writes ``side-by-side-<name>.json``, ``.md`` and a ``.png`` of both validation curves against wall time.
+over the test users gives a 95% interval for the NDCG@10 ratio and difference.
+
+A result file not found as given is read from the results folder outside the checkout
+(``benchmarks.results_dir()``, where the other benchmarks write their JSON). Writes
+``side-by-side-<name>.json`` there, and ``.md`` and a ``.png`` of both validation curves against
+wall time to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.baselines import RESULTS
+from benchmarks import add_output_arguments, command_line, commands_note, find_result, output_dirs
 from models.metrics import ndcg_gains
 
 PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "lightgcn": "LightGCN"}
@@ -206,26 +210,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="dataset name (as in both results)")
     parser.add_argument("--ours", required=True, action="append",
-                        help="baselines.py or sweep.py result JSON (repeat to combine files)")
-    parser.add_argument("--recbole", default=None, help="peer_recbole.py result JSON (default results/recbole-<name>.json)")
-    parser.add_argument("--out", default=str(RESULTS))
+                        help="baselines.py or sweep.py result JSON, a path or a name in the results folder "
+                             "(repeat to combine files)")
+    parser.add_argument("--recbole", default=None,
+                        help="peer_recbole.py result JSON (default recbole-<name>.json in the results folder)")
+    add_output_arguments(parser)
     args = parser.parse_args()
-    recbole_path = Path(args.recbole or Path(args.out) / f"recbole-{args.name}.json")
-    for path in (*map(Path, args.ours), recbole_path):
-        if not path.is_file():
-            raise SystemExit(f"result file not found: {path}")
-    ours = [json.loads(Path(p).read_text()) for p in args.ours]
+    out, md_out = output_dirs(args)
+    recbole_path = find_result(args.recbole or out / f"recbole-{args.name}.json")
+    ours = [json.loads(find_result(p).read_text()) for p in args.ours]
     recbole = json.loads(recbole_path.read_text())
     result = compare(ours, recbole, args.name)
     if not result["pairs"]:
         raise SystemExit(f"no model measured on both sides: ours {sorted(k for o in ours for k in ours_rows(o))}, "
                          f"RecBole {[r['model'] for r in recbole['results']]}")
-    out = Path(args.out)
     stem = output_stem(recbole_path, args.name)
+    result["command"] = command_line("side_by_side.py")
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{stem}.md").write_text(markdown(result))
-    plot(result, out / f"{stem}.png")
-    print(markdown(result))
+    (md_out / f"{stem}.md").write_text(markdown(result) + commands_note([result["command"]]))
+    plot(result, md_out / f"{stem}.png")
+    print(markdown(result) + commands_note([result["command"]]))
 
 
 def output_stem(recbole_path: Path, name: str) -> str:

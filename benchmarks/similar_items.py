@@ -21,7 +21,8 @@ Methods: ``text`` (the item-text-embedding side input, all-MiniLM-L6-v2 unless `
 ``contrastive`` (CL-TV trained on the training part, epoch chosen on validation NDCG@10, its
 ``item_embeddings()``) and, as the floor, ``random`` neighbours (seeded).
 
-Writes ``benchmarks/results/similar-items-<name>-<device>.json`` and a Markdown table.
+Writes ``similar-items-<name>-<device>.json`` to the results folder outside the checkout
+(``benchmarks.results_dir()``) and a Markdown table to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
+from benchmarks import add_output_arguments, output_dirs  # noqa: E402
 from benchmarks.plugin_families import (  # noqa: E402
     DEFAULT_TEXT_CACHE,
     hardware,
@@ -60,7 +62,6 @@ from models.device import pick_device  # noqa: E402
 from models.registry import sized_to_side_inputs  # noqa: E402
 from models.split import leave_one_out_split  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 K = 10
 MISS = K + 1  # the rank recorded when the held-out item is not among the K neighbours
 
@@ -213,7 +214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.source == "movielens" and not args.path:
         parser.error("--path is required for --source movielens")
@@ -227,11 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(args)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     result["command"] = "python benchmarks/similar_items.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"similar-items-{args.name}-{result['hardware']['device'].split(':')[0]}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
+    out, md_out = output_dirs(args)
+    stem = f"similar-items-{args.name}-{result['hardware']['device'].split(':')[0]}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (md_out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return result
 

@@ -4,8 +4,8 @@
     python benchmarks/startup.py --repeats 10
 
 Each command is run in a fresh process (nothing warm but the OS file cache; one untimed run of each
-first) and timed wall-clock; the script writes ``benchmarks/results/startup-<machine>.json`` and a
-Markdown table with the median and the slowest run, and the import time of ``workflows.full``
+first) and timed wall-clock; the script writes ``startup-<machine>.json`` to the results folder
+outside the checkout (``benchmarks.results_dir()``) and to ``benchmarks/results/`` a Markdown table with the median and the slowest run, and the import time of ``workflows.full``
 (``python -X importtime``). The bar (issue 8): both answer in under 6 s on a quiet 2-core machine.
 """
 
@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(ROOT))  # run as a file from anywhere
+
+from benchmarks import add_output_arguments, output_dirs  # noqa: E402
+
 PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
 BAR_SECONDS = 6.0
 
@@ -56,7 +59,9 @@ def import_seconds(env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    add_output_arguments(parser)
     args = parser.parse_args()
+    out, md_out = output_dirs(args)
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FLYTE_LOCAL_CACHE_ENABLED": "false"}
     rows = []
     for name, command in COMMANDS.items():
@@ -77,9 +82,8 @@ def main() -> None:
                     "load_average_1m_at_end": round(os.getloadavg()[0], 2), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
     stem = f"startup-{os.cpu_count()}cpu"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     lines = [
         f"`import workflows.full`: {result['import_workflows_full_s']} s "
         f"({os.cpu_count()} CPUs, load average {result['machine']['load_average_1m_at_end']} at the end)",
@@ -91,8 +95,10 @@ def main() -> None:
             f"{'yes' if r['under_bar'] else 'no'} |"
             for r in rows
         ),
+        "",
+        f"- command: `python benchmarks/startup.py --repeats {args.repeats}`",
     ]
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (md_out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -8,8 +8,9 @@ Every configuration is ``BENCHMARK_OVERRIDES[family]`` (from ``baselines.py``) u
 does (standard split, seed 0, early stopping on validation NDCG@10). The test numbers are
 recorded for every trial but the *chosen* trial is the one with the best validation NDCG@10.
 
-Results accumulate in ``benchmarks/results/sweep-<family>-<name>-<device>.json`` (+ ``.md``): a
-trial whose full configuration was already measured on the same data is not run again.
+Results accumulate in ``sweep-<family>-<name>-<device>.json`` in the results folder outside the
+checkout (``benchmarks.results_dir()``; ``.md`` in ``benchmarks/results/``): a trial whose full
+configuration was already measured on the same data (read back from that JSON) is not run again.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from pathlib import Path
 
+import shlex
+
+from benchmarks import add_output_arguments, commands_note, output_dirs
 from benchmarks.baselines import (
     BENCHMARK_OVERRIDES,
-    RESULTS,
     add_dataset_arguments,
     hardware,
     load_standard_split,
@@ -34,6 +36,22 @@ from models.registry import config_from_dict
 
 def _changed(config: dict, reference: dict) -> dict:
     return {k: v for k, v in config.items() if reference.get(k) != v}
+
+
+def regenerating_command(result: dict) -> str:
+    """One command that measures every trial of ``result`` again into an empty results folder: each
+    trial's whole recorded config, written as what it changes from today's benchmark config
+    (``BENCHMARK_OVERRIDES`` and the family's defaults; those moved since some trials ran)."""
+    family, trials = result["family"], result["trials"]
+    reference = json.loads(json.dumps(asdict(config_from_dict(
+        family, {"n_items": trials[0]["config"]["n_items"], **BENCHMARK_OVERRIDES.get(family, {})}))))
+    grid = [{k: v for k, v in t["config"].items() if k not in ("n_items", "n_users") and reference.get(k) != v}
+            for t in trials]  # fmt: skip
+    argv = ["python", "benchmarks/sweep.py", "--path", result["path"]]
+    argv += ["--ratings-path", result["ratings_path"]] if result.get("ratings_path") else []
+    argv += ["--name", result["dataset"], "--family", family, "--device", result["hardware"]["device"].split(":")[0],
+             "--grid", json.dumps(grid)]  # fmt: skip
+    return shlex.join(argv)
 
 
 def markdown(result: dict) -> str:
@@ -73,7 +91,7 @@ def main() -> None:
     parser.add_argument("--base", default="{}", help="JSON overrides applied to every trial")
     parser.add_argument("--grid", required=True, help="JSON list of per-trial overrides")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=str(RESULTS))
+    add_output_arguments(parser)
     args = parser.parse_args()
 
     grid = json.loads(args.grid)
@@ -83,10 +101,9 @@ def main() -> None:
     tables, data, summary, _ = load_standard_split(args.path, args.name, args.ratings_path)
     device = pick_device(args.device)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"sweep-{args.family}-{args.name}-{device.type}"
-    result = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+    out, md_out = output_dirs(args)
+    stem = f"sweep-{args.family}-{args.name}-{device.type}"
+    result = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").is_file() else {}
     if result.get("dataset_sha256") != tables.checksum:
         result = {"trials": []}
     reference = BENCHMARK_OVERRIDES.get(args.family, {})
@@ -113,11 +130,11 @@ def main() -> None:
             hardware=hardware(device),
             chosen=max(range(len(result["trials"])), key=lambda i: result["trials"][i]["best_valid_ndcg@10"] or 0),
         )
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-        stem.with_suffix(".md").write_text(markdown(result))
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+        (md_out / f"{stem}.md").write_text(markdown(result) + commands_note([regenerating_command(result)]))
     if result["trials"]:  # also refreshes the table of a finished sweep (an empty --grid '[]')
-        stem.with_suffix(".md").write_text(markdown(result))
-        print(markdown(result))
+        (md_out / f"{stem}.md").write_text(markdown(result) + commands_note([regenerating_command(result)]))
+        print(markdown(result) + commands_note([regenerating_command(result)]))
 
 
 if __name__ == "__main__":

@@ -23,18 +23,21 @@ def _write_ml1m(folder, n_users=40, n_items=30, seed=0):
 def test_benchmark_writes_json_and_table_for_every_model(tmp_path, monkeypatch):
     _write_ml1m(tmp_path / "ml")
     tiny = {f: {"dim": 16, "n_layers": 1, "max_len": 10, "max_epochs": 2} for f in ("sasrec", "bert4rec")}
-    monkeypatch.setattr(
-        "sys.argv",
-        ["baselines.py", "--path", str(tmp_path / "ml"), "--name", "tiny", "--models", "popularity,sasrec,bert4rec",
-         "--models-config", json.dumps(tiny), "--out", str(tmp_path / "out"), "--device", "cpu"],
-    )
+    argv = ["--path", str(tmp_path / "ml"), "--name", "tiny", "--models", "popularity,sasrec,bert4rec",
+            "--models-config", json.dumps(tiny), "--out", str(tmp_path / "out"), "--md-out", str(tmp_path / "md"),
+            "--device", "cpu"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["baselines.py", *argv])
     main()
+    # the JSON in --out, the Markdown (naming the command that wrote it) in --md-out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["baselines-tiny-cpu.json"]
+    assert sorted(p.name for p in (tmp_path / "md").iterdir()) == ["baselines-tiny-cpu.md"]
+    assert "- command: `python benchmarks/baselines.py --path " in (tmp_path / "md" / "baselines-tiny-cpu.md").read_text()
     result = json.loads((tmp_path / "out" / "baselines-tiny-cpu.json").read_text())
     assert [r["model"] for r in result["results"]] == ["popularity", "sasrec", "bert4rec"]
     assert result["n_test_cases"] == 40 and len(result["dataset_sha256"]) == 64
     assert result["results"][1]["config"]["dim"] == 16 and result["results"][1]["epochs_run"] == 2
     assert all(0.0 <= r["ndcg@10"] <= 1.0 for r in result["results"])
-    assert "| sasrec |" in (tmp_path / "out" / "baselines-tiny-cpu.md").read_text()
+    assert "| sasrec |" in (tmp_path / "md" / "baselines-tiny-cpu.md").read_text()
 
 
 def test_benchmark_rows_carry_the_validation_curve_and_timings(tmp_path, monkeypatch):

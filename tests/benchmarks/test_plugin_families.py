@@ -17,7 +17,7 @@ def two_runs(tmp_path_factory, tiny_encoder):
         "--source", "synthetic", "--synthetic-users", "60", "--name", "tiny", "--split-mode", "pipeline",
         "--models", ",".join(FAMILIES), "--ensemble", "--reference", "content_knn", "--encoder", tiny_encoder, "--device", "cpu",
         "--models-config", json.dumps({"lightgcn": {"dim": 8, "n_layers": 1, "max_epochs": 2, "batch_size": 256}}),
-        "--text-cache-dir", str(root / "cache"), "--out", str(root / "out"),
+        "--text-cache-dir", str(root / "cache"), "--out", str(root / "out"), "--md-out", str(root / "out"),
     ]  # fmt: skip
     main(argv)
     first = json.loads((root / "out" / "plugin-tiny-pipeline-cpu.json").read_text())
@@ -119,7 +119,7 @@ def test_several_validation_targets_per_new_user_count_each_user_once(tmp_path, 
     argv = [
         "--source", "synthetic", "--synthetic-users", "60", "--name", "tiny", "--split-mode", "pipeline",
         "--models", "popularity", "--encoder", tiny_encoder, "--device", "cpu", "--text-cache-dir", str(tmp_path / "cache"),
-        "--out", str(tmp_path / "out"), "--tag", "targets",
+        "--out", str(tmp_path / "out"), "--md-out", str(tmp_path / "out"), "--tag", "targets",
     ]  # fmt: skip
     one = main(argv)
     every = main([*argv, "--cold-user-validation-targets", "all"])

@@ -31,7 +31,8 @@ def test_cases_of_one_slice_are_pooled_across_draws(tmp_path):
     for i, r in enumerate((first, second)):
         files.append(tmp_path / f"r{i}.json")
         files[-1].write_text(json.dumps(r))
-    summary = main([*map(str, files), "--reference", "ref", "--name", "t", "--out", str(tmp_path / "out")])
+    summary = main([*map(str, files), "--reference", "ref", "--name", "t", "--out", str(tmp_path / "out"),
+                    "--md-out", str(tmp_path / "out")])
     assert summary["models"] == ["ref", "net"]  # only the models of every file
     # user "1" of each draw is a separate case: three cold-user cases in all
     assert summary["pooled"]["n_cases"] == 3
@@ -43,3 +44,18 @@ def test_cases_of_one_slice_are_pooled_across_draws(tmp_path):
     assert "| **pooled** (seed –) | 3 |" in text
     with pytest.raises(SystemExit, match="not in every file"):
         main([*map(str, files), "--reference", "only_here", "--name", "t", "--out", str(tmp_path / "out")])
+
+
+def test_a_file_named_without_its_folder_is_read_from_the_results_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CINESYNC_RESULTS", str(tmp_path / "results"))
+    (tmp_path / "results").mkdir()
+    draws = [result(s, {"ref": {"1": ("cold_user", 1)}, "net": {"1": ("cold_user", 2)}}) for s in (0, 1)]
+    for i, r in enumerate(draws):
+        (tmp_path / "results" / f"r{i}.json").write_text(json.dumps(r))
+    # a bare name, and a path as commands wrote them when the results were kept in the checkout
+    summary = main(["r0.json", "benchmarks/results/r1.json", "--reference", "ref", "--name", "t",
+                    "--md-out", str(tmp_path / "md")])  # fmt: skip
+    assert summary["pooled"]["n_cases"] == 2
+    assert (tmp_path / "results" / "pooled-t.json").is_file() and (tmp_path / "md" / "pooled-t.md").is_file()
+    with pytest.raises(SystemExit, match="no such result file"):
+        main(["r9.json", "--reference", "ref", "--name", "t", "--md-out", str(tmp_path / "md")])

@@ -1,5 +1,5 @@
 """benchmarks/serving.py: the latency of each history-length band is the latency of its requests; the
-configs validation chose, read from the sweeps on file."""
+configs validation chose, read from the sweeps on file (the results folder outside the checkout)."""
 
 import json
 
@@ -38,3 +38,9 @@ def test_a_sweep_of_other_data_under_the_served_name_is_an_error(tmp_path):
     _sweep(tmp_path, "sasrec", "ml-1m-u2999", "stale", 0, [{"dim": 128}])
     with pytest.raises(ValueError, match="swept on data with sha256 stale"):
         validated_configs("ml-1m-u2999", "abc", ["sasrec"], results=tmp_path)
+
+
+def test_validated_configs_are_read_from_the_results_folder_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("CINESYNC_RESULTS", str(tmp_path))
+    _sweep(tmp_path, "sasrec", "ml-1m-u2999", "abc", 0, [{"dim": 128}])
+    assert validated_configs("ml-1m-u2999", "abc", ["sasrec"]) == {"sasrec": {"dim": 128}}

@@ -59,7 +59,8 @@ def test_main_writes_json_and_table(tmp_path, monkeypatch):
     (tmp_path / "ours.json").write_text(json.dumps(_ours()))
     (tmp_path / "recbole.json").write_text(json.dumps(_recbole()))
     monkeypatch.setattr("sys.argv", ["side_by_side.py", "--name", "ml-100k", "--ours", str(tmp_path / "ours.json"),
-                                     "--recbole", str(tmp_path / "recbole.json"), "--out", str(tmp_path)])
+                                     "--recbole", str(tmp_path / "recbole.json"), "--out", str(tmp_path),
+                                     "--md-out", str(tmp_path)])
     main()
     written = json.loads((tmp_path / "side-by-side-ml-100k.json").read_text())
     assert written["pairs"][0]["model"] == "sasrec"
@@ -107,7 +108,8 @@ def test_outputs_are_named_after_the_peer_file_so_both_selections_coexist(tmp_pa
     (tmp_path / "ours.json").write_text(json.dumps(_ours()))
     (tmp_path / "recbole-ml-100k-select-ours.json").write_text(json.dumps(peer))
     monkeypatch.setattr("sys.argv", ["side_by_side.py", "--name", "ml-100k", "--ours", str(tmp_path / "ours.json"),
-                                     "--recbole", str(tmp_path / "recbole-ml-100k-select-ours.json"), "--out", str(tmp_path)])
+                                     "--recbole", str(tmp_path / "recbole-ml-100k-select-ours.json"), "--out", str(tmp_path),
+                                     "--md-out", str(tmp_path)])
     main()
     table = (tmp_path / "side-by-side-ml-100k-select-ours.md").read_text()
     assert "best epoch chosen on our protocol" in table

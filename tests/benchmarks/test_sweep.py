@@ -1,9 +1,12 @@
-"""sweep.py end to end on a tiny MovieLens-1M-format folder: choice by validation, no re-runs."""
+"""sweep.py end to end on a tiny MovieLens-1M-format folder: choice by validation, no re-runs, and
+the Markdown's command measures every trial on file again."""
 
 import json
+import shlex
 
 import pytest
 
+import benchmarks
 from benchmarks import sweep
 from tests.benchmarks.test_baselines import _write_ml1m
 
@@ -13,7 +16,7 @@ def _run(monkeypatch, tmp_path, grid):
         "sys.argv",
         ["sweep.py", "--path", str(tmp_path / "ml"), "--name", "tiny", "--family", "sasrec", "--device", "cpu",
          "--base", json.dumps({"dim": 16, "n_layers": 1, "max_len": 10, "max_epochs": 2}),
-         "--grid", json.dumps(grid), "--out", str(tmp_path / "out")],
+         "--grid", json.dumps(grid), "--out", str(tmp_path / "out"), "--md-out", str(tmp_path / "out")],
     )
     sweep.main()
     return json.loads((tmp_path / "out" / "sweep-sasrec-tiny-cpu.json").read_text())
@@ -32,6 +35,36 @@ def test_sweep_chooses_the_best_validation_trial_and_skips_measured_ones(tmp_pat
     again = _run(monkeypatch, tmp_path, [{"lr": 1e-2}])
     assert len(again["trials"]) == 2 and not calls
     assert "**(chosen)**" in (tmp_path / "out" / "sweep-sasrec-tiny-cpu.md").read_text()
+
+
+def test_the_summary_names_one_command_that_measures_every_trial_again(tmp_path, monkeypatch):
+    _write_ml1m(tmp_path / "ml")
+    result = _run(monkeypatch, tmp_path, [{"lr": 1e-2}])
+    result = _run(monkeypatch, tmp_path, [{"lr": 1e-5}])  # a second command adds a trial
+    line = (tmp_path / "out" / "sweep-sasrec-tiny-cpu.md").read_text().splitlines()[-1]
+    assert line.startswith("- command: `python benchmarks/sweep.py --path ")
+    argv = shlex.split(line.removeprefix("- command: `").removesuffix("`"))
+    grid = json.loads(argv[argv.index("--grid") + 1])
+    assert [g["lr"] for g in grid] == [1e-2, 1e-5] and all(g["dim"] == 16 for g in grid)
+    # run without --base, that grid asks for exactly the trials on file: nothing is trained again
+    monkeypatch.setattr(sweep, "train_and_score", lambda *a, **k: pytest.fail("re-ran a trial"))
+    monkeypatch.setattr("sys.argv", ["sweep.py", *argv[2:], "--out", str(tmp_path / "out"), "--md-out", str(tmp_path / "out")])
+    sweep.main()
+    assert len(json.loads((tmp_path / "out" / "sweep-sasrec-tiny-cpu.json").read_text())["trials"]) == 2
+
+
+def test_by_default_the_json_goes_to_the_results_folder_and_the_table_beside_the_code(tmp_path, monkeypatch):
+    _write_ml1m(tmp_path / "ml")
+    monkeypatch.setenv("CINESYNC_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(benchmarks, "SUMMARIES", tmp_path / "summaries")
+    monkeypatch.setattr(
+        "sys.argv",
+        ["sweep.py", "--path", str(tmp_path / "ml"), "--name", "tiny", "--family", "sasrec", "--device", "cpu",
+         "--base", json.dumps({"dim": 16, "n_layers": 1, "max_len": 10, "max_epochs": 1}), "--grid", "[{}]"],
+    )
+    sweep.main()
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["sweep-sasrec-tiny-cpu.json"]
+    assert [p.name for p in (tmp_path / "summaries").iterdir()] == ["sweep-sasrec-tiny-cpu.md"]
 
 
 def test_a_trial_differing_only_by_a_default_is_not_taken_for_a_measured_one(tmp_path, monkeypatch):

@@ -84,8 +84,9 @@ def train(
     ``config``: fields of the family's config dataclass (e.g. ``dim``, ``max_epochs``, ``seed``).
     ``text_encoder``: sentence-transformers name or path, for families that read item text.
     """
-    from models.device import pick_device, seed_everything
-    from models.registry import ConfigError, FAMILIES, build_model, sized_to_side_inputs, trainable_families
+    from models.device import pick_device
+    from models.registry import ConfigError, FAMILIES, trainable_families
+    from pipeline.steps import build_side_inputs, fit_family
 
     if family not in trainable_families():
         raise ConfigError(f"unknown model {family!r}; known: {', '.join(trainable_families())}")
@@ -93,14 +94,14 @@ def train(
     if not len(training.valid_cases):
         raise ValueError("no validation case: train needs users with >= 3 interactions to choose epochs")
     torch_device = pick_device(device)
-    side_inputs = {
-        name: _side_input(name, family, data, text_encoder, torch_device)
-        for name in FAMILIES[family].side_inputs
-    }
-    config = sized_to_side_inputs(family, config, side_inputs)  # e.g. the text encoder's width
-    seed_everything(int(config.get("seed", 0)))
-    model = build_model(family, data.n_items, config, n_users=data.n_users).to(torch_device)
-    report = model.fit(training, torch_device, side_inputs=side_inputs, progress=progress)
+    try:
+        side_inputs = build_side_inputs(FAMILIES[family].side_inputs, training, text_encoder=text_encoder, device=str(torch_device))
+    except ValueError as error:
+        if "item text" not in str(error):
+            raise
+        raise ValueError(f"{family} needs item text: pass split(interactions, items=...) with an items table; {error}") from None
+    fitted = fit_family(family, training, config, side_inputs, device=torch_device, progress=progress)
+    model, report = fitted.model, fitted.report
     model.eval()
     item_ids = np.zeros(data.n_items + 1, dtype=np.int64)
     item_ids[data.items["item_idx"].to_numpy(np.int64)] = data.items["item_id"].to_numpy(np.int64)
@@ -151,13 +152,12 @@ class Recommender:
 
     def evaluate(self, data: SplitData, ks: Sequence[int] = (10, 20)) -> dict[str, dict[str, float]]:
         """Metrics of ``data``'s test cases per slice ("all", "warm", ..., "activity:<bucket>")."""
-        from models.metrics import evaluate
+        from pipeline.steps import evaluate
 
         ids = data.items.sort_values("item_idx")["item_id"].to_numpy(np.int64)
         if not np.array_equal(ids, self.item_ids[1:]):
             raise ValueError("data has another catalogue than the one this model was trained on")
-        result = evaluate(self.model.score, data.stage("test"), data.n_items, device=self.device,
-                          max_len=self.model.history_length, ks=ks)  # fmt: skip
+        result = evaluate(self.model, data.stage("test"), data.n_items, device=self.device, ks=ks)
         return result.metrics
 
 
@@ -205,21 +205,3 @@ def _seconds(values: pd.Series) -> np.ndarray:
         return ((values - pd.Timestamp(0, tz=values.dt.tz)) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
     return _ids(values, "timestamp")
 
-
-def _side_input(name: str, family: str, data: SplitData, text_encoder: str, device: torch.device) -> Any:
-    if name == "interaction_graph":
-        from models.graph.interaction_graph import build_interaction_graph
-
-        return build_interaction_graph(data.train, data.n_users, data.n_items)
-    if name == "item_text_embeddings":
-        from models.content.item_text import TEXT_COLUMNS, encode_item_text
-
-        has_text = [c for c in ("title", *TEXT_COLUMNS) if c in data.items.columns
-                    and data.items[c].astype("string").fillna("").str.strip().ne("").any()]  # fmt: skip
-        if not has_text:
-            raise ValueError(
-                f"{family} needs item text: pass split(interactions, items=...) with an items table "
-                f"holding item_id and at least one text column of {['title', *TEXT_COLUMNS]}"
-            )
-        return encode_item_text(data.items, encoder=text_encoder, device=str(device), progress=False)
-    raise NotImplementedError(f"{family} needs side input {name!r}, which models.api cannot build")

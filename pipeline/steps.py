@@ -205,12 +205,12 @@ def fit_family(
 # ----- evaluate, and choose on validation -----------------------------------------------------
 
 
-def evaluate(model, cases: pd.DataFrame, n_items: int, *, device="cpu", progress: bool = False):
+def evaluate(model, cases: pd.DataFrame, n_items: int, *, device="cpu", progress: bool = False, ks: Sequence[int] = (10, 20)):
     """The one protocol: every case's target ranked against the whole catalogue, the case's
     history excluded; metrics per slice and activity bucket (``models.metrics.evaluate``)."""
     from models.metrics import evaluate as evaluate_cases
 
-    return evaluate_cases(model.score, cases, n_items, device=device, max_len=model.history_length, progress=progress)
+    return evaluate_cases(model.score, cases, n_items, device=device, max_len=model.history_length, progress=progress, ks=ks)
 
 
 def validation_metrics(model, validation_cases: pd.DataFrame, n_items: int, *, device="cpu") -> dict[str, dict[str, float]]:

@@ -8,7 +8,8 @@ from tasks.checks import check_run_inputs
 from tasks.common import ModelEvaluation, hash_frame
 from tasks.plots import learning_curve, results_table
 from tasks.tracking import _key
-from tasks.train import load_model_config
+from pipeline.config import load_model_config
+from pipeline.options import DataOptions
 
 
 def test_bundled_laptop_config_overrides_sasrec_fields():
@@ -37,7 +38,7 @@ def test_config_that_is_not_a_mapping_is_refused():
 
 
 def test_run_inputs_resolve_the_config_to_its_content():
-    checked = check_run_inputs(models=["sasrec"], model_config="laptop", split_mode="standard", source="synthetic")
+    checked = check_run_inputs(models=["sasrec"], model_config="laptop", data=DataOptions(split_mode="standard"))
     assert checked.models == ["sasrec"]
     assert load_model_config(checked.model_config) == load_model_config("laptop")
 
@@ -47,14 +48,26 @@ def test_run_inputs_resolve_the_config_to_its_content():
     [
         ({"models": ["nope"]}, r"unknown model\(s\) \['nope'\]"),
         ({"models": []}, r"unknown model\(s\) \(none given\)"),
-        ({"split_mode": "random"}, "unknown split mode 'random'; known: standard, pipeline"),
-        ({"source": "kaggle"}, "unknown source 'kaggle'"),
+        ({"data": DataOptions(split_mode="random")}, "unknown split mode 'random'; known: pipeline, standard"),
+        ({"data": DataOptions(source="kaggle")}, "unknown source 'kaggle'; known: synthetic, movielens"),
+        ({"data": DataOptions(source="movielens")}, "source movielens needs a path"),
+        ({"data": DataOptions(path="/data")}, "source synthetic reads no path"),
+        ({"data": DataOptions(synthetic_users=0)}, "synthetic_users must be >= 1, got 0"),
+        ({"data": DataOptions(min_history_length=0)}, "min_history_length must be >= 1, got 0"),
     ],
 )
 def test_run_inputs_name_what_is_unknown(kwargs, message):
-    inputs = {"models": ["sasrec"], "model_config": "", "split_mode": "pipeline", "source": "synthetic", **kwargs}
+    inputs = {"models": ["sasrec"], "model_config": "", "data": DataOptions(), **kwargs}
     with pytest.raises(ValueError, match=message):
         check_run_inputs(**inputs)
+
+
+def test_stage_workflows_check_every_data_option_too():
+    from tasks.checks import check_data_inputs
+
+    assert check_data_inputs(data=DataOptions(split_mode="standard")) == DataOptions(split_mode="standard")
+    with pytest.raises(ValueError, match="unknown split mode 'random'"):
+        check_data_inputs(data=DataOptions(split_mode="random"))
 
 
 def test_metric_keys_are_valid_mlflow_names():

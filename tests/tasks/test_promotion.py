@@ -42,14 +42,17 @@ def client(empty_store, tmp_path, monkeypatch):
 
 def candidate(family: str, ndcg: float, pyfunc: bool = False, **slices: float) -> Candidate:
     """A run with a logged model named "model" (a tiny servable pyfunc if asked, else an empty
-    one: registering needs no files) and test metrics: ``all`` plus the given slices' ndcg@10."""
+    one: registering needs no files) and validation metrics: ``all`` plus the given slices'
+    ndcg@10. Its test metrics are the opposite ranking (1 - each number): a choice that read them
+    would pick the other way."""
     with mlflow.start_run(run_name=family) as run:
         if pyfunc:
             mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
         else:
             mlflow.finalize_logged_model(mlflow.initialize_logged_model("model", run.info.run_id).model_id, "READY")
     metrics = {"all": {"ndcg@10": ndcg, "hr@10": 2 * ndcg}, **{s: {"ndcg@10": v} for s, v in slices.items()}}
-    return Candidate(family, f"runs:/{run.info.run_id}/model", run.info.run_id, metrics)
+    test = {s: {k: 1.0 - v for k, v in m.items()} for s, m in metrics.items()}
+    return Candidate(family, f"runs:/{run.info.run_id}/model", run.info.run_id, metrics, test)
 
 
 def promote(client, candidates, key, **kwargs):
@@ -72,7 +75,8 @@ def test_first_models_become_champions_and_the_best_one_also_of_cinesync_champio
     assert version.run_id == ensemble.run_id and aliases(client, "cinesync-champion") == {"champion": "1"}
     assert version.tags["family"] == "ensemble" and version.tags["dataset_checksum"] == CHECKSUM
     assert version.tags["protocol"] == "pipeline" and version.tags["execution_key"] == "exec-1"
-    assert json.loads(version.tags["metrics"]) == ensemble.metrics
+    assert json.loads(version.tags["validation_metrics"]) == ensemble.validation
+    assert json.loads(version.tags["test_metrics"]) == ensemble.test  # recorded, for the report
     assert client.get_run(ensemble.run_id).data.tags["promotion.cinesync-champion"].startswith("v1 champion: first version")
     served = mlflow.pyfunc.load_model("models:/cinesync-champion@champion")
     assert served.predict(["tt0111161"]) == ["tt0111161"]
@@ -92,7 +96,7 @@ def test_worse_model_becomes_challenger_and_its_run_records_why(client):
     worse = candidate("sasrec", 0.28)
     decision = promote(client, [worse], "exec-2")["cinesync-sasrec"]
     assert not decision.promoted and decision.previous_champion == "1"
-    assert decision.reason == "ndcg@10 on all 0.2800 vs champion v1's 0.3000 (gain -0.0200, margin 0.0000): not better by the margin"
+    assert decision.reason == "validation ndcg@10 on all 0.2800 vs champion v1's 0.3000 (gain -0.0200, margin 0.0000): not better by the margin"
     assert aliases(client, "cinesync-sasrec") == {"champion": "1", "challenger": "2"}
     assert client.get_run(worse.run_id).data.tags["promotion.cinesync-sasrec"] == f"v2 challenger: {decision.reason}"
     assert client.get_model_version("cinesync-sasrec", "2").tags["promotion.reason"] == decision.reason
@@ -172,3 +176,30 @@ def test_registers_through_the_given_client_whatever_the_global_tracking_uri(cli
     promote(client, [sasrec], "exec-1")
     version = client.get_model_version("cinesync-sasrec", "1")
     assert version.run_id == sasrec.run_id and version.source.endswith("/artifacts")
+
+
+def test_no_choice_reads_a_test_metric(client, monkeypatch):
+    """The champion and the gate with every test number poisoned: a spy on the test metrics of
+    every candidate records any read, and the decisions are those the validation numbers give."""
+    reads = []
+
+    class Spy(dict):
+        def __getitem__(self, key):
+            reads.append(key)
+            return super().__getitem__(key)
+
+        def get(self, key, default=None):
+            reads.append(key)
+            return super().get(key, default)
+
+    first = [candidate("sasrec", 0.30, warm=0.30), candidate("ease", 0.20, warm=0.20)]
+    better = [candidate("sasrec", 0.32, warm=0.31), candidate("ease", 0.19, warm=0.20)]
+    for c in first + better:
+        c.test = Spy({s: Spy(m) for s, m in c.test.items()})
+    promote(client, first, "exec-1")
+    decisions = promote(client, better, "exec-2")
+    assert reads == []  # serialising them for the version tag reads no key
+    assert decisions["cinesync-sasrec"].promoted and not decisions["cinesync-ease"].promoted
+    champion = client.get_model_version("cinesync-champion", decisions["cinesync-champion"].version)
+    assert champion.tags["family"] == "sasrec"  # best on validation; its test numbers are the worse
+    assert decisions["cinesync-champion"].promoted

@@ -8,7 +8,7 @@ from tests.workflows.conftest import pyflyte
 
 
 def test_pyflyte_run_ends_with_the_summary_and_nothing_after_it(sandbox):
-    args = ("--models", '["popularity", "ease"]', "--synthetic_users", "80", "--no-ensemble")
+    args = ("--models", '["popularity", "ease"]', "--data", '{"synthetic_users": 80}', "--no-ensemble")
     run = pyflyte(sandbox, "full_pipeline", *args, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout

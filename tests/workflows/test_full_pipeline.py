@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipeline.options import DataOptions
 from workflows.full import full_pipeline, validate_data
 
 TINY_CONFIG = """
@@ -51,7 +52,7 @@ def pipeline_run(tmp_path_factory, tiny_encoder, tiny_t5):
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             result = full_pipeline(
-                synthetic_users=150, data_seed=3, split_seed=3, models=MODELS, model_config=TINY_CONFIG.replace("ENCODER", tiny_t5),
+                data=DataOptions(synthetic_users=150, data_seed=3, split_seed=3), models=MODELS, model_config=TINY_CONFIG.replace("ENCODER", tiny_t5),
                 text_encoder=tiny_encoder,
             )  # fmt: skip
     finally:
@@ -182,10 +183,17 @@ def test_the_dataset_is_logged_as_the_input_of_every_run_and_model(pipeline_run)
         assert mlflow.models.get_model_info(model.model_uri).saved_input_example_info is not None, family
 
 
+def _best_on_validation(children) -> str:
+    """The family with the best validation NDCG@10 over every slice's validation cases (first of
+    equals in the evaluated order), read back from the child runs."""
+    scores = {family: children[family].data.metrics["validation_all_ndcg_at_10"] for family in EVALUATED}
+    return max(scores, key=scores.get)
+
+
 def test_the_parent_run_summarises_the_best_model_and_the_champion_decision(pipeline_run):
     table, client, _ = pipeline_run
     parent, children = _children(client)
-    best = table[table["slice"] == "all"].set_index("model")["ndcg@10"].idxmax()
+    best = _best_on_validation(children)
     assert parent.data.tags["best_model"] == best == parent.data.tags["champion.family"]
     for _, row in table[table["model"] == best].iterrows():
         key = row["slice"].replace(":", "/").replace("+", "plus")
@@ -193,7 +201,9 @@ def test_the_parent_run_summarises_the_best_model_and_the_champion_decision(pipe
         assert parent.data.metrics[f"test_{key}_hr_at_10"] == pytest.approx(row["hr@10"])
     assert parent.data.tags["champion.promoted"] == "true" and parent.data.metrics["champion_promoted"] == 1.0
     note = parent.data.tags["mlflow.note.content"]
-    assert f"Best model: **{best}**" in note and "Champion decision: cinesync-champion v1" in note
+    assert f"Chosen on validation: **{best}**" in note and "Champion decision: cinesync-champion v1" in note
+    for slice_name in ("all", "warm", "cold_user", "cold_item"):  # what the choice read, every slice
+        assert 0.0 <= parent.data.metrics[f"validation_{slice_name}_ndcg_at_10"] <= 1.0
     sasrec = children["sasrec"]
     assert sasrec.data.metrics["samples_per_second"] > 0 and sasrec.data.metrics["system/process_peak_rss_megabytes"] > 0
     report = json.loads(Path(client.download_artifacts(sasrec.info.run_id, "fit_report.json")).read_text())
@@ -225,7 +235,7 @@ def test_the_run_prints_no_pickle_warning_no_progress_bars_no_database_lines(pip
 
 def test_unknown_model_name_fails_before_any_work():
     with pytest.raises(Exception, match=r"unknown model\(s\) \['transformer-xl'\]; known: popularity, ease, sasrec, bert4rec, temporal_attention, lightgcn"):
-        full_pipeline(synthetic_users=100, models=["sasrec", "transformer-xl"])
+        full_pipeline(data=DataOptions(synthetic_users=100), models=["sasrec", "transformer-xl"])
 
 
 def test_validate_stage_fails_naming_the_broken_expectation(tmp_path):
@@ -235,7 +245,7 @@ def test_validate_stage_fails_naming_the_broken_expectation(tmp_path):
         {"user_id": [1, 1, 2, 2], "item_id": [10, 11, 10, 12], "rating": [4.0, 9.0, 3.0, 5.0], "timestamp": [1e9, 1e9 + 1, 1e9, 1e9 + 2]}
     ).to_csv(folder / "interactions.csv", index=False)
     with pytest.raises(Exception, match=r"(?s)rating.*1"):
-        validate_data(source="generic", path=str(folder))
+        validate_data(data=DataOptions(source="generic", path=str(folder)))
 
 
 def test_time_aware_pyfunc_uses_the_given_timestamps(pipeline_run):
@@ -249,13 +259,17 @@ def test_time_aware_pyfunc_uses_the_given_timestamps(pipeline_run):
     assert all(len(items) == 5 and not set(items) & set(history) for items in out["items"])
 
 
-def test_every_model_is_registered_and_the_best_holds_the_champion_alias(pipeline_run):
-    table, client, _ = pipeline_run
-    overall = table[table["slice"] == "all"].set_index("model")["ndcg@10"]
+def test_every_model_is_registered_and_the_best_on_validation_holds_the_champion_alias(pipeline_run):
+    _, client, printed = pipeline_run
+    _, children = _children(client)
     for family in EVALUATED:
         assert client.get_registered_model(f"cinesync-{family}").aliases == {"champion": 1}, family
     champion = client.get_model_version_by_alias("cinesync-champion", "champion")
-    assert champion.tags["family"] == overall.idxmax()
+    assert champion.tags["family"] == _best_on_validation(children)
+    validation = json.loads(champion.tags["validation_metrics"])
+    assert {"all", "warm", "cold_user", "cold_item"} <= set(validation)  # the held-out slices' validation cases
+    assert "compared on validation cases of every slice" in champion.tags["protocol"]
+    assert f"chosen    {champion.tags['family']} by validation NDCG@10" in printed
 
 
 def test_the_ensemble_is_fitted_on_validation_and_reported_against_its_members(pipeline_run):

@@ -18,6 +18,7 @@ from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import InteractionGraph
 from models.interface import EpochLog, FitReport
 from models.registry import FAMILIES, FamilySpec
+from pipeline.options import DataOptions
 from workflows.full import full_pipeline, prepared_data, train_only
 
 
@@ -71,7 +72,7 @@ def spy_family(monkeypatch, tmp_path):
     return tmp_path / "spy.json"
 
 
-DATA = dict(synthetic_users=80, data_seed=5, split_seed=5)
+DATA = dict(data=DataOptions(synthetic_users=80, data_seed=5, split_seed=5))
 
 
 def test_a_family_added_by_its_spec_alone_runs_end_to_end(spy_family):
@@ -121,3 +122,24 @@ def test_a_misspelled_config_field_fails_before_any_data_moves(spy_family, monke
     with pytest.raises(ValueError, match=r"unknown config key\(s\) 'dimm' for model 'sasrec'; its fields: n_items, dim"):
         full_pipeline(**DATA, models=["popularity", "sasrec"], model_config="sasrec: {dimm: 64}")
     assert not ingested
+
+
+def test_no_test_case_is_scored_for_the_ensemble_and_the_held_out_slices_are(spy_family, monkeypatch):
+    """The ensemble's member scores and its fit see validation cases only, by the wiring: a spy on
+    the member scorer records every case it is given during a whole run."""
+    import models.member_scores as member_scores_module
+
+    seen = []
+    real = member_scores_module.member_scores
+
+    def spy(models, cases, *args, **kwargs):
+        seen.append(cases.copy())
+        return real(models, cases, *args, **kwargs)
+
+    monkeypatch.setattr(member_scores_module, "member_scores", spy)
+    full_pipeline(**DATA, models=["popularity", "spy"], model_config=f"spy: {{record_to: {spy_family}}}")
+    (cases,) = seen
+    test = prepared_data(**DATA).test_cases
+    assert set(cases["stage"]) == {"valid"}
+    assert not set(cases["case_id"]) & set(test["case_id"])
+    assert {"warm", "cold_user", "cold_item"} <= set(cases["slice"])  # the held-out slices' validation cases too

@@ -7,6 +7,7 @@ task folders), with the local cache on, as a user has it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from pipeline.options import DataOptions
 
 from tests.workflows.conftest import PYFLYTE, ROOT, output, pyflyte
 
@@ -41,7 +44,7 @@ def _fit_state(path: Path) -> dict:
 
 
 def test_a_killed_training_resumes_from_its_last_epoch_and_ends_where_an_unbroken_run_does(sandbox, tmp_path):
-    args = ("--models", '["sasrec"]', "--synthetic_users", "200", "--model_config", SASREC)
+    args = ("--models", '["sasrec"]', "--data", '{"synthetic_users": 200}', "--model_config", SASREC)
     command = [PYFLYTE, "run", "workflows/full.py", "train_only", *args]
     killed = subprocess.Popen(
         command, cwd=ROOT, env=sandbox, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -89,7 +92,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_ends_where_an_unbroke
 
 
 def test_a_rerun_after_tmp_was_cleaned_recomputes_instead_of_crashing(sandbox):
-    args = ("--models", '["popularity"]', "--synthetic_users", "150")
+    args = ("--models", '["popularity"]', "--data", '{"synthetic_users": 150}')
     first = pyflyte(sandbox, "train_only", *args)
     assert first.returncode == 0, output(first)
     assert "ingested synthetic" in output(first)
@@ -127,7 +130,7 @@ def _generic_folder(folder: Path, n_duplicates: int) -> Path:
 
 def test_quarantine_keeps_first_occurrences_and_prints_where_the_repeats_went(sandbox, tmp_path):
     folder = _generic_folder(tmp_path / "dups", n_duplicates=10)
-    run = pyflyte(sandbox, "validate_data", "--source", "generic", "--path", str(folder), "--quarantine")
+    run = pyflyte(sandbox, "validate_data", "--data", json.dumps({"source": "generic", "path": str(folder), "quarantine": True}))
     assert run.returncode == 0, output(run)
     line = next(l for l in output(run).splitlines() if l.startswith("quarantined rows: "))
     quarantine = Path(line.removeprefix("quarantined rows: ").split(" (")[0])
@@ -150,7 +153,7 @@ def test_full_pipeline_logs_the_quarantined_rows_to_mlflow(tmp_path, monkeypatch
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("CINESYNC_HOME", str(tmp_path / "cinesync"))
     monkeypatch.chdir(tmp_path)
-    full_pipeline(source="generic", path=str(folder), quarantine=True, models=["popularity"], split_mode="standard")
+    full_pipeline(data=DataOptions(source="generic", path=str(folder), quarantine=True, split_mode="standard"), models=["popularity"])
     client = MlflowClient(tracking_uri=uri)
     (parent,) = [
         r
@@ -181,20 +184,20 @@ def _bad_rating_folder(folder: Path) -> Path:
         ("unknown model", ("full_pipeline", "--models", '["nope"]'), "unknown model(s) ['nope']"),
         (
             "missing folder",
-            ("validate_data", "--source", "movielens", "--path", "/nonexistent/ml-100k"),
+            ("validate_data", "--data", '{"source": "movielens", "path": "/nonexistent/ml-100k"}'),
             "MovieLens folder /nonexistent/ml-100k does not exist",
         ),
         (
             "misspelled config field",
-            ("train_only", "--models", '["sasrec"]', "--synthetic_users", "60", "--model_config", "sasrec: {dimm: 8}"),
+            ("train_only", "--models", '["sasrec"]', "--data", '{"synthetic_users": 60}', "--model_config", "sasrec: {dimm: 8}"),
             "unknown config key(s) 'dimm' for model 'sasrec'",
         ),
-        ("bad data", ("validate_data", "--source", "generic"), "rating between 0.0 and 5.0"),
+        ("bad data", ("validate_data",), "rating between 0.0 and 5.0"),
     ],
 )
 def test_a_user_error_is_a_few_lines_naming_what_and_where(sandbox, tmp_path, case, args, expected):
     if case == "bad data":
-        args = (*args, "--path", str(_bad_rating_folder(tmp_path / "bad")))
+        args = (*args, "--data", json.dumps({"source": "generic", "path": str(_bad_rating_folder(tmp_path / "bad"))}))
     run = pyflyte(sandbox, *args)
     squashed = "".join(output(run).replace("│", "").split())  # the error box wraps long lines anywhere
     assert run.returncode == 1, output(run)

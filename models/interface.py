@@ -76,6 +76,9 @@ class FitReport:
     curve: str = "epoch"
     grid: list[float] = field(default_factory=list)
     fitted_by: str = ""
+    # validation NDCG@10 of popularity on the same cases, below which patience does not stop
+    # training (``models.training.train_loop``); None where the fit has no such rule
+    popularity_floor: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

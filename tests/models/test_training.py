@@ -62,3 +62,27 @@ def test_validation_ranks_by_validation_score_where_the_model_has_one(planted_sp
     data = planted_split.training_data()
     assert _validated(WithValidationScore, data) == 1.0
     assert _validated(ScoreOnly, data) == 0.0
+
+
+def _fit(model_class, data, **config):
+    targets = dict(zip(data.valid_cases["user_idx"], data.valid_cases["target_item"]))
+    model = model_class(ToyConfig(data.n_items, **config), targets)
+    return train_loop(
+        model, data, "cpu", name="toy",
+        epoch_batches=lambda generator: [torch.zeros(1)],
+        batch_loss=lambda batch: (model.weight**2).sum() + batch.sum(),
+        progress=False,
+    )  # fmt: skip
+
+
+def test_patience_does_not_stop_a_model_below_the_popularity_floor(planted_split, capsys):
+    from models.training import popularity_floor
+
+    data = planted_split.training_data()
+    floor = popularity_floor(data, data.n_items)
+    assert floor > 0.0  # popularity finds some targets on the planted split
+    below = _fit(ScoreOnly, data, max_epochs=4, patience=1)  # validation NDCG@10 0, never better
+    assert len(below.epochs) == 4 and not below.stopped_early and below.popularity_floor == floor
+    assert "below popularity's" in capsys.readouterr().out
+    above = _fit(WithValidationScore, data, max_epochs=4, patience=1)  # 1.0 from the first epoch
+    assert len(above.epochs) == 2 and above.stopped_early

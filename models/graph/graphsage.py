@@ -24,9 +24,9 @@ step's pairs is trained with its user embedded exactly as a cold user is scored 
 joined to their first ``cold_user_history`` training items, unknown id). Items without
 training edges are no negatives of the softmax (``softmax_over_trained_items``) and are not
 ranked in validation (``validate_on_trained_items``): no training or validation case can
-reward them, so both would only teach the model to bury them (cold-item NDCG@10 0.0000 on the
-default data before; 0.2701 now — at a cost to the warm slice, ``benchmarks/README.md``). At
-inference nothing is retrained:
+reward them, so both would only teach the model to bury them (what each setting measured, and
+its cost to the warm slice: ``benchmarks/README.md``, "GraphSAGE and GNN-TV on the default
+data"). At inference nothing is retrained:
 
 - a user is always embedded from their history, as a new node whose neighbours are the history
   items (their stored per-layer states) and whose id row is their own if they had training edges,
@@ -279,15 +279,16 @@ class GraphSAGE(nn.Module):
         """Full-softmax cross-entropy of each pair's item over the catalogue (items 1..n_items).
 
         Logits are dot products over sqrt(dim), as in attention: both states leave a LayerNorm,
-        so each has norm ~sqrt(dim) and raw dot products start with a spread of ~sqrt(dim) —
-        on ML-1M the first epoch's loss was 10.96, above the uniform guess's log(3615) = 8.19.
-        The LayerNorm gains still let training sharpen the softmax as far as it needs.
+        so each has norm ~sqrt(dim) and raw dot products start with a spread of ~sqrt(dim),
+        which puts the first epochs' loss above the uniform guess's log(n_items) (measured in
+        ``benchmarks/README.md``, "logits over sqrt(dim)"). The LayerNorm gains still let
+        training sharpen the softmax as far as it needs.
 
         Items without a training edge are left out of the softmax (``softmax_over_trained_items``):
         they are never a positive, so as negatives only they teach the text path that *their*
         texts mean "never watched" — exactly the items that are cold at test time. With them in,
-        every new item ranked below the known ones on the default data (cold-item NDCG@10 0.0000,
-        MRR 0.0035, below a random ranking's)."""
+        new items rank below the known ones, below a random order (``benchmarks/README.md``,
+        "Why new items scored 0")."""
         user_states, item_states, item_layers, rows = self.propagate(with_rows=True)
         states = user_states[users]
         if self.training and self.first_items is not None:
@@ -341,11 +342,10 @@ class GraphSAGE(nn.Module):
 
         No validation case can reward ranking a new item: the pipeline split removes the held-out
         cold items' validation rows, so under validation a new item is only ever a wrong answer.
-        Ranked there, the new items GraphSAGE places from their text (first in 5.1% of the
-        validation lists on the default data, where they are 5.4% of the catalogue) cost
-        validation NDCG@10 (0.2126 at the best epoch; 0.256 for the same weights with them
-        left out), and early stopping, reading that, stopped at epoch 36. The test cases still rank
-        every item: there a new item is a target about as often as any other.
+        Ranked there, the new items GraphSAGE places from their text cost validation NDCG@10, and
+        early stopping, reading that, stops too soon (measured in ``benchmarks/README.md``, "Why
+        new items scored 0"). The test cases still rank every item: there a new item is a target
+        about as often as any other.
         """
         scores = self.score(batch)
         if self.config.validate_on_trained_items:

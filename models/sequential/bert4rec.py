@@ -63,13 +63,13 @@ class BERT4RecConfig:
     # Share of sequences with only their last item masked; with last_item_random_prefix they end
     # at a random item of the window (the items after it dropped), so the masked "next item"
     # varies from epoch to epoch as in RecBole's prefix-augmented samples; False: always the
-    # window's last item (Sun et al. 3.6 as written). 0.2 + random prefix was chosen on ml-100k
-    # validation NDCG@10 (0.108 vs 0.105 without; 0.077 with 0.5 and no random prefix, which
-    # memorises each user's last item; benchmarks/README.md).
+    # window's last item (Sun et al. 3.6 as written), which memorises each user's last item.
+    # 0.2 + random prefix was chosen on ml-100k validation NDCG@10 (the trials and the command:
+    # benchmarks/README.md, "BERT4Rec: choosing the configuration on validation").
     last_item_mask_prob: float = 0.2
     last_item_random_prefix: bool = True
     # batch 64 / lr 2e-3 / patience 20: at 128 / 1e-3 / 10 it under-trains on ml-100k
-    # (valid NDCG@10 0.046 after 25 epochs vs 0.105 at epoch 64; benchmarks/README.md)
+    # (measured in the same section of benchmarks/README.md)
     lr: float = 2e-3
     weight_decay: float = 0.0
     batch_size: int = 64

@@ -62,8 +62,9 @@ class TemporalAttentionConfig:
     max_len: int = 200
     dropout: float = 0.2
     time_span: int = 256  # number of log interval buckets; longer intervals share the last
-    # Off by default: on ml-100k it lowered validation NDCG@10 (0.1152 with it, 0.1224 without;
-    # the full ablation is in benchmarks/README.md). Turn it on for data with real viewing times.
+    # Off by default: on ml-100k it lowered validation NDCG@10 (the ablation and its command:
+    # benchmarks/README.md, "TAT-TV (temporal / seasonal attention) ablation"). Turn it on for
+    # data with real viewing times.
     seasonal_encoding: bool = False
     time_intervals: bool = True
     seasonal_decomposition: bool = True

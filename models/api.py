@@ -13,7 +13,7 @@ print(model.evaluate(data)["all"])  # test-case metrics: hr@10, ndcg@10, mrr, ..
 
 - ``split`` is the standard leave-one-out split (``models/split.py``): per user with >= 3 interactions the
   last is the test target and the one before the validation target. Unlike the workflow's
-  default (``--split_mode pipeline``), it holds out no cold users or items unless asked
+  default (``split_mode`` "pipeline"), it holds out no cold users or items unless asked
   (``mode="pipeline"``). ``items`` / ``users`` tables are optional; ids are integers.
 - ``train`` fits one family with early stopping on the validation cases (never the test cases);
   keyword arguments are fields of the family's config dataclass. Side inputs are built here:

@@ -39,6 +39,7 @@ class RunOutput:
     champion: str = ""
     blend: Any = None  # models.ensemble.BlendFit, when an ensemble was fitted
     score_time_trials: dict[str, list[dict]] = field(default_factory=dict)
+    side_input_log: dict[str, dict] = field(default_factory=dict)  # name -> seconds, cache hit or miss
 
     @property
     def models(self) -> dict[str, Any]:
@@ -60,14 +61,21 @@ def run(
     checkpoints: Callable[[str, dict], Path | None] | None = None,
     on_epoch: Callable[[str, Any], None] | None = None,
     dataset_name: str | None = None,
+    split_options: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> RunOutput:
     """Read, check, split, build side inputs, fit every family, choose score-time settings and
     the champion on validation, fit the ensemble on validation, and (``evaluate_test``) score the
-    test cases of every model. ``checkpoints(family, overrides)`` gives a family's checkpoint
-    folder (None: none); ``on_epoch(family, EpochLog)`` sees each epoch."""
+    test cases of every model. ``checkpoints(family, inputs)`` gives a family's checkpoint
+    folder (None: none); ``inputs`` is what its training depends on besides the code (dataset
+    checksum, data and split options, its overrides sized to its side inputs, the text encoder,
+    the device): key the folder by it. ``on_epoch(family, EpochLog)`` sees each epoch.
+    ``split_options``: keyword options of ``steps.split_tables`` (``cold_user_fraction``,
+    ``cold_user_targets``)."""
+    from dataclasses import asdict
+
     from models.device import pick_device
-    from models.registry import FAMILIES
+    from models.registry import FAMILIES, sized_to_side_inputs
     from pipeline.config import check_models, load_model_config
 
     data.check()
@@ -77,20 +85,27 @@ def run(
     tables = steps.read_tables(data, name=dataset_name, progress=progress)
     contracts = steps.check_contracts(tables, data)
     frames = contracts.frames
-    split = steps.split_tables(frames["interactions"], frames["items"], frames["users"], data)
+    split = steps.split_tables(frames["interactions"], frames["items"], frames["users"], data, **(split_options or {}))
     training = split.data.training_data()
     needed = [name for family in models for name in FAMILIES[family].side_inputs]
+    log: dict[str, dict] = {}
     side_inputs = steps.build_side_inputs(
-        needed, training, text_encoder=text_encoder, device=str(torch_device), cache_dir=side_input_cache, progress=progress
-    )
+        needed, training, text_encoder=text_encoder, device=str(torch_device), cache_dir=side_input_cache,
+        progress=progress, record=log,
+    )  # fmt: skip
     validation_cases = split.validation_cases
     n_items = split.data.n_items
-    out = RunOutput(tables, contracts, split, side_inputs, {}, {})
+    out = RunOutput(tables, contracts, split, side_inputs, {}, {}, side_input_log=log)
     for family in models:
         overrides = config.get(family, {})
+        inputs = {
+            "dataset_sha256": tables.checksum, "data": asdict(data), "split_options": split_options or {},
+            "overrides": sized_to_side_inputs(family, overrides, side_inputs), "device": str(torch_device),
+            "text_encoder": text_encoder if FAMILIES[family].side_inputs else None,
+        }  # fmt: skip
         fitted = steps.fit_family(
             family, training, overrides, side_inputs, device=torch_device,
-            checkpoint_dir=checkpoints(family, overrides) if checkpoints else None,
+            checkpoint_dir=checkpoints(family, inputs) if checkpoints else None,
             on_epoch=(lambda log, f=family: on_epoch(f, log)) if on_epoch else None, progress=progress,
         )  # fmt: skip
         trials = steps.choose_score_time_settings(fitted.model, validation_cases, n_items, score_time_grid or {}, device=torch_device)

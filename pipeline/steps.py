@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -34,11 +35,14 @@ def read_tables(options: DataOptions, *, name: str | None = None, progress: bool
     """The source's canonical interactions / items / users tables (``data_contracts.sources.Tables``)."""
     from data_contracts.sources import read_source
 
+    def given(path: str) -> str | None:  # "~" is the user's home, as a shell would read it
+        return os.path.expanduser(path) if path else None
+
     return read_source(
         options.source,
-        options.path or None,
-        ratings_path=options.ratings_path or None,
-        item_text_path=options.item_text_path or None,
+        given(options.path),
+        ratings_path=given(options.ratings_path),
+        item_text_path=given(options.item_text_path),
         name=name,
         synthetic_users=options.synthetic_users,
         seed=options.data_seed,
@@ -88,15 +92,27 @@ class Split:
         return self.data.stage("test")
 
 
-def split_tables(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, options: DataOptions) -> Split:
+def split_tables(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    options: DataOptions,
+    *,
+    cold_user_fraction: float | None = None,
+    cold_user_targets: int | None = 1,
+) -> Split:
     """DESIGN.md's leave-one-out split (``options.split_mode``, ``options.split_seed``) and, in
-    pipeline mode, the held-out slices' validation cases (``models.split.cold_selection_cases``)."""
+    pipeline mode, the held-out slices' validation cases (``models.split.cold_selection_cases``).
+    For experiments on the held-out slices: ``cold_user_fraction`` (None: the split's default
+    share of users held out as new users) and ``cold_user_targets`` (validation targets per new
+    user: 1, their second-to-last interaction; n, up to the n latest; None, every one)."""
     from models.data import CASE_COLUMNS
     from models.split import cold_selection_cases, leave_one_out_split
 
-    data, summary = leave_one_out_split(interactions, items, users, mode=options.split_mode, seed=options.split_seed)
+    fraction = {} if cold_user_fraction is None else {"cold_user_fraction": cold_user_fraction}
+    data, summary = leave_one_out_split(interactions, items, users, mode=options.split_mode, seed=options.split_seed, **fraction)
     if options.split_mode == "pipeline":
-        selection = cold_selection_cases(interactions, summary, items=items)
+        selection = cold_selection_cases(interactions, summary, items=items, cold_user_targets=cold_user_targets)
     else:
         selection = pd.DataFrame({c: pd.Series(dtype=data.cases[c].dtype) for c in CASE_COLUMNS})
     return Split(data, summary, selection)
@@ -118,11 +134,13 @@ def build_side_inputs(
     device: str = "cpu",
     cache_dir: Path | None = None,
     progress: bool = False,
+    record: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """Each named side input (``models.registry.SIDE_INPUTS``) built once from ``training`` (a
     ``models.data.TrainingData``). With ``cache_dir``, a side input is saved there under a key of
     everything it is built from (its name, the encoder, the training part and the catalogue) and
-    loaded instead of rebuilt next time: the text encoder is minutes on a CPU."""
+    loaded instead of rebuilt next time: the text encoder is minutes on a CPU. ``record``, where
+    given, gets ``{name: {"seconds": ..., "cache": "hit" | "miss" | None}}`` (None: no cache)."""
     from models.registry import SIDE_INPUTS
 
     built = {}
@@ -141,7 +159,10 @@ def build_side_inputs(
                 partial = path.with_suffix(".tmp")
                 built[name].save(partial)
                 partial.replace(path)
-        print(f"side input {name}: {how} in {time.perf_counter() - started:.1f}s", flush=True)
+        seconds = time.perf_counter() - started
+        if record is not None:
+            record[name] = {"seconds": round(seconds, 3), "cache": None if path is None else ("hit" if how != "built" else "miss")}
+        print(f"side input {name}: {how} in {seconds:.1f}s", flush=True)
     return built
 
 

@@ -5,8 +5,8 @@
 
 Every configuration is ``BENCHMARK_OVERRIDES[family]`` (from ``baselines.py``) updated by
 ``--base`` and then by one grid entry. Each is trained and scored exactly as ``baselines.py``
-does (standard split, seed 0, early stopping on validation NDCG@10). The test numbers are
-recorded for every trial but the *chosen* trial is the one with the best validation NDCG@10.
+does (``pipeline.steps``: standard split, early stopping on validation NDCG@10). The test numbers
+are recorded for every trial but the *chosen* trial is the one with the best validation NDCG@10.
 
 Results accumulate in ``sweep-<family>-<name>-<device>.json`` in the results folder outside the
 checkout (``benchmarks.results_dir()``; ``.md`` in ``benchmarks/results/``): a trial whose full
@@ -17,19 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from dataclasses import asdict
 
-import shlex
-
-from benchmarks import add_output_arguments, commands_note, output_dirs
-from benchmarks.baselines import (
-    BENCHMARK_OVERRIDES,
-    add_dataset_arguments,
-    hardware,
-    load_standard_split,
-    train_and_score,
-)
-from benchmarks.side_by_side import paired_bootstrap
+import benchmarks as bench
+from benchmarks.baselines import BENCHMARK_OVERRIDES
 from models.device import pick_device
 from models.registry import config_from_dict
 
@@ -80,30 +72,29 @@ def _versus(trial: dict, chosen: dict) -> str:
     """Test NDCG@10 difference to the chosen trial with its paired-bootstrap 95% interval."""
     if "test_ranks_by_user" not in trial or "test_ranks_by_user" not in chosen:
         return "–"
-    lo, hi = paired_bootstrap(trial["test_ranks_by_user"], chosen["test_ranks_by_user"])["ndcg@10_diff_ci95"]
+    lo, hi = bench.paired_bootstrap(trial["test_ranks_by_user"], chosen["test_ranks_by_user"])["ndcg@10_diff_ci95"]
     return f"{trial['ndcg@10'] - chosen['ndcg@10']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_arguments(parser)
+    bench.add_data_arguments(parser)
     parser.add_argument("--family", required=True)
     parser.add_argument("--base", default="{}", help="JSON overrides applied to every trial")
     parser.add_argument("--grid", required=True, help="JSON list of per-trial overrides")
     parser.add_argument("--device", default="auto")
-    add_output_arguments(parser)
+    bench.add_output_arguments(parser)
     args = parser.parse_args()
 
     grid = json.loads(args.grid)
     if not isinstance(grid, list) or not all(isinstance(g, dict) for g in grid):
         raise SystemExit(f"--grid must be a JSON list of objects, got {args.grid!r}")
     base = {**BENCHMARK_OVERRIDES.get(args.family, {}), **json.loads(args.base)}
-    tables, data, summary, _ = load_standard_split(args.path, args.name, args.ratings_path)
-    device = pick_device(args.device)
-
-    out, md_out = output_dirs(args)
+    options = bench.data_options(args, "standard")
+    tables, split = bench.prepare(options, args.name)
+    data, side_inputs, device = split.data, bench.side_inputs_for([args.family], split), pick_device(args.device)
     stem = f"sweep-{args.family}-{args.name}-{device.type}"
-    result = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").is_file() else {}
+    result = bench.previous_result(args, stem)
     if result.get("dataset_sha256") != tables.checksum:
         result = {"trials": []}
     reference = BENCHMARK_OVERRIDES.get(args.family, {})
@@ -115,26 +106,17 @@ def main() -> None:
         if done:
             print(f"already measured: {json.dumps(overrides)} -> valid {done[0]['best_valid_ndcg@10']:.4f}")
             continue
-        row = train_and_score(
-            args.family, data, overrides, device, f"{args.name} {args.family} {json.dumps(entry)}", tables.checksum
-        )
+        row, _ = bench.train_and_test(args.family, overrides, split, side_inputs, device, {"dataset_sha256": tables.checksum,
+                                      "data": asdict(options)}, f"{args.name} {args.family} {json.dumps(entry)}")  # fmt: skip
         row["changed"] = _changed(overrides, reference)
         result["trials"].append(row)
-        result.update(
-            family=args.family,
-            dataset=args.name,
-            path=str(args.path),
-            ratings_path=args.ratings_path,
-            dataset_sha256=tables.checksum,
-            split={"mode": "standard", "seed": 0, **asdict(summary)},
-            hardware=hardware(device),
-            chosen=max(range(len(result["trials"])), key=lambda i: result["trials"][i]["best_valid_ndcg@10"] or 0),
-        )
-        (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-        (md_out / f"{stem}.md").write_text(markdown(result) + commands_note([regenerating_command(result)]))
+        result.update(family=args.family, dataset=args.name, path=str(args.path), ratings_path=args.ratings_path,
+                      dataset_sha256=tables.checksum, split={"mode": "standard", "seed": args.seed, **split.summary.to_dict()},
+                      hardware=bench.hardware(device),
+                      chosen=max(range(len(result["trials"])), key=lambda i: result["trials"][i]["best_valid_ndcg@10"] or 0))
+        bench.write_report(args, stem, result, markdown(result) + bench.commands_note([regenerating_command(result)]))
     if result["trials"]:  # also refreshes the table of a finished sweep (an empty --grid '[]')
-        (md_out / f"{stem}.md").write_text(markdown(result) + commands_note([regenerating_command(result)]))
-        print(markdown(result) + commands_note([regenerating_command(result)]))
+        bench.write_report(args, stem, result, markdown(result) + bench.commands_note([regenerating_command(result)]))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
-HOME_ENV = "CINESYNC_HOME"
-
-
-def cinesync_home() -> Path:
-    """The folder for state that outlives a run: ``$CINESYNC_HOME`` or ``~/.cache/cinesync``."""
-    return Path(os.environ.get(HOME_ENV) or "~/.cache/cinesync").expanduser()
+from pipeline.paths import HOME_ENV, cinesync_home  # noqa: F401  (the folder lives in pipeline/)
 
 
 def checkpoint_dir(family: str, key: str) -> Path:

@@ -1,11 +1,11 @@
 """benchmarks/plugin_families.py end to end on the tiny synthetic dataset (60 users), twice: the
-second run loads the item text embeddings from the disk cache and records both runs."""
+second run loads the side inputs from the disk cache and records both runs."""
 
 import json
 
 import pytest
 
-from benchmarks.plugin_families import main, text_cache_key
+from benchmarks.plugin_families import main
 
 FAMILIES = ["popularity", "ease", "lightgcn", "content_knn"]
 
@@ -51,11 +51,13 @@ def test_ensemble_weights_and_paired_interval(two_runs):
     _, first, _ = two_runs
     ens = first["ensemble"]
     assert set(ens["weights"]) == set(FAMILIES) and abs(sum(ens["weights"].values()) - 1) < 1e-6
-    assert set(ens["member_table"]["cases_per_stage"]) == {"valid", "test"}
-    best = max(first["results"], key=lambda r: r["best_valid_ndcg@10"])
+    assert ens["fit_cases"] == sum(first["selection_cases_per_slice"].values()) + first["n_valid_cases"]
+    best = max(first["results"], key=lambda r: r["selection_valid"]["all"]["ndcg@10"])
     assert ens["best_member_by_valid"] == best["model"]
-    assert ens["test_ndcg@10_minus_best_member"] == pytest.approx(ens["test"]["all"]["ndcg@10"] - best["test"]["all"]["ndcg@10"])
     boot = ens["bootstrap_vs_best_member"]
+    assert boot["ndcg@10_diff"] == pytest.approx(ens["test"]["all"]["ndcg@10"] - best["test"]["all"]["ndcg@10"])
+    every = {r["model"]: r["selection_valid"]["all"]["ndcg@10"] for r in [*first["results"], ens]}
+    assert first["champion"] == max(every, key=every.get)  # chosen on validation, the ensemble included
     assert boot["n_resamples"] == 2000 and boot["n_cases"] == first["n_test_cases"]
     lo, hi = boot["ndcg@10_diff_ci95"]
     assert lo <= hi
@@ -79,24 +81,17 @@ def test_every_model_is_compared_with_the_reference_per_slice(two_runs):
     assert "minus content_knn's, per slice" in table and "| lightgcn |" in table
 
 
-def test_text_embeddings_cached_on_the_second_run(two_runs):
+def test_side_inputs_cached_on_the_second_run(two_runs):
     root, first, second = two_runs
-    t1, t2 = first["side_inputs"]["item_text_embeddings"], second["side_inputs"]["item_text_embeddings"]
-    assert t1["cache_hit"] is False and t1["encode_seconds"] > 0 and t1["load_seconds"] is None
-    assert t2["cache_hit"] is True and t2["load_seconds"] >= 0 and t2["cache_key_sha256"] == t1["cache_key_sha256"]
-    assert t2["measured"]["first_run_measured_by_this_file"] and t2["measured"]["cached_run_seconds"] is not None
-    assert [r["text_cache_hit"] for r in second["runs"]] == [False, True]
-    assert len(list((root / "cache").glob("*.pt"))) == 1
+    assert {name: s["cache"] for name, s in first["side_inputs"].items()} == {"interaction_graph": "miss", "item_text_embeddings": "miss"}
+    assert {s["cache"] for s in second["side_inputs"].values()} == {"hit"}
+    assert [r["side_inputs"]["item_text_embeddings"]["cache"] for r in second["runs"]] == ["miss", "hit"]
+    assert len(list((root / "cache").glob("*.pt"))) == 2
     # seeded: the second run gives the same numbers
     assert second["runs"][0]["test_ndcg@10"] == second["runs"][1]["test_ndcg@10"]
     md = (root / "out" / "plugin-tiny-pipeline-cpu.md").read_text()
     assert "| lightgcn |" in md and "| ensemble |" in md and "cold_item" in md and "95% interval" in md
-
-
-def test_cache_key_follows_texts_and_encoder():
-    assert text_cache_key(["a", "b"], "enc") == text_cache_key(["a", "b"], "enc")
-    assert text_cache_key(["a", "b"], "enc") != text_cache_key(["a", "b"], "other")
-    assert text_cache_key(["a", "b"], "enc") != text_cache_key(["ab"], "enc")
+    assert "item_text_embeddings: " in md and "(disk cache hit)" in md
 
 
 def test_held_out_slices_get_validation_numbers_to_choose_by(two_runs):
@@ -137,14 +132,15 @@ def test_several_validation_targets_per_new_user_count_each_user_once(tmp_path, 
 
 def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded():
     """A stand-in model with a fixed ranking plus the offset on the held-out items: each offset is
-    scored on the validation cases with the held-out slices, and the best of those is kept."""
+    scored on the validation cases with the held-out slices (``pipeline.steps``, what the benchmark
+    runs), and the best of those is kept; no test case is read."""
     from dataclasses import dataclass
 
     import numpy as np
     import pandas as pd
     import torch
 
-    from benchmarks.plugin_families import choose_score_time_settings
+    from pipeline.steps import choose_score_time_settings
     from models.split import cold_selection_cases, leave_one_out_split
 
     rng = np.random.default_rng(0)
@@ -170,7 +166,9 @@ def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded
             return base + self.config.new_item_offset * new.float()
 
     model = StandIn()
-    trials = choose_score_time_settings(model, data, selection, {"new_item_offset": [-5.0, 0.0, 5.0], "short_history_popularity": [1.0], "not_a_field": [3.0]}, torch.device("cpu"))
+    valid = pd.concat([data.stage("valid"), selection], ignore_index=True)
+    grid = {"new_item_offset": [-5.0, 0.0, 5.0], "short_history_popularity": [1.0], "not_a_field": [3.0]}
+    trials = choose_score_time_settings(model, valid, data.n_items, grid)
     # every combination of the two settings, the first one varying slowest
     assert [(t["new_item_offset"], t["short_history_popularity"]) for t in trials] == [(-5.0, 1.0), (0.0, 1.0), (5.0, 1.0)]
     chosen = [t for t in trials if t.get("chosen")]
@@ -179,7 +177,6 @@ def test_the_new_item_offset_is_chosen_on_validation_and_every_trial_is_recorded
     # the offset mattered: the cold-item targets are found only when new items are raised
     by_offset = {t["new_item_offset"]: t for t in trials}
     assert by_offset[5.0]["valid_ndcg@10"]["cold_item"] > by_offset[-5.0]["valid_ndcg@10"]["cold_item"] == 0.0
-    assert all({"all", "warm", "cold_item"} <= set(t["test_ndcg@10"]) for t in trials)
-    with pytest.raises(SystemExit, match="--split-mode pipeline"):
-        choose_score_time_settings(model, data, None, {"new_item_offset": [0.0]}, torch.device("cpu"))
-    assert choose_score_time_settings(model, data, None, {"new_item_offset": []}, torch.device("cpu")) == []
+    with pytest.raises(ValueError, match="use the pipeline split"):
+        choose_score_time_settings(model, data.stage("valid"), data.n_items, {"new_item_offset": [0.0]})
+    assert choose_score_time_settings(model, data.stage("valid"), data.n_items, {"new_item_offset": []}) == []

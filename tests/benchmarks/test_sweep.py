@@ -31,7 +31,7 @@ def test_sweep_chooses_the_best_validation_trial_and_skips_measured_ones(tmp_pat
     assert result["trials"][0]["changed"]["lr"] == 1e-5 and result["trials"][0]["changed"]["dim"] == 16
 
     calls = []
-    monkeypatch.setattr(sweep, "train_and_score", lambda *a, **k: calls.append(a) or pytest.fail("re-ran a trial"))
+    monkeypatch.setattr(benchmarks, "train_and_test", lambda *a, **k: calls.append(a) or pytest.fail("re-ran a trial"))
     again = _run(monkeypatch, tmp_path, [{"lr": 1e-2}])
     assert len(again["trials"]) == 2 and not calls
     assert "**(chosen)**" in (tmp_path / "out" / "sweep-sasrec-tiny-cpu.md").read_text()
@@ -47,7 +47,7 @@ def test_the_summary_names_one_command_that_measures_every_trial_again(tmp_path,
     grid = json.loads(argv[argv.index("--grid") + 1])
     assert [g["lr"] for g in grid] == [1e-2, 1e-5] and all(g["dim"] == 16 for g in grid)
     # run without --base, that grid asks for exactly the trials on file: nothing is trained again
-    monkeypatch.setattr(sweep, "train_and_score", lambda *a, **k: pytest.fail("re-ran a trial"))
+    monkeypatch.setattr(benchmarks, "train_and_test", lambda *a, **k: pytest.fail("re-ran a trial"))
     monkeypatch.setattr("sys.argv", ["sweep.py", *argv[2:], "--out", str(tmp_path / "out"), "--md-out", str(tmp_path / "out")])
     sweep.main()
     assert len(json.loads((tmp_path / "out" / "sweep-sasrec-tiny-cpu.json").read_text())["trials"]) == 2

@@ -17,11 +17,12 @@ RUN apt-get update \
 WORKDIR /root
 # Dependencies first (cached layer); torch==2.13.0 from PyPI is the CUDA build on linux x86-64.
 COPY pyproject.toml constraints.txt README.md ./
-RUN mkdir -p models pipeline tasks workflows data_contracts \
+RUN mkdir -p models pipeline serving tasks workflows data_contracts \
  && pip install --no-cache-dir -c constraints.txt -e . \
  && pip uninstall -y cinesync
 COPY models ./models
 COPY pipeline ./pipeline
+COPY serving ./serving
 COPY tasks ./tasks
 COPY workflows ./workflows
 COPY data_contracts ./data_contracts

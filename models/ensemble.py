@@ -373,7 +373,7 @@ class Ensemble(nn.Module):
         Each member gets ``batch`` cut to its own history_length; each member's scores are
         z-scored over items 1..n_items not in ``batch.items`` and added with its weight.
         ``member_scorers``: name -> a scorer(items, timestamps) to use instead of the member's
-        ``score`` (the serving path's traced single-row scorers, ``models.inference``).
+        ``score`` (the serving path's traced single-row scorers, ``serving.inference``).
         """
         keep = standardisation_mask(batch.items, self.config.n_items)
         total = torch.zeros(keep.shape, dtype=torch.float32, device=keep.device)

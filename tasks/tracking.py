@@ -10,7 +10,7 @@ are the training's own, ``train_seconds``, ``samples_per_second``), CPU and memo
 trained (``system/*``, the run's "System metrics" tab), the dataset it was trained on, artifacts,
 and one logged model named after the family. That logged model carries the metrics of the weights
 it holds (the best epoch's ``valid_*`` and ``train_loss``, the test metrics per slice, all linked
-to the dataset), an input example, and is logged from code (``tasks/pyfunc_model.py``), not
+to the dataset), an input example, and is logged from code (``serving/pyfunc_model.py``), not
 pickled. The parent run holds the data, the split, the best model's NDCG@10/HR@10 per slice, a
 description, and (written by ``promote_models``) the champion decision.
 """
@@ -32,12 +32,12 @@ from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
+from serving import PYFUNC_MODEL_FILE  # models-from-code: serving/pyfunc_model.py
 from tasks.common import DATA_RESOURCES, DatasetInfo, ModelEvaluation, TrainedModel, execution_id
 
 EXPERIMENT = "cinesync"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PYFUNC_REQUIREMENTS = ["torch==2.13.0", "pandas==3.1.1", "numpy==2.4.6", "pyarrow==25.0.1", "cinesync"]
-PYFUNC_MODEL_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"  # models-from-code
 # MLflow caps a dataset digest at 36 characters; the first 12 hex digits of the sha256 are what
 # ingest prints and the registry quotes; the whole checksum is the dataset input's tag "sha256".
 DIGEST_LENGTH = 12
@@ -134,8 +134,8 @@ def log_model_run(
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     from models.registry import load_model
+    from serving.pyfunc import SIGNATURE
     from tasks.plots import curve_kind, learning_curve
-    from tasks.pyfunc import SIGNATURE
 
     client = MlflowClient(tracking_uri())
     weights = trained.weights.download()

@@ -155,7 +155,7 @@ class AttentionSAGELayer(nn.Module):
 
 
 class GraphSAGE(nn.Module):
-    single_row_trace = True  # serving traces score for one request (models.inference)
+    single_row_trace = True  # serving traces score for one request (serving.inference)
 
     def __init__(self, config: GraphSAGEConfig):
         super().__init__()

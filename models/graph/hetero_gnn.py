@@ -136,7 +136,7 @@ def stable_bucket(names: list[str], buckets: int) -> torch.Tensor:
 
 
 class HeteroGNN(nn.Module):
-    single_row_trace = True  # serving traces score for one request (models.inference)
+    single_row_trace = True  # serving traces score for one request (serving.inference)
 
     def __init__(self, config: HeteroGNNConfig):
         super().__init__()

@@ -221,7 +221,7 @@ class Block(nn.Module):
 
 
 class BERT4Rec(nn.Module):
-    single_row_trace = True  # serving traces score for one request (models.inference)
+    single_row_trace = True  # serving traces score for one request (serving.inference)
 
     def __init__(self, config: BERT4RecConfig):
         super().__init__()

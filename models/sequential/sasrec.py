@@ -103,7 +103,7 @@ LOSSES = ("ce", "sampled", "gbce")
 
 
 class SASRec(nn.Module):
-    single_row_trace = True  # serving traces score for one request (models.inference)
+    single_row_trace = True  # serving traces score for one request (serving.inference)
 
     def __init__(self, config: SASRecConfig):
         super().__init__()

@@ -237,7 +237,7 @@ class TemporalBlock(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    single_row_trace = True  # serving traces score for one request (models.inference)
+    single_row_trace = True  # serving traces score for one request (serving.inference)
 
     def __init__(self, config: TemporalAttentionConfig):
         super().__init__()

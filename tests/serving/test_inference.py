@@ -1,4 +1,4 @@
-"""The traced single-row scorer (models.inference): the scores of ``score`` for one unpadded
+"""The traced single-row scorer (serving.inference): the scores of ``score`` for one unpadded
 history, and None where a family does not opt in or its trace would score differently."""
 
 import pytest
@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from models.data import HistoryBatch
-from models.inference import example_history, single_row_scorer
 from models.registry import build_model
+from serving.inference import example_history, single_row_scorer
 
 N_ITEMS = 40
 TINY = {

@@ -1,20 +1,21 @@
 """Is one family's one-request ``score`` faster than at an earlier commit? Same inputs, same process.
 
-    python benchmarks/score_ab.py --family temporal_attention --before 8695dce --name ml-1m-u2999 \
+    python serving/benchmarks/score_ab.py --family temporal_attention --before 8695dce --name ml-1m-u2999 \
         --path ../shared/data/ml-1m --ratings-path ../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz
 
 On a shared 2-vCPU VM the same code runs 1.2–1.6x slower from one serving run to the next
-(``SERVING.md``, run F), so two runs of ``benchmarks/serving.py`` cannot show a 10% change of one
+(``serving/SERVING.md``, run F), so two runs of ``serving/benchmarks/latency.py`` cannot show a 10% change of one
 model. This script compares the two versions inside one process instead: the family's module as
 it is at ``--before`` (read with ``git show``; the rest of ``models`` is the working tree's) and
 as it is now, the same weights in both (the current model's ``state_dict``), each traced as the
-pyfunc traces it (``models.inference.single_row_scorer``), timed on the same real test histories
+pyfunc traces it (``serving.inference.single_row_scorer``), timed on the same real test histories
 (the standard split's test cases in a fixed random order, at most ``history_length`` items, with
 their timestamps), in alternating blocks of 50 requests. It also reports the largest score
 difference between the two on those histories: a speed change must not be a scoring change.
 
 Writes ``score-ab-<family>-<name>.json`` (every run appended) to the results folder outside the
-checkout (``benchmarks.results_dir()``) and a Markdown table of every run to ``benchmarks/results/``.
+checkout (``benchmarks.results_dir()``) and a Markdown table of every run to
+``serving/benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -39,13 +39,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
-from benchmarks import add_output_arguments, output_dirs  # noqa: E402
-from benchmarks.serving import load_split, percentiles  # noqa: E402
-from models.inference import single_row_scorer  # noqa: E402
 from models.registry import build_model  # noqa: E402
+from serving.benchmarks import add_output_arguments, command_line, output_dirs  # noqa: E402
+from serving.benchmarks.latency import load_split, percentiles  # noqa: E402
+from serving.inference import single_row_scorer  # noqa: E402
 
 
 def model_at(revision: str, current: torch.nn.Module) -> torch.nn.Module:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     scorers = {"before": single_row_scorer(model_at(args.before, now), data.n_items),
                "now": single_row_scorer(now, data.n_items)}  # fmt: skip
     if any(s is None for s in scorers.values()):
-        raise SystemExit(f"{args.family}: no traced single-row scorer to compare (models.inference)")
+        raise SystemExit(f"{args.family}: no traced single-row scorer to compare (serving.inference)")
     width = now.history_length or None
     cases = data.stage("test").sample(frac=1.0, random_state=0).head(args.warmup + args.requests)
     cases = cases[cases["history"].map(len) > 0]
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": args.name, "requests": len(lengths), "longest": int(lengths.max()), "n_longest": int(longest.sum()),
         "max_abs_score_difference": difference, "load_average": list(os.getloadavg()),
         "ms": {name: {"all": percentiles(list(v)), "longest": percentiles(list(v[longest]))} for name, v in ms.items()},
-        "command": shlex.join(["python", "benchmarks/score_ab.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line("score_ab.py", argv),
     }  # fmt: skip
     out, md_out = output_dirs(args)
     stem = f"score-ab-{args.family}-{args.name}"

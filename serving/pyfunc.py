@@ -1,9 +1,9 @@
 """Every trained model as an MLflow pyfunc: user histories (raw item ids) in, top-k raw ids out.
 
-Logged as code (``tasks/pyfunc_model.py`` calls ``mlflow.models.set_model(TopKRecommender())``),
+Logged as code (``serving/pyfunc_model.py`` calls ``mlflow.models.set_model(TopKRecommender())``),
 so loading a logged model runs that file instead of unpickling an object.
 
-Request formats (``mlflow models serve``; see ``benchmarks/SERVING.md``): ``dataframe_records``,
+Request formats (``mlflow models serve``; see ``serving/SERVING.md``): ``dataframe_records``,
 ``dataframe_split`` and ``inputs`` as a list of records, or ``inputs`` as one record for one user.
 Each row is one user: ``history`` (raw item ids, oldest first) and optionally
 ``history_timestamps``; the param ``k`` (default 10).
@@ -13,7 +13,7 @@ Serving is one small request at a time, so ``predict`` is written for latency: t
 with one vectorised ``searchsorted``, the padded batch is built in numpy, and the history is
 excluded by writing ``-inf`` at its indices before one ``topk``; pandas only reads the input
 column and builds the output frame. A request of one user is scored by the model's traced
-single-row scorer where the family has one (``models.inference``: SASRec, BERT4Rec, TAT-TV,
+single-row scorer where the family has one (``serving.inference``: SASRec, BERT4Rec, TAT-TV,
 GraphSAGE, GNN-TV), built and checked against ``score`` when the model loads.
 """
 
@@ -76,7 +76,7 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from models.inference import single_row_scorer
+        from serving.inference import single_row_scorer
         from models.registry import load_model
 
         self.threads = inference_threads()

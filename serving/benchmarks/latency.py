@@ -1,18 +1,23 @@
 """Serving latency of the logged pyfunc (issue 10, item 8): in process and over HTTP.
 
-    python benchmarks/serving.py --path /work/shared/data/ml-1m --name ml-1m-u2999 \
+    python serving/benchmarks/latency.py --path /work/shared/data/ml-1m --name ml-1m-u2999 \
         --ratings-path /work/shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz
 
-Builds an ML-1M-size setup: the data read by path, the standard leave-one-out split (seed 0),
-and one model of every family of ``models.registry.FAMILIES`` at its default (real) size —
-popularity and EASE fitted (seconds), the content families that set up their scoring state in
-fit (two-towers, hybrid, MTTV, CL-TV) trained one epoch, SASRec, BERT4Rec, TAT-TV, T5 hybrid, LightGCN,
-GraphSAGE and GNN-TV untrained (the graph models propagated over the real training graph,
-GNN-TV's with the real genres, the two with random unit text embeddings), content k-NN with
-random unit item embeddings of width 384, and the ensemble of the seven families issue 10
-measured (all but GraphSAGE and GNN-TV) with equal weights. Latency does not
-depend on what the weights learned: the same tensors of the same shapes go through the same
-operations, so untrained weights time the same as trained ones.
+Builds an ML-1M-size setup: the data read by path through the pipeline's steps
+(``pipeline.steps``: read, contracts, the standard leave-one-out split, seed 0), and one model of
+every family of ``models.registry.FAMILIES`` (``--families``; default all, in registry order) at
+its default (real) size. A family is ``fit`` for at most one epoch (``max_epochs: 1`` where its
+config has the field: popularity and EASE fit whole, in seconds; the content families set up
+their scoring state in fit), with the side inputs its spec names built from the training part
+(``SIDE_INPUTS``), except item text embeddings, which are random unit vectors of width 384 (no
+encoder is loaded). A few families take a shortcut instead of fit (``SHORTCUTS``): SASRec,
+BERT4Rec, TAT-TV and T5 hybrid untrained, LightGCN, GraphSAGE and GNN-TV untrained but
+propagated over the real training graph (GNN-TV's with the real genres, the two with random
+unit text embeddings), content k-NN with random unit item embeddings. The ensemble is the
+seven families issue 10 measured (all but GraphSAGE and GNN-TV) with equal weights. Latency
+does not depend on what the weights learned: the same tensors of the same shapes go through the
+same operations, so untrained weights time the same as trained ones. A family added to the
+registry is measured with no edit here.
 
 Each model is logged exactly as the pipeline logs it (``tasks.tracking.log_model_run``: models
 from code, artifacts ``weights`` + ``item_map``, signature, input example) into a temporary SQLite
@@ -31,10 +36,10 @@ measurement the script waits up to ``--quiet-wait`` seconds for the 1-minute loa
 drop under ``--quiet-load`` and records the load average before and after every measurement.
 
 Writes ``serving-<machine>.json`` (every run appended to ``runs``) to the results folder outside the
-checkout (``benchmarks.results_dir()``) and to ``benchmarks/results/`` a Markdown table of the latest run, next to the last earlier run whose ``--label`` starts with
+checkout (``benchmarks.results_dir()``) and to ``serving/benchmarks/results/`` a Markdown table of the latest run, next to the last earlier run whose ``--label`` starts with
 "before". The "before" run on file is this script run on the tree of commit 26113ef (the pyfunc
 before issue 10's serving work) with ``PYTHONPATH`` set to that tree, so that the server loads
-that code too, and ``tasks.pyfunc``'s thread setting stubbed out (it did not exist).
+that code too, and the pyfunc's thread setting stubbed out (it did not exist).
 """
 
 from __future__ import annotations
@@ -55,17 +60,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
-from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, results_dir  # noqa: E402
+from models.registry import FAMILIES  # noqa: E402
+from serving.benchmarks import add_output_arguments, command_line, commands_note, output_dirs, results_dir  # noqa: E402
 
-FAMILY_ORDER = ("popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "graphsage", "hetero_gnn",
-                "content_knn", "two_tower", "sbert_two_tower", "hybrid", "t5_hybrid", "multimodal", "contrastive",
-                "ensemble")  # fmt: skip
-# content families whose scoring state (item vectors, item features) is set up by fit: trained one
-# epoch at their default size on the real split, with random unit text embeddings of width 384
-ONE_EPOCH = ("two_tower", "sbert_two_tower", "hybrid", "multimodal", "contrastive")
+# Families built without ``fit`` (at real size their fit trains for minutes to hours; serving needs
+# only their weights, and the graph families their propagated graph): ``without_fit`` builds them.
+# Every other family, one added to the registry included, is fit for at most one epoch.
+SHORTCUTS = ("sasrec", "bert4rec", "temporal_attention", "t5_hybrid", "lightgcn", "graphsage", "hetero_gnn", "content_knn")
+TEXT_WIDTH = 384  # of the random unit "item text embeddings": all-MiniLM-L6-v2's width
 # the ensemble measured since issue 10 (every family then); kept so runs stay comparable
 ENSEMBLE_MEMBERS = ("popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "content_knn")
 TIME_AWARE = ("temporal_attention", "ensemble")  # their requests carry history_timestamps
@@ -91,12 +96,15 @@ mlflow.models.set_model(NoOp())
 
 
 def load_split(path: str, ratings_path: str | None, name: str):
-    from data_contracts.sources.movielens import read_movielens
-    from models.split import leave_one_out_split
+    """The MovieLens data at ``path`` through the pipeline's steps: read, contracts, the standard
+    leave-one-out split (seed 0) -> (the tables as read, the split's ``models.data.SplitData``)."""
+    from pipeline import steps
+    from pipeline.options import DataOptions
 
-    tables = read_movielens(path, ratings_path=ratings_path, name=name, progress=False)
-    data, _ = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="standard", seed=0)
-    return tables, data
+    options = DataOptions(source="movielens", path=path, ratings_path=ratings_path or "", split_mode="standard").check()
+    tables = steps.read_tables(options, name=name, progress=False)
+    frames = steps.check_contracts(tables, options).frames
+    return tables, steps.split_tables(frames["interactions"], frames["items"], frames["users"], options).data
 
 
 # Config fields a sweep records that the dataset fixes (the model is built for the served data).
@@ -124,15 +132,65 @@ def validated_configs(name: str, checksum: str, families: list[str], results: Pa
     return configs
 
 
+def random_unit_rows(n_items: int, width: int, seed: int = 0):
+    """[n_items + 1, width] random unit vectors, row 0 (padding) zero: text embeddings that time
+    like real ones."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.nn.functional.normalize(torch.randn(n_items + 1, width, generator=generator), dim=1)
+    rows[0] = 0.0
+    return rows
+
+
+def side_inputs_of(family: str, training, seed: int = 0) -> dict:
+    """The side inputs ``family``'s spec names: item text embeddings as random unit vectors of
+    width ``TEXT_WIDTH`` (no encoder is loaded; latency does not depend on the text), every other
+    one built from the training part by its ``models.registry.SIDE_INPUTS`` spec."""
+    from models.content.item_text import ItemTextEmbeddings
+    from models.registry import SIDE_INPUTS
+
+    built = {}
+    for name in FAMILIES[family].side_inputs:
+        if name == "item_text_embeddings":
+            built[name] = ItemTextEmbeddings(random_unit_rows(training.n_items, TEXT_WIDTH, seed), "random unit vectors", 0.0, 0)
+        else:
+            built[name] = SIDE_INPUTS[name].built(training, text_encoder="all-MiniLM-L6-v2", device="cpu")
+    return built
+
+
+def without_fit(family: str, model, data, seed: int = 0) -> None:
+    """Give an untrained model of a ``SHORTCUTS`` family what its ``fit`` would have set up for
+    scoring: the graph families their real training graph (and random unit text embeddings),
+    content k-NN random unit item embeddings of its width."""
+    from models.graph.interaction_graph import build_hetero_graph, build_interaction_graph
+
+    if family == "lightgcn":  # propagated over the real training graph, as after fit
+        model.attach_graph(build_interaction_graph(data.train, data.n_users, data.n_items))
+    elif family == "graphsage":
+        text = random_unit_rows(data.n_items, model.config.text_dim, seed)
+        model.attach(build_interaction_graph(data.train, data.n_users, data.n_items), text)
+    elif family == "hetero_gnn":
+        text = random_unit_rows(data.n_items, model.config.text_dim, seed)
+        model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), text)
+    elif family == "content_knn":  # random unit text embeddings of the encoder's width
+        model.item_embeddings.copy_(random_unit_rows(data.n_items, model.config.dim, seed))
+
+
 def build_models(data, families: list[str], seed: int = 0, overrides: dict | None = None) -> tuple[dict, dict, dict]:
     """family -> model (eval mode), family -> fit report dict, family -> seconds to build.
 
-    ``overrides``: family -> config fields replacing the family's defaults (``--models-config``)."""
+    A family of ``SHORTCUTS`` is built untrained (``without_fit``); any other is fitted by the
+    pipeline's step (``pipeline.steps.fit_family``) for at most one epoch (``max_epochs: 1``
+    where its config has the field) with ``side_inputs_of`` it. ``overrides``: family -> config
+    fields replacing the family's defaults (``--models-config``)."""
+    from dataclasses import fields
+
     import torch
 
     from models.ensemble import Ensemble
-    from models.graph.interaction_graph import build_interaction_graph
     from models.registry import build_model
+    from pipeline.steps import fit_family
 
     training = data.training_data()
     members = [f for f in families if f != "ensemble"]
@@ -141,41 +199,19 @@ def build_models(data, families: list[str], seed: int = 0, overrides: dict | Non
     models, reports, seconds = {}, {}, {}
     for family in members:
         started = time.perf_counter()
-        config = {**({"max_epochs": 1} if family in ONE_EPOCH else {}), **(overrides or {}).get(family, {})}
-        model = build_model(family, data.n_items, config, n_users=data.n_users)
-        if family in ("popularity", "ease"):  # fitted: seconds on one core
-            report = model.fit(training, torch.device("cpu"), progress=False).to_dict()
-        elif family in ONE_EPOCH:
-            from models.content.item_text import ItemTextEmbeddings
-
-            generator = torch.Generator().manual_seed(seed)
-            text = torch.nn.functional.normalize(torch.randn(data.n_items + 1, 384, generator=generator), dim=1)
-            text[0] = 0.0
-            side = {"item_text_embeddings": ItemTextEmbeddings(text, "random unit vectors", 0.0, 0)}
-            report = model.fit(training, torch.device("cpu"), side_inputs=side, progress=False).to_dict()
-        else:
+        config = dict((overrides or {}).get(family, {}))
+        if family in SHORTCUTS:
+            model = build_model(family, data.n_items, config, n_users=data.n_users)
+            without_fit(family, model, data, seed)
             report = {
                 "epochs": [], "best_epoch": 0, "best_valid": {}, "curve": "",
                 "fitted_by": "nothing: untrained weights at the family's default size (serving benchmark)",
             }  # fmt: skip
-            if family == "lightgcn":  # propagated over the real training graph, as after fit
-                model.attach_graph(build_interaction_graph(data.train, data.n_users, data.n_items))
-            if family in ("graphsage", "hetero_gnn"):  # the real graph, random unit text embeddings
-                generator = torch.Generator().manual_seed(seed)
-                text = torch.nn.functional.normalize(torch.randn(data.n_items + 1, model.config.text_dim, generator=generator), dim=1)
-                text[0] = 0.0
-                if family == "graphsage":
-                    model.attach(build_interaction_graph(data.train, data.n_users, data.n_items), text)
-                else:
-                    from models.graph.interaction_graph import build_hetero_graph
-
-                    model.attach(build_hetero_graph(data.train, data.items, data.n_users, data.n_items), text)
-            if family == "content_knn":  # random unit text embeddings of the encoder's width
-                generator = torch.Generator().manual_seed(seed)
-                emb = torch.randn(data.n_items + 1, model.config.dim, generator=generator)
-                emb = emb / emb.norm(dim=1, keepdim=True)
-                emb[0] = 0.0
-                model.item_embeddings.copy_(emb)
+        else:
+            if "max_epochs" in {f.name for f in fields(FAMILIES[family].config)}:
+                config = {"max_epochs": 1, **config}
+            fitted = fit_family(family, training, config, side_inputs_of(family, training, seed), device=torch.device("cpu"))
+            model, report = fitted.model, fitted.report.to_dict()
         models[family] = model.eval()
         reports[family] = report
         seconds[family] = time.perf_counter() - started
@@ -227,7 +263,7 @@ def log_models(models: dict, reports: dict, data, folder: Path, example_history:
 def log_noop(folder: Path) -> str:
     import mlflow
 
-    from tasks.pyfunc import SIGNATURE
+    from serving.pyfunc import SIGNATURE
 
     code = folder / "noop_model.py"
     code.write_text(NOOP_MODEL)
@@ -503,7 +539,7 @@ def markdown(run: dict, earlier: list[dict] | None = None) -> str:
         f"In process: {run['requests']} timed calls of `mlflow.pyfunc.load_model(uri).predict(DataFrame, params={{'k': {K}}})` "
         f"after {run['warmup']} warm-up calls; \"predict alone\" is `TopKRecommender.predict` without MLflow's schema "
         f"enforcement, \"score alone\" what predict scores the same batches with (the traced single-row scorer, "
-        f"`models.inference`, for SASRec, BERT4Rec, TAT-TV, GraphSAGE, GNN-TV and the ensemble's members, else the "
+        f"`serving.inference`, for SASRec, BERT4Rec, TAT-TV, GraphSAGE, GNN-TV and the ensemble's members, else the "
         f"model's `score`; the three take turns in blocks of 50 requests). HTTP: {run['http_requests']} `dataframe_records` requests over one keep-alive loopback connection to "
         "`mlflow models serve --env-manager local` (1 uvicorn worker), client time included. `no-op` is a pyfunc with the "
         "same signature that returns a constant: MLflow's own floor.",
@@ -535,8 +571,9 @@ def main() -> None:
     parser.add_argument("--path", default="/work/shared/data/ml-1m")
     parser.add_argument("--ratings-path", default="/work/shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz")
     parser.add_argument("--name", default="ml-1m-u2999")
-    parser.add_argument("--families", default=",".join(FAMILY_ORDER))
-    parser.add_argument("--http-families", default=",".join(FAMILY_ORDER) + ",no-op",
+    parser.add_argument("--families", default=",".join(FAMILIES),
+                        help="models to measure (default: every family of models.registry.FAMILIES, in its order)")
+    parser.add_argument("--http-families", default=",".join(FAMILIES) + ",no-op",
                         help="models also measured over HTTP ('' for none)")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
@@ -562,7 +599,7 @@ def main() -> None:
     torch.set_num_threads(1)  # the setup (EASE's fit) on one core: the machine is shared
     import mlflow
 
-    from tasks.pyfunc import INFERENCE_THREADS_ENV, inference_threads
+    from serving.pyfunc import INFERENCE_THREADS_ENV, inference_threads
 
     families = [f for f in args.families.split(",") if f]
     models_config = json.loads(args.models_config)
@@ -591,7 +628,7 @@ def main() -> None:
         run = {
             "started_at": started_at,
             "label": args.label,
-            "command": command_line("serving.py"),
+            "command": command_line("latency.py"),
             "models_config": models_config,
             "validated_configs": validated,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -599,7 +636,7 @@ def main() -> None:
             "inference_threads": inference_threads(),
             "setup": {"dataset": tables.name, "checksum": tables.checksum, "n_items": data.n_items, "n_users": data.n_users,
                       "n_test_cases": len(data.stage("test")), "build_seconds": build_seconds,
-                      "weights": "popularity and EASE fitted; the others untrained at default size (latency does not depend on training)"},  # fmt: skip
+                      "weights": f"fit for at most one epoch; untrained at default size: {', '.join(SHORTCUTS)} (latency does not depend on training)"},  # fmt: skip
             "requests": args.requests,
             "warmup": args.warmup,
             "http_requests": args.http_requests,

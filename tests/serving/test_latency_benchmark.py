@@ -1,11 +1,11 @@
-"""benchmarks/serving.py: the latency of each history-length band is the latency of its requests; the
+"""serving/benchmarks/latency.py: the latency of each history-length band is the latency of its requests; the
 configs validation chose, read from the sweeps on file (the results folder outside the checkout)."""
 
 import json
 
 import pytest
 
-from benchmarks.serving import by_history_length, validated_configs
+from serving.benchmarks.latency import by_history_length, validated_configs
 
 
 def test_each_request_counts_in_the_band_of_its_history_length():

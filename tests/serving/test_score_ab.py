@@ -1,10 +1,10 @@
-"""benchmarks/score_ab.py: the earlier version of a family's module, with the current weights."""
+"""serving/benchmarks/score_ab.py: the earlier version of a family's module, with the current weights."""
 
 import torch
 
-from benchmarks.score_ab import compare, model_at
-from models.inference import example_history, single_row_scorer
 from models.registry import build_model
+from serving.benchmarks.score_ab import compare, model_at
+from serving.inference import example_history, single_row_scorer
 
 
 def test_the_module_at_a_revision_scores_with_the_current_weights():

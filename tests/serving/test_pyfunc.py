@@ -1,4 +1,4 @@
-"""The served pyfunc (tasks/pyfunc.py): the fast ``predict`` returns what a straightforward
+"""The served pyfunc (serving/pyfunc.py): the fast ``predict`` returns what a straightforward
 implementation returns, for every family; threads are set deliberately; and the request formats
 MLflow documents reach it through MLflow's own scoring-server parsing."""
 
@@ -17,7 +17,7 @@ from models.data import HistoryBatch, left_pad
 from models.ensemble import Ensemble
 from models.metrics import exclusion_mask
 from models.registry import build_model, save_model
-from tasks.pyfunc import INFERENCE_THREADS_ENV, SIGNATURE, TopKRecommender, _answer_frame, inference_threads
+from serving.pyfunc import INFERENCE_THREADS_ENV, SIGNATURE, TopKRecommender, _answer_frame, inference_threads
 from tasks.tracking import PYFUNC_MODEL_FILE, PYFUNC_REQUIREMENTS
 
 N_ITEMS = 30
@@ -146,7 +146,7 @@ TRACED = ("sasrec", "bert4rec", "temporal_attention", "graphsage", "hetero_gnn",
 @pytest.mark.parametrize("family", FAMILIES)
 def test_one_user_per_request_gets_the_answer_of_score(artifacts, family, restore_threads):
     """A request of one user takes the traced single-row scorer where the family has one
-    (models.inference); each history alone (long, with unknown ids, empty, all unknown, one
+    (serving.inference); each history alone (long, with unknown ids, empty, all unknown, one
     item) gets the straightforward implementation's answer, which calls score."""
     recommender = _loaded(artifacts[family])
     assert (recommender.single_row is not None) == (family in TRACED)

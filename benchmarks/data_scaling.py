@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import add_output_arguments, command_line, commands_note, output_dirs
-from benchmarks.side_by_side import paired_bootstrap
+from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, paired_bootstrap
 from models.metrics import ndcg_gains
 
 

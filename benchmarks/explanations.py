@@ -15,8 +15,8 @@ simpler system would give are faithful to the same score —
 - ``most similar text``: the history item whose item-text embedding (all-MiniLM-L6-v2) is most
   cosine-similar to the recommended item's.
 
-Each case: a test history of the pipeline split (seed 0), its top-1
-recommendation (history excluded), the named item removed (every occurrence), re-scored.
+Each case: a test history of the pipeline split (``pipeline.steps``, as the model is fitted), its
+top-1 recommendation (history excluded), the named item removed (every occurrence), re-scored.
 
 No pretrained T5 can be installed offline: without ``--encoder`` the model is trained on the
 encodings of a *randomly initialised* T5 encoder (t5-small's layout at d_model 64, saved under
@@ -41,6 +41,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -49,14 +50,13 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from benchmarks import add_output_arguments, output_dirs  # noqa: E402
-from benchmarks.plugin_families import DEFAULT_TEXT_CACHE, hardware, item_text_embeddings, load_tables, train_and_score  # noqa: E402
+import benchmarks as bench  # noqa: E402
 from models.content.item_text import DEFAULT_ENCODER, item_text  # noqa: E402
 from models.content.t5_hybrid import _batch  # noqa: E402
 from models.data import PAD  # noqa: E402
 from models.device import pick_device  # noqa: E402
-from models.split import leave_one_out_split  # noqa: E402
-from tasks.local_state import cinesync_home  # noqa: E402
+from pipeline import steps  # noqa: E402
+from pipeline.paths import cinesync_home  # noqa: E402
 
 RANDOM_T5_DIM = 64
 
@@ -118,22 +118,22 @@ def faithful_shares(model, cases, text: torch.Tensor, n_samples: int, seed: int 
 
 
 def run(args: argparse.Namespace) -> dict:
-    device = pick_device(args.device)
-    tables = load_tables(args)  # the synthetic default, or MovieLens by path (validated)
-    data, _ = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="pipeline", seed=0)
-    encoder = args.encoder or random_t5(cinesync_home() / "random-t5" / tables.checksum[:16], item_text(data.items))
+    device, options = pick_device(args.device), bench.data_options(args, "pipeline")
+    tables, split = bench.prepare(options, args.name)
+    encoder = args.encoder or random_t5(cinesync_home() / "random-t5" / tables.checksum[:16], item_text(split.data.items))
     overrides = {"encoder": encoder, **json.loads(args.models_config), "num_threads": args.threads}
     if not args.encoder:
         overrides.setdefault("text_dim", RANDOM_T5_DIM)
-    row, model = train_and_score("t5_hybrid", data, data.training_data(), overrides, {}, device, f"{tables.checksum}-pipeline")
-    text, _ = item_text_embeddings(data.items, DEFAULT_ENCODER, Path(args.text_cache_dir))
+    row, model = bench.train_and_test("t5_hybrid", overrides, split, {}, device, {"dataset_sha256": tables.checksum, "data": asdict(options)})
+    text = steps.build_side_inputs(["item_text_embeddings"], split.data.training_data(), text_encoder=args.text_encoder,
+                                   cache_dir=Path(args.text_cache_dir))["item_text_embeddings"]  # fmt: skip
     started = time.perf_counter()
-    measured = faithful_shares(model.cpu().eval(), data.stage("test"), torch.as_tensor(text.matrix), args.samples)
+    measured = faithful_shares(model.cpu().eval(), split.test_cases, torch.as_tensor(text.matrix), args.samples)
     return {
         "dataset": args.name,
         "dataset_sha256": tables.checksum,
         "encoder": args.encoder or f"randomly initialised T5 encoder (d_model {RANDOM_T5_DIM}, 2 blocks): not a content model",
-        "hardware": hardware(device),
+        "hardware": bench.hardware(device),
         "t5_hybrid": {k: v for k, v in row.items() if k not in ("test_ranks_by_user", "test_slices_by_user")},
         **measured,
         "measure_seconds": round(time.perf_counter() - started, 1),
@@ -165,28 +165,21 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=("movielens", "synthetic"), default="synthetic")
-    parser.add_argument("--path", default=None, help="MovieLens folder (--source movielens)")
-    parser.add_argument("--ratings-path", default=None)
-    parser.add_argument("--item-text-path", default=None)
-    parser.add_argument("--name", default="synthetic-default")
-    parser.add_argument("--synthetic-users", type=int, default=1000)
+    bench.add_data_arguments(parser, name="synthetic-default")
     parser.add_argument("--encoder", default=None, help="a local T5 folder (default: a random T5, see above)")
     parser.add_argument("--models-config", default='{"dim": 32, "max_text_tokens": 96, "batch_size": 256, "max_epochs": 20, "patience": 3, "lr": 0.002}')
     parser.add_argument("--samples", type=int, default=500)
-    parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
+    parser.add_argument("--text-encoder", default=DEFAULT_ENCODER, help="the sentence encoder of 'most similar text'")
+    parser.add_argument("--text-cache-dir", default=bench.SIDE_INPUT_CACHE)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
-    add_output_arguments(parser)
+    bench.add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = run(args)
-    result["command"] = "python benchmarks/explanations.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out, md_out = output_dirs(args)
+    result["command"] = bench.command_line("explanations.py", argv)
     stem = f"explanations-{args.name}-{result['hardware']['device'].split(':')[0]}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (md_out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    bench.write_report(args, stem, result, markdown(result))
     return result
 
 

@@ -6,11 +6,11 @@ real dataset, and mini-batch LightGCN on a graph ten times larger, with peak mem
         --item-text-path ../shared/data/melu-ml1m-movie-extrainfos/movies_extrainfos.dat.gz
     python benchmarks/graph_scale.py large --scale 10 --steps 200
 
-``epochs``: the data read by path, validated and split (pipeline mode, seed 0, as the pipeline
-does); the interaction graph and the heterogeneous metadata graph built and timed; then each of
-LightGCN (full-graph propagation), LightGCN (neighbour sampling), GraphSAGE and GNN-TV trained
-for exactly one epoch (its validation pass timed apart), each in its own process so that its peak
-RSS is its own. Item text embeddings (MiniLM) come from the cache ``plugin_families.py`` fills.
+``epochs``: the data read by path, checked and split by ``pipeline.steps`` (pipeline mode); the
+interaction graph and the heterogeneous metadata graph built and timed; then each of LightGCN
+(full-graph propagation), LightGCN (neighbour sampling), GraphSAGE and GNN-TV fitted by
+``steps.fit_family`` for exactly one epoch (its validation pass included), each in its own process
+so that its peak RSS is its own. Side inputs come from the cache the other benchmarks fill.
 
 ``large``: a seeded synthetic interaction table ``--scale`` times the size of ml-1m-u2999
 (2,999 users x 3,706 items, 487,650 interactions: users, items and interactions all multiplied;
@@ -61,39 +61,27 @@ def peak_rss_mib() -> float:
 
 
 def load_split(args):
-    from benchmarks.plugin_families import load_tables
-    from models.split import leave_one_out_split
+    from benchmarks import data_options, prepare
 
-    tables = load_tables(args)
-    data, _ = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="pipeline", seed=0)
-    return tables, data
+    return prepare(data_options(args, "pipeline"), args.name)[1].data
 
 
 def one_epoch(args) -> dict:
-    """Child: train ``args.model`` for one epoch on the split; its times and peak RSS."""
-    from benchmarks.plugin_families import item_text_embeddings
-    from models.device import seed_everything
-    from models.registry import FAMILIES, build_model, sized_to_side_inputs
+    """Child: fit ``args.model`` for one epoch on the split; its times and peak RSS."""
+    from benchmarks import data_options, prepare, side_inputs_for
+    from pipeline.steps import fit_family
 
     family, overrides = EPOCH_MODELS[args.model]
-    _, data = load_split(args)
-    side = {}
-    if "item_text_embeddings" in FAMILIES[family].side_inputs:
-        side["item_text_embeddings"], _ = item_text_embeddings(data.items, args.encoder, Path(args.text_cache_dir).expanduser())
-    overrides = sized_to_side_inputs(family, overrides, side)
-    seed_everything(0)
-    model = build_model(family, data.n_items, overrides, n_users=data.n_users)
-    training = data.training_data()
-    started = time.perf_counter()
-    report = model.fit(training, torch.device("cpu"), side_inputs=side, progress=False)
-    total = time.perf_counter() - started
-    epoch = report.epochs[0]
+    split = prepare(data_options(args, "pipeline"), args.name)[1]
+    side = side_inputs_for([family], split, args.encoder, args.text_cache_dir)
+    fitted = fit_family(family, split.data.training_data(), overrides, side, device=torch.device("cpu"))
+    epoch = fitted.report.epochs[0]
     return {
         "model": args.model,
         "family": family,
         "overrides": overrides,
         "epoch_seconds": round(epoch.seconds, 2),  # training batches + the validation pass
-        "fit_seconds": round(total, 2),  # + graph attach, side-input checks
+        "fit_seconds": round(fitted.seconds, 2),  # + graph attach, side-input checks
         "train_loss": epoch.train_loss,
         "valid_ndcg@10_after_one_epoch": epoch.valid.get("ndcg@10"),
         "peak_rss_mib": round(peak_rss_mib(), 1),
@@ -104,7 +92,7 @@ def construction(args) -> dict:
     """Child: time both graph builders on the split's training part."""
     from models.graph.interaction_graph import build_hetero_graph, build_interaction_graph
 
-    _, data = load_split(args)
+    data = load_split(args)
     started = time.perf_counter()
     import torch_geometric.data  # noqa: F401  (seconds on its own: timed apart from the build)
 
@@ -230,20 +218,16 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, with_commands
-    from benchmarks.plugin_families import DEFAULT_TEXT_CACHE
+    import benchmarks as bench
     from models.content.item_text import DEFAULT_ENCODER
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("epochs", "large"))
-    parser.add_argument("--source", choices=("movielens", "synthetic"), default="movielens")
-    parser.add_argument("--path", default="../shared/data/ml-1m")
-    parser.add_argument("--name", default="ml-1m-u2999")
-    parser.add_argument("--ratings-path", default="../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz")
-    parser.add_argument("--item-text-path", default="../shared/data/melu-ml1m-movie-extrainfos/movies_extrainfos.dat.gz")
-    parser.add_argument("--synthetic-users", type=int, default=1000)
+    bench.add_data_arguments(parser, name="ml-1m-u2999", path="../shared/data/ml-1m",
+                             ratings_path="../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz",
+                             item_text_path="../shared/data/melu-ml1m-movie-extrainfos/movies_extrainfos.dat.gz")  # fmt: skip
     parser.add_argument("--encoder", default=DEFAULT_ENCODER)
-    parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
+    parser.add_argument("--text-cache-dir", default=bench.SIDE_INPUT_CACHE)
     parser.add_argument("--models", default=",".join(EPOCH_MODELS))
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--steps", type=int, default=200)
@@ -254,23 +238,24 @@ def main() -> None:
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    add_output_arguments(parser)
+    bench.add_output_arguments(parser)
     args = parser.parse_args()
+    if args.source == "synthetic":  # the defaults name ml-1m's files
+        args.path = args.ratings_path = args.item_text_path = ""
 
     if args.child:
         work = {"epoch": one_epoch, "construction": construction, "large": large}[args.part]
         print(json.dumps(work(args)))
         return
 
-    passthrough = [args.what, "--source", args.source, "--path", args.path, "--name", args.name,
-                   "--ratings-path", args.ratings_path, "--item-text-path", args.item_text_path,
+    passthrough = [args.what, "--source", args.source or "", "--path", args.path, "--name", args.name,
+                   "--ratings-path", args.ratings_path, "--item-text-path", args.item_text_path, "--seed", str(args.seed),
                    "--synthetic-users", str(args.synthetic_users), "--encoder", args.encoder,
                    "--text-cache-dir", args.text_cache_dir]  # fmt: skip
-    out, md_out = output_dirs(args)
     stem = f"graph-scale-{args.name}-cpu"
-    result = json.loads((out / f"{stem}.json").read_text()) if (out / f"{stem}.json").is_file() else {}
+    result = bench.previous_result(args, stem)
     result.update(name=args.name, cpus=os.cpu_count(), when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    commands = with_commands(result, command_line("graph_scale.py"))
+    commands = bench.with_commands(result, bench.command_line("graph_scale.py"))
     if args.what == "epochs":
         result["construction"] = child([*passthrough, "--part", "construction"])
         print(json.dumps(result["construction"]), flush=True)
@@ -293,9 +278,7 @@ def main() -> None:
             result["large"].append(row)
         if args.sampling_only:
             result["large"] += kept  # the full-graph row measured before, if any
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (md_out / f"{stem}.md").write_text(markdown(result) + commands_note(commands))
-    print(markdown(result) + commands_note(commands))
+    bench.write_report(args, stem, result, markdown(result) + bench.commands_note(commands))
 
 
 if __name__ == "__main__":

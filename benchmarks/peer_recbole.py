@@ -11,8 +11,8 @@ OUR evaluator.
 RecBole runs in its own virtual environment (it needs ``numpy<2`` and ``setuptools<70``, which this
 project does not use), through ``benchmarks/recbole_worker.py``. The data go over as plain files:
 
-1. The dataset is read by path, validated, and split by ``models.split.leave_one_out_split``
-   (standard mode, seed 0), as in ``benchmarks/baselines.py``.
+1. The dataset is read by path, checked and split by ``pipeline.steps`` (standard mode), as in
+   ``benchmarks/baselines.py``.
 2. Each user's full sequence in OUR order (training part, validation target, test target) is
    written as one RecBole ``.inter`` file whose timestamps are the positions 0, 1, 2, ... in that
    order, so RecBole's own leave-one-out for sequential models (``LS: valid_and_test``, ``TO``,
@@ -67,7 +67,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, with_commands
+from benchmarks import (
+    add_data_arguments, add_output_arguments, command_line, commands_note, data_options, output_dirs, prepare, with_commands,
+)  # fmt: skip
 from models.data import SplitData
 from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks
 
@@ -304,18 +306,6 @@ def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
 # Runner
 
 
-def load_split(path: str, name: str, ratings_path: str | None):
-    from data_contracts.sources.movielens import read_movielens
-    from data_contracts.suites import ContractConfig
-    from data_contracts.validate import validate_tables
-    from models.split import leave_one_out_split
-
-    tables = read_movielens(path, ratings_path=ratings_path, name=name)
-    validate_tables(tables.interactions, tables.items, tables.users, ContractConfig(), dataset=name)
-    data, summary = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="standard", seed=0)
-    return tables, data, summary
-
-
 def _running_worker(out_dir: Path) -> int | None:
     """PID of a worker of an earlier attempt still running on ``out_dir`` (its runner was killed)."""
     try:
@@ -385,7 +375,8 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     if unknown:
         raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
     started = time.perf_counter()
-    tables, data, summary = load_split(args.path, args.name, args.ratings_path)
+    tables, split = prepare(data_options(args, "standard"), args.name)
+    data, summary = split.data, split.summary
     workdir = Path(args.workdir) / args.name
     dataset = recbole_dataset_name(args.name)
     if train:
@@ -438,7 +429,7 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
             "path": str(args.path),
             "ratings_path": args.ratings_path,
             "dataset_sha256": tables.checksum,
-            "split": {"mode": "standard", "seed": 0, **summary.to_dict()},
+            "split": {"mode": "standard", "seed": args.seed, **summary.to_dict()},
             "n_test_cases": int(len(data.stage("test"))),
             "conversion": conversion,
             "prep_seconds": round(prep_seconds, 1),
@@ -499,14 +490,11 @@ def main() -> None:
     for command, text in (("run", "train RecBole models and evaluate them"),
                           ("collect", "re-evaluate finished worker outputs without training")):
         p = sub.add_parser(command, help=text)
-        p.add_argument("--path", required=True, help="MovieLens folder (any release format)")
-        p.add_argument("--name", required=True, help="dataset name used in the results")
-        p.add_argument("--ratings-path", default=None, help="ratings file overriding the folder's (gzip ok)")
+        add_data_arguments(p)  # --seed: RecBole's too
         p.add_argument("--models", default="SASRec,BERT4Rec")
         p.add_argument("--max-epochs", type=int, default=None, help="cap RecBole's epochs (default: its 300)")
         p.add_argument("--fresh", action="store_true",
                        help="delete a previous attempt of these models instead of resuming it")
-        p.add_argument("--seed", type=int, default=0)
         p.add_argument("--select-on", default="recbole", choices=("recbole", "ours"),
                        help="validation number RecBole's early stopping and best epoch use: its own metric "
                             "(default, as RecBole users run it) or our protocol's (history excluded)")

@@ -21,25 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
-from benchmarks import add_output_arguments, find_result, output_dirs  # noqa: E402
-from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
+import benchmarks as bench  # noqa: E402
 from models.metrics import ndcg_gains  # noqa: E402
-
-
-def slice_ranks(result: dict, slice_name: str, prefix: str) -> dict[str, dict[str, int]]:
-    """model -> {"<prefix>:<user>": test rank} for the users of ``slice_name`` in one result file."""
-    out = {}
-    for row in result["results"]:
-        users = [u for u, s in row["test_slices_by_user"].items() if slice_name in ("all", s)]
-        out[row["model"]] = {f"{prefix}:{u}": int(row["test_ranks_by_user"][u]) for u in users}
-    return out
 
 
 def _mean(ranks: dict[str, int]) -> float:
@@ -48,7 +37,9 @@ def _mean(ranks: dict[str, int]) -> float:
 
 def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: int = 2000) -> dict:
     """Per draw and pooled: each model's NDCG@10 on the slice and its paired bootstrap against ``reference``."""
-    draws = [slice_ranks(r, slice_name, str(i)) for i, r in enumerate(results)]
+    # model -> {"<draw>:<user>": test rank} of the users of the slice, per result file
+    draws = [{row["model"]: {f"{i}:{u}": rank for u, rank in bench.slice_ranks(row, slice_name).items()} for row in r["results"]}
+             for i, r in enumerate(results)]  # fmt: skip
     models = [m for m in draws[0] if all(m in d for d in draws)]
     if reference not in models:
         raise SystemExit(f"--reference {reference!r} is not in every file (models in all: {models})")
@@ -58,9 +49,7 @@ def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: in
         return {
             "n_cases": len(ranks[reference]),
             "ndcg@10": {m: _mean(ranks[m]) for m in models},
-            "versus_reference": {m: {"ndcg@10_diff": _mean(ranks[m]) - _mean(ranks[reference]),
-                                     **paired_bootstrap(ranks[m], ranks[reference], n_resamples)}
-                                 for m in models if m != reference},
+            "versus_reference": {m: bench.paired_bootstrap(ranks[m], ranks[reference], n_resamples) for m in models if m != reference},
         }  # fmt: skip
 
     return {
@@ -99,16 +88,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--slice", default="cold_user", help="the test slice to pool (warm, cold_user, cold_item, all)")
     parser.add_argument("--reference", required=True, help="the model every other one is compared with")
     parser.add_argument("--name", required=True, help="results file name: pooled-<name>.json")
-    add_output_arguments(parser)
+    bench.add_output_arguments(parser)
     args = parser.parse_args(argv)
-    results = [json.loads(find_result(f).read_text()) for f in args.files]
+    results = [json.loads(bench.find_result(f).read_text()) for f in args.files]
     summary = {"slice": args.slice, "reference": args.reference, "files": [Path(f).name for f in args.files],
                **pooled(results, args.slice, args.reference)}  # fmt: skip
-    summary["command"] = shlex.join(["python", "benchmarks/pooled_seeds.py", *(sys.argv[1:] if argv is None else argv)])
-    out, md_out = output_dirs(args)
-    (out / f"pooled-{args.name}.json").write_text(json.dumps(summary, indent=1))
-    (md_out / f"pooled-{args.name}.md").write_text(markdown(summary))
-    print(markdown(summary))
+    summary["command"] = bench.command_line("pooled_seeds.py", argv)
+    bench.write_report(args, f"pooled-{args.name}", summary, markdown(summary))
     return summary
 
 

@@ -27,10 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks import add_output_arguments, command_line, commands_note, find_result, output_dirs
-from models.metrics import ndcg_gains
+from benchmarks import add_output_arguments, command_line, commands_note, find_result, output_dirs, paired_bootstrap
 
 PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "lightgcn": "LightGCN"}
 
@@ -49,27 +46,6 @@ def seconds_to_reach(curve: list, target: float) -> float | None:
         if ndcg is not None and ndcg >= target:
             return float(seconds)
     return None
-
-
-def paired_bootstrap(ranks_a: dict[str, int], ranks_b: dict[str, int], n_resamples: int = 2000, seed: int = 0) -> dict:
-    """95% intervals of NDCG@10(a) - NDCG@10(b) and of their ratio, resampling the shared test users."""
-    users = sorted(set(ranks_a) & set(ranks_b))
-    if len(users) != len(ranks_a) or len(users) != len(ranks_b):
-        raise SystemExit(f"the two runs scored different test users ({len(ranks_a)} vs {len(ranks_b)}, {len(users)} shared)")
-
-    a, b = (ndcg_gains([ranks[u] for u in users]) for ranks in (ranks_a, ranks_b))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(users), size=(n_resamples, len(users)))
-    mean_a, mean_b = a[idx].mean(1), b[idx].mean(1)
-    diff = mean_a - mean_b
-    ratio = mean_a / np.maximum(mean_b, 1e-12)
-    return {
-        "n_cases": len(users),
-        "n_resamples": n_resamples,
-        "ndcg@10_diff_ci95": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))],
-        "ndcg@10_ratio_ci95": [float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975))],
-        "share_of_resamples_ours_better": float((diff > 0).mean()),
-    }
 
 
 def ours_rows(ours: dict) -> dict[str, dict]:

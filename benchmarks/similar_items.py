@@ -38,6 +38,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -47,20 +48,9 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from benchmarks import add_output_arguments, output_dirs  # noqa: E402
-from benchmarks.plugin_families import (  # noqa: E402
-    DEFAULT_TEXT_CACHE,
-    hardware,
-    load_tables,
-    overrides_for,
-    side_inputs_for,
-    train_and_score,
-)
-from benchmarks.side_by_side import paired_bootstrap  # noqa: E402
+import benchmarks as bench  # noqa: E402
 from models.content.item_text import DEFAULT_ENCODER  # noqa: E402
 from models.device import pick_device  # noqa: E402
-from models.registry import sized_to_side_inputs  # noqa: E402
-from models.split import leave_one_out_split  # noqa: E402
 
 K = 10
 MISS = K + 1  # the rank recorded when the held-out item is not among the K neighbours
@@ -140,15 +130,13 @@ def measure(name: str, neighbours: torch.Tensor, cases: pd.DataFrame, items: pd.
 
 
 def run(args: argparse.Namespace) -> dict:
-    device = pick_device(args.device)
-    tables = load_tables(args)
-    data, _ = leave_one_out_split(tables.interactions, tables.items, tables.users, mode="pipeline", seed=0)
-    side_inputs, side_records = side_inputs_for(["contrastive"], data, args)
-    overrides = overrides_for(["contrastive"], {"contrastive": json.loads(args.contrastive_config)}, args.threads)["contrastive"]
-    overrides = sized_to_side_inputs("contrastive", overrides, side_inputs)
-    row, model = train_and_score("contrastive", data, data.training_data(), overrides, side_inputs, device,
-                                 f"{tables.checksum}-pipeline")  # fmt: skip
-    cases = data.stage("test")
+    device, options = pick_device(args.device), bench.data_options(args, "pipeline")
+    tables, split = bench.prepare(options, args.name)
+    data, cases = split.data, split.test_cases
+    side_inputs = bench.side_inputs_for(["contrastive"], split, args.encoder, args.text_cache_dir)
+    overrides = {"num_threads": args.threads, **json.loads(args.contrastive_config)}
+    key = {"dataset_sha256": tables.checksum, "data": asdict(options), "text_encoder": args.encoder}
+    row, model = bench.train_and_test("contrastive", overrides, split, side_inputs, device, key)
     text = torch.as_tensor(side_inputs["item_text_embeddings"].matrix)
     with torch.no_grad():
         learned = model.item_embeddings().detach().cpu()
@@ -158,16 +146,15 @@ def run(args: argparse.Namespace) -> dict:
         "contrastive": nearest(learned),
     }
     measured = {name: measure(name, neighbours, cases, data.items) for name, neighbours in methods.items()}
-    boot = paired_bootstrap(measured["contrastive"]["ranks"], measured["text"]["ranks"])
+    boot = bench.paired_bootstrap(measured["contrastive"]["ranks"], measured["text"]["ranks"])
     return {
         "dataset": args.name,
         "dataset_sha256": tables.checksum,
         "n_test_cases": len(cases),
-        "hardware": hardware(device),
-        "side_inputs": side_records,
+        "hardware": bench.hardware(device),
         "contrastive": {k: v for k, v in row.items() if k not in ("test_ranks_by_user", "test_slices_by_user")},
         "methods": {name: {k: v for k, v in m.items() if k != "ranks"} for name, m in measured.items()},
-        "contrastive_minus_text": {"cowatch_ndcg@10_diff": measured["contrastive"]["cowatch_ndcg@10"] - measured["text"]["cowatch_ndcg@10"], **boot},
+        "contrastive_minus_text": {"cowatch_ndcg@10_diff": boot["ndcg@10_diff"], **boot},
     }
 
 
@@ -201,38 +188,22 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=("movielens", "synthetic"), default="movielens")
-    parser.add_argument("--path", default=None)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--ratings-path", default=None)
-    parser.add_argument("--item-text-path", default=None)
-    parser.add_argument("--synthetic-users", type=int, default=1000)
+    bench.add_data_arguments(parser)
     parser.add_argument("--contrastive-config", default="{}", help="JSON overrides of the contrastive family's config")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER)
-    parser.add_argument("--text-cache-dir", default=str(DEFAULT_TEXT_CACHE))
+    parser.add_argument("--text-cache-dir", default=bench.SIDE_INPUT_CACHE)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
-    add_output_arguments(parser)
+    bench.add_output_arguments(parser)
     args = parser.parse_args(argv)
-    if args.source == "movielens" and not args.path:
-        parser.error("--path is required for --source movielens")
-    return args
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     result = run(args)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    result["command"] = "python benchmarks/similar_items.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out, md_out = output_dirs(args)
-    stem = f"similar-items-{args.name}-{result['hardware']['device'].split(':')[0]}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (md_out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    result["command"] = bench.command_line("similar_items.py", argv)
+    bench.write_report(args, f"similar-items-{args.name}-{result['hardware']['device'].split(':')[0]}", result, markdown(result))
     return result
 
 

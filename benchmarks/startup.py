@@ -12,7 +12,6 @@ outside the checkout (``benchmarks.results_dir()``) and to ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
-from benchmarks import add_output_arguments, output_dirs  # noqa: E402
+import benchmarks as bench  # noqa: E402
 
 PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
 BAR_SECONDS = 6.0
@@ -35,7 +34,7 @@ COMMANDS = {
         PYFLYTE, "run", "workflows/full.py", "full_pipeline", "--models", '["nope"]',
     ],
     "missing MovieLens folder (fails in ingest)": [
-        PYFLYTE, "run", "workflows/full.py", "validate_data", "--source", "movielens", "--path", "/nonexistent",
+        PYFLYTE, "run", "workflows/full.py", "validate_data", "--data", '{"source": "movielens", "path": "/nonexistent"}',
     ],
 }  # fmt: skip
 
@@ -59,9 +58,8 @@ def import_seconds(env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    add_output_arguments(parser)
+    bench.add_output_arguments(parser)
     args = parser.parse_args()
-    out, md_out = output_dirs(args)
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FLYTE_LOCAL_CACHE_ENABLED": "false"}
     rows = []
     for name, command in COMMANDS.items():
@@ -82,24 +80,13 @@ def main() -> None:
                     "load_average_1m_at_end": round(os.getloadavg()[0], 2), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }  # fmt: skip
-    stem = f"startup-{os.cpu_count()}cpu"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    lines = [
-        f"`import workflows.full`: {result['import_workflows_full_s']} s "
-        f"({os.cpu_count()} CPUs, load average {result['machine']['load_average_1m_at_end']} at the end)",
-        "",
-        "| command | exit code | median s | slowest s | under 6 s |",
-        "|---|---|---|---|---|",
-        *(
-            f"| `{r['command']}` | {','.join(map(str, r['exit_codes']))} | {r['median_s']} | {r['max_s']} | "
-            f"{'yes' if r['under_bar'] else 'no'} |"
-            for r in rows
-        ),
-        "",
-        f"- command: `python benchmarks/startup.py --repeats {args.repeats}`",
-    ]
-    (md_out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines = [f"`import workflows.full`: {result['import_workflows_full_s']} s ({os.cpu_count()} CPUs, load average "
+             f"{result['machine']['load_average_1m_at_end']} at the end)", ""]
+    lines += bench.table(["command", "exit code", "median s", "slowest s", "under 6 s"], [
+        [f"`{r['command']}`", ",".join(map(str, r["exit_codes"])), r["median_s"], r["max_s"], "yes" if r["under_bar"] else "no"]
+        for r in rows])  # fmt: skip
+    lines += ["", f"- command: `python benchmarks/startup.py --repeats {args.repeats}`"]
+    bench.write_report(args, f"startup-{os.cpu_count()}cpu", result, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -252,3 +252,15 @@ def test_table_marks_a_run_cut_short_on_request():
     row["stopped_on_request_after_epoch"] = 7
     table = peer_recbole.markdown(result)
     assert "| 8 (7) \\* |" in table and "cut short on request" in table
+
+
+def test_collect_reads_our_split_through_the_pipeline_and_waits_for_unfinished_workers(tmp_path, monkeypatch, capsys):
+    from tests.benchmarks.test_baselines import _write_ml1m
+
+    _write_ml1m(tmp_path / "ml")
+    monkeypatch.setattr("sys.argv", ["peer_recbole.py", "collect", "--path", str(tmp_path / "ml"), "--name", "tiny",
+                                     "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")])  # fmt: skip
+    peer_recbole.main()
+    said = capsys.readouterr().out
+    assert "'users_with_cases': 40" in said and "RecBole SASRec: not finished" in said
+    assert not (tmp_path / "work" / "tiny" / "data").exists()  # collect never rewrites a worker's input

@@ -71,7 +71,7 @@ def test_main_writes_json_and_table(tmp_path, monkeypatch):
 
 
 def test_paired_bootstrap_intervals():
-    from benchmarks.side_by_side import paired_bootstrap
+    from benchmarks import paired_bootstrap
 
     ranks = {str(u): (u % 15) + 1 for u in range(200)}
     same = paired_bootstrap(ranks, dict(ranks), n_resamples=200)
@@ -81,7 +81,7 @@ def test_paired_bootstrap_intervals():
 
 
 def test_paired_bootstrap_refuses_different_test_users():
-    from benchmarks.side_by_side import paired_bootstrap
+    from benchmarks import paired_bootstrap
 
     with pytest.raises(SystemExit, match="different test users"):
         paired_bootstrap({"1": 1, "2": 3}, {"1": 1, "3": 2})

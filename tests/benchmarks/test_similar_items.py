@@ -1,6 +1,7 @@
 """The similar-items measures of benchmarks/similar_items.py on hand-made cases."""
 
 import pandas as pd
+import pytest
 import torch
 
 from benchmarks.similar_items import MISS, attribute_overlap, cowatch_ranks, nearest, ndcg, random_neighbours
@@ -42,3 +43,17 @@ def test_attribute_overlap_counts_genres_and_shared_cast():
     assert out["items_with_genres"] == 2 and abs(out["genre_jaccard"] - 0.25) < 1e-12
     # cast shared: item 1 -> [yes, no], item 2 -> [yes, no], item 3 -> [no, no]
     assert out["items_with_cast"] == 3 and abs(out["cast_shared"] - (0.5 + 0.5 + 0) / 3) < 1e-12
+
+
+def test_the_benchmark_compares_clt_v_text_and_random_neighbours_end_to_end(tmp_path, tiny_encoder):
+    from benchmarks.similar_items import main
+
+    result = main(["--synthetic-users", "60", "--name", "tiny", "--encoder", tiny_encoder, "--device", "cpu",
+                   "--contrastive-config", '{"max_epochs": 1}', "--text-cache-dir", str(tmp_path / "cache"),
+                   "--out", str(tmp_path), "--md-out", str(tmp_path)])  # fmt: skip
+    assert set(result["methods"]) == {"random", "text", "contrastive"} and result["contrastive"]["epochs_run"] == 1
+    diff = result["contrastive_minus_text"]
+    assert diff["n_cases"] == result["n_test_cases"]
+    assert diff["cowatch_ndcg@10_diff"] == pytest.approx(
+        result["methods"]["contrastive"]["cowatch_ndcg@10"] - result["methods"]["text"]["cowatch_ndcg@10"])
+    assert "| contrastive |" in (tmp_path / "similar-items-tiny-cpu.md").read_text()

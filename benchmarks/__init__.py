@@ -184,15 +184,16 @@ def print_epoch(label: str, log) -> None:
 
 def train_and_test(family: str, overrides: dict, split, side_inputs: dict, device, key: dict, label: str = ""):
     """One family fitted (``pipeline.steps.fit_family``: seeded, early stopping on validation,
-    checkpoints every epoch under a key of ``key`` and the overrides) and its test cases scored
+    checkpoints every epoch under a key of ``key`` and the whole config) and its test cases scored
     (``steps.evaluate``) -> (``result_row``, the fitted model)."""
     import torch
 
+    from models.interface import training_config
     from pipeline import steps
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    folder = checkpoint_folder(family, {**key, "overrides": overrides, "device": device.type})
+    folder = lambda config: checkpoint_folder(family, {**key, "config": training_config(config), "device": device.type})  # noqa: E731
     fitted = steps.fit_family(family, split.data.training_data(), overrides, side_inputs, device=device,
                               checkpoint_dir=folder, on_epoch=lambda log: print_epoch(label or family, log))  # fmt: skip
     row = result_row(family, fitted, steps.evaluate(fitted.model, split.test_cases, split.data.n_items, device=device), split)

@@ -68,14 +68,15 @@ def run(
     the champion on validation, fit the ensemble on validation, and (``evaluate_test``) score the
     test cases of every model. ``checkpoints(family, inputs)`` gives a family's checkpoint
     folder (None: none); ``inputs`` is what its training depends on besides the code (dataset
-    checksum, data and split options, its overrides sized to its side inputs, the text encoder,
-    the device): key the folder by it. ``on_epoch(family, EpochLog)`` sees each epoch.
+    checksum, data and split options, the whole training config of the built model, the text
+    encoder, the device): key the folder by it. ``on_epoch(family, EpochLog)`` sees each epoch.
     ``split_options``: keyword options of ``steps.split_tables`` (``cold_user_fraction``,
     ``cold_user_targets``)."""
     from dataclasses import asdict
 
     from models.device import pick_device
-    from models.registry import FAMILIES, sized_to_side_inputs
+    from models.interface import training_config
+    from models.registry import FAMILIES
     from pipeline.config import check_models, load_model_config
 
     data.check()
@@ -100,12 +101,12 @@ def run(
         overrides = config.get(family, {})
         inputs = {
             "dataset_sha256": tables.checksum, "data": asdict(data), "split_options": split_options or {},
-            "overrides": sized_to_side_inputs(family, overrides, side_inputs), "device": str(torch_device),
-            "text_encoder": text_encoder if FAMILIES[family].side_inputs else None,
+            "device": str(torch_device), "text_encoder": text_encoder if FAMILIES[family].side_inputs else None,
         }  # fmt: skip
         fitted = steps.fit_family(
             family, training, overrides, side_inputs, device=torch_device,
-            checkpoint_dir=checkpoints(family, inputs) if checkpoints else None,
+            checkpoint_dir=(lambda config, f=family, i=inputs: checkpoints(f, {**i, "config": training_config(config)}))
+            if checkpoints else None,
             on_epoch=(lambda log, f=family: on_epoch(f, log)) if on_epoch else None, progress=progress,
         )  # fmt: skip
         trials = steps.choose_score_time_settings(fitted.model, validation_cases, n_items, score_time_grid or {}, device=torch_device)

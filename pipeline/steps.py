@@ -200,14 +200,15 @@ def fit_family(
     side_inputs: dict[str, Any],
     *,
     device,
-    checkpoint_dir: Path | None = None,
+    checkpoint_dir: Path | Callable[[Any], Path | None] | None = None,
     on_epoch: Callable | None = None,
     progress: bool = False,
 ) -> Fitted:
     """Build ``family`` from its config (defaults <- ``overrides`` <- the widths of its side
     inputs where not given), seed it, and ``fit`` it on ``training`` (a ``TrainingData``: no test
     case exists in it) with early stopping on the validation cases. ``side_inputs``: by name; the
-    family gets exactly the ones its spec names."""
+    family gets exactly the ones its spec names. ``checkpoint_dir`` may be a function of the built
+    model's config that gives the folder (to key it by the whole config)."""
     from models.device import seed_everything
     from models.registry import FAMILIES, build_model, sized_to_side_inputs
 
@@ -215,6 +216,8 @@ def fit_family(
     overrides = sized_to_side_inputs(family, overrides, mine)
     seed_everything(int(overrides.get("seed", 0)))
     model = build_model(family, training.n_items, overrides, n_users=training.n_users).to(device)
+    if callable(checkpoint_dir):
+        checkpoint_dir = checkpoint_dir(model.config)
     started_at, started = time.time(), time.perf_counter()
     report = model.fit(
         training, device, side_inputs=mine, progress=progress, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch

@@ -31,6 +31,14 @@ DEFAULT_RESULTS = "~/.cache/cinesync/results"
 SIDE_INPUT_CACHE = "~/.cache/cinesync/side-inputs"  # built side inputs (the text encoder is minutes on a CPU)
 
 
+def single_threaded() -> None:
+    """One thread per library (the machine is shared) and no model download: call before torch loads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default encoder is packaged
+
+
 def results_dir() -> Path:
     """Folder of the raw JSON results: ``$CINESYNC_RESULTS``, else ``~/.cache/cinesync/results``."""
     return Path(os.environ.get("CINESYNC_RESULTS", DEFAULT_RESULTS)).expanduser()

@@ -29,28 +29,24 @@ Writes ``explanations-<name>-<device>.json`` to the results folder outside the c
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+
+bench.single_threaded()  # before torch loads
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
-
-import benchmarks as bench  # noqa: E402
 from models.content.item_text import DEFAULT_ENCODER, item_text  # noqa: E402
 from models.content.t5_hybrid import _batch  # noqa: E402
 from models.data import PAD  # noqa: E402

@@ -24,24 +24,24 @@ Writes ``graph-scale-<name>-cpu.json`` to the results folder outside the checkou
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+
+bench.single_threaded()  # before torch loads
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
 ML1M_U2999 = {"users": 2_999, "items": 3_706, "interactions": 487_650}
 # one epoch each: real sizes, the batch sizes the graph benchmark uses
@@ -218,7 +218,6 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    import benchmarks as bench
     from models.content.item_text import DEFAULT_ENCODER
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

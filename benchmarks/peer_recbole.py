@@ -1,5 +1,4 @@
-"""Side-by-side benchmark against RecBole: its SASRec, BERT4Rec, LightGCN and NGCF on OUR split,
-OUR evaluator.
+"""RecBole's SASRec, BERT4Rec, LightGCN and NGCF on OUR split, scored by OUR evaluator.
 
     python benchmarks/peer_recbole.py setup                     # .venv-recbole (RecBole 1.2.1, CPU torch)
     python benchmarks/peer_recbole.py run --path ../shared/data/ml-100k --name ml-100k \
@@ -8,46 +7,22 @@ OUR evaluator.
         --ratings-path ../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz --models SASRec
     python benchmarks/peer_recbole.py collect --path ... --name ...   # re-evaluate finished runs
 
-RecBole runs in its own virtual environment (it needs ``numpy<2`` and ``setuptools<70``, which this
-project does not use), through ``benchmarks/recbole_worker.py``. The data go over as plain files:
+Our side is the pipeline's: the data read, checked and split by ``pipeline.steps`` (standard mode).
+RecBole runs in its own virtual environment (``numpy<2``, ``setuptools<70``) through
+``benchmarks/recbole_worker.py``, which imports nothing from this project; the split goes over as
+one ``.inter`` file of every user's sequence in OUR order (timestamps 0, 1, 2, ...), so RecBole's
+own leave-one-out cuts it where ours does (the worker checks every target and input). Its ranks
+and top-100 lists are re-evaluated here with ``models.metrics`` and every rank recomputed from
+the saved scores (``rank_check_mismatches``). Users with exactly 3 interactions are the one case
+RecBole cuts differently (no validation case); they are counted (``users_with_3_interactions``).
+benchmarks/README.md ("Side by side with RecBole") says the rest.
 
-1. The dataset is read by path, checked and split by ``pipeline.steps`` (standard mode), as in
-   ``benchmarks/baselines.py``.
-2. Each user's full sequence in OUR order (training part, validation target, test target) is
-   written as one RecBole ``.inter`` file whose timestamps are the positions 0, 1, 2, ... in that
-   order, so RecBole's own leave-one-out for sequential models (``LS: valid_and_test``, ``TO``,
-   grouped by user, full ranking) trains on exactly our training part, validates on our
-   validation targets and tests on our test targets. The worker verifies that per user (targets
-   and the model's input sequences) and the counts are part of the result.
-3. RecBole trains with its defaults (max length 50; SASRec with CE and no negative sampling;
-   early stopping on validation NDCG@10 with eval_step 1 and stopping_step 10; CPU; seed 0),
-   then scores every test user's input (history up to the test target) with the best model.
-   LightGCN and NGCF (RecBole's "general" models) read the same file: its leave-one-out leaves
-   each user's last two items out of training exactly as for the sequential models, and they
-   train on the remaining (user, item) pairs with RecBole's defaults (BPR, one uniform negative
-   per pair); their full-sort scores come from the user's id, so there is no input to check.
-4. The worker's ranks (OUR tie rule, history excluded) and top-100 lists are re-evaluated here
-   with ``models.metrics.metrics_from_ranks``; the ranks are also recomputed independently from
-   the saved score matrix with ``models.metrics.target_ranks`` (``rank_check_mismatches``).
-
-Users with fewer than 3 interactions are training-only in our split; they are written as they
-are and RecBole's leave-one-out also leaves them training-only (its training pairs from a user
-of n interactions are the n - 1 next-item pairs inside the sequence, the same pairs ours see).
-RecBole needs 4 interactions to cut a validation AND a test item: for a user with exactly 3 it
-keeps (i1 -> i2) as a training pair and has no validation case, while ours validates on i2. Their
-number is reported as ``users_with_3_interactions`` (0 on every MovieLens release: >= 20 each).
-
-Writes ``recbole-<name>.json`` to the results folder outside the checkout (``benchmarks.results_dir()``)
-and ``.md`` to ``benchmarks/results/``; a re-run of some models keeps the other models' rows of the
-same dataset checksum (read back from the JSON). Work files live in ``outputs/recbole/<name>/``
-(``<model>/epochs.json`` grows by one record per epoch). The worker saves its whole training state
-after every epoch (``<model>/last.pth``); running the same ``run`` command again after the process
-was killed continues exactly where it stopped (same losses, same predictions; the time lost to the
-kill is not counted). ``--fresh`` starts over. To end a run early but still get its test numbers
-(say, before the machine is taken away), create ``STOP`` in the model's work folder
-(``touch outputs/recbole/<name>/<model>[-select-ours]/STOP``): the worker finishes the current
-epoch, tests the best epoch so far and writes its result marked ``stopped_on_request_after_epoch``;
-the same ``run`` command later continues training from there.
+Writes ``recbole-<name>.json`` to the results folder (``benchmarks.results_dir()``) and ``.md`` to
+``benchmarks/results/``; a re-run of some models keeps the other models' rows of the same dataset
+checksum. Work files live in ``outputs/recbole/<name>/``. The worker saves its whole training
+state after every epoch: the same ``run`` command after a kill continues exactly where it stopped
+(``--fresh`` starts over). ``touch outputs/recbole/<name>/<model>[-select-ours]/STOP`` asks it to
+test the best epoch so far after the current one (marked ``stopped_on_request_after_epoch``).
 """
 
 from __future__ import annotations
@@ -68,7 +43,8 @@ import pandas as pd
 import torch
 
 from benchmarks import (
-    add_data_arguments, add_output_arguments, command_line, commands_note, data_options, output_dirs, prepare, with_commands,
+    add_data_arguments, add_output_arguments, command_line, commands_note, data_options, output_dirs, prepare, table,
+    with_commands,
 )  # fmt: skip
 from models.data import SplitData
 from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks
@@ -258,34 +234,21 @@ def rank_check(scores_path: Path, predictions: list[dict], data: SplitData) -> i
     return int(sum(worker[int(u)] != int(r) for u, r in zip(users, recomputed)))
 
 
+# what a results row copies from the worker's result.json, as it is
+WORKER_FIELDS = ("best_valid_ndcg@10", "best_valid_ndcg@10_recbole", "best_epoch", "epochs_run", "stopped_on_request_after_epoch",
+                 "seconds_to_best_valid", "seconds_per_epoch", "train_seconds_per_epoch", "fit_seconds", "total_seconds",
+                 "peak_rss_mib", "environment", "epochs")  # fmt: skip
+
+
 def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
     worker = json.loads((out_dir / "result.json").read_text())
     predictions = json.loads((out_dir / "predictions.json").read_text())
     metrics = evaluate_predictions(predictions, data)
     return {
-        "model": model,
-        "library": f"recbole {worker['environment']['recbole']}",
-        "hr@10": metrics["hr@10"],
-        "ndcg@10": metrics["ndcg@10"],
-        "mrr": metrics["mrr"],
-        "hr@20": metrics["hr@20"],
-        "ndcg@20": metrics["ndcg@20"],
-        "coverage@10": metrics["coverage@10"],
-        "n_cases": metrics["n_cases"],
-        "best_valid_ndcg@10": worker["best_valid_ndcg@10"],
-        "best_valid_ndcg@10_recbole": worker["best_valid_ndcg@10_recbole"],
-        "best_epoch": worker["best_epoch"],
-        "selected_on": worker.get("selected_on", "RecBole's metric"),
-        "epochs_run": worker["epochs_run"],
-        "stopped_on_request_after_epoch": worker.get("stopped_on_request_after_epoch"),
-        "seconds_to_best_valid": worker["seconds_to_best_valid"],
-        "seconds_per_epoch": worker["seconds_per_epoch"],
-        "train_seconds_per_epoch": worker["train_seconds_per_epoch"],
-        "fit_seconds": worker["fit_seconds"],
-        "total_seconds": worker["total_seconds"],
-        "peak_rss_mib": worker["peak_rss_mib"],
-        "recbole_test_result": worker["test_result_recbole"],
-        "recbole_best_valid_result": worker["best_valid_result_recbole"],
+        "model": model, "library": f"recbole {worker['environment']['recbole']}",
+        **{k: metrics[k] for k in ("hr@10", "ndcg@10", "mrr", "hr@20", "ndcg@20", "coverage@10", "n_cases")},
+        **{k: worker.get(k) for k in WORKER_FIELDS}, "selected_on": worker.get("selected_on", "RecBole's metric"),
+        "recbole_test_result": worker["test_result_recbole"], "recbole_best_valid_result": worker["best_valid_result_recbole"],
         "checks": {
             "test_target_mismatches": worker["test_target_mismatches"],
             "test_input_mismatches": worker["test_input_mismatches"],
@@ -297,9 +260,7 @@ def model_row(model: str, out_dir: Path, data: SplitData) -> dict:
         },
         "test_ranks_by_user": {str(int(p["user_id"])): int(p["rank"]) for p in predictions},
         "config": worker["recbole_config"],
-        "environment": worker["environment"],
-        "epochs": worker["epochs"],
-    }
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,34 +406,21 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     return result
 
 
-def cut_short(row: dict) -> str:
-    return "" if row.get("stopped_on_request_after_epoch") is None else " \\*"
-
-
 def markdown(result: dict) -> str:
-    first = result["results"][0] if result["results"] else {"environment": {}}
-    env = first["environment"]
-    lines = [
-        f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, "
-        f"{result['n_test_cases']} test cases, RecBole {env.get('recbole', '?')} in its own venv, "
-        f"torch {env.get('torch', '?')}, {env.get('device', '?')}, {env.get('torch_threads', '?')} threads)",
-        "",
-        "Metrics: our evaluator (full ranking, history excluded, ties against the target). "
-        "RecBole's own test numbers (history not excluded, NDCG/MRR cut at 10) for reference.",
-        "",
-        "| model | HR@10 | NDCG@10 | MRR | best valid NDCG@10 (ours / RecBole's) | epochs (best) | "
-        "s to best valid | s per epoch | peak RSS MiB | RecBole's test NDCG@10 / HR@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["results"]:
-        rb = r["recbole_test_result"]
-        lines.append(
-            f"| RecBole {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['mrr']:.4f} | "
-            f"{r['best_valid_ndcg@10']:.4f} / {r['best_valid_ndcg@10_recbole']:.4f} | "
-            f"{r['epochs_run']} ({r['best_epoch']}){cut_short(r)} | {r['seconds_to_best_valid']:.0f} | "
-            f"{r['seconds_per_epoch']:.1f} | {r['peak_rss_mib']:.0f} | "
-            f"{rb.get('ndcg@10', float('nan')):.4f} / {rb.get('hit@10', float('nan')):.4f} |"
-        )
+    env = (result["results"][0] if result["results"] else {"environment": {}})["environment"]
+    lines = [f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, {result['n_test_cases']} "
+             f"test cases, RecBole {env.get('recbole', '?')} in its own venv, torch {env.get('torch', '?')}, "
+             f"{env.get('device', '?')}, {env.get('torch_threads', '?')} threads)", "",
+             "Metrics: our evaluator (full ranking, history excluded, ties against the target). "
+             "RecBole's own test numbers (history not excluded, NDCG/MRR cut at 10) for reference.", ""]  # fmt: skip
+    lines += table(["model", "HR@10", "NDCG@10", "MRR", "best valid NDCG@10 (ours / RecBole's)", "epochs (best)", "s to best valid",
+                    "s per epoch", "peak RSS MiB", "RecBole's test NDCG@10 / HR@10"], [
+        [f"RecBole {r['model']}", f"{r['hr@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['mrr']:.4f}",
+         f"{r['best_valid_ndcg@10']:.4f} / {r['best_valid_ndcg@10_recbole']:.4f}",
+         f"{r['epochs_run']} ({r['best_epoch']})" + ("" if r.get("stopped_on_request_after_epoch") is None else " \\*"),
+         f"{r['seconds_to_best_valid']:.0f}", f"{r['seconds_per_epoch']:.1f}", f"{r['peak_rss_mib']:.0f}",
+         f"{r['recbole_test_result'].get('ndcg@10', float('nan')):.4f} / {r['recbole_test_result'].get('hit@10', float('nan')):.4f}"]
+        for r in result["results"]])  # fmt: skip
     lines += ["", "Epochs are RecBole's 0-based indices; the clock starts at the first training epoch "
               "(dataset loading excluded) and ends with the best epoch's validation."]
     if any(r.get("stopped_on_request_after_epoch") is not None for r in result["results"]):

@@ -25,27 +25,23 @@ command again adds a row to the JSON file's ``runs`` (wall time, side-input cach
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-# One thread everywhere (the machine is shared): set before torch / tokenizers load.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default encoder is packaged: never download
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+
+bench.single_threaded()  # before torch loads
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, fields, replace  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
-
-import benchmarks as bench  # noqa: E402
 from models.data import SLICES  # noqa: E402
 from models.device import pick_device  # noqa: E402
 from models.interface import FitReport  # noqa: E402

@@ -1,39 +1,22 @@
 """Runs one RecBole model (SASRec, BERT4Rec, LightGCN, NGCF) inside RecBole's own virtual
-environment (``.venv-recbole``).
+environment (``.venv-recbole``); started by ``benchmarks/peer_recbole.py``, imports nothing from
+this project.
 
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 .venv-recbole/bin/python benchmarks/recbole_worker.py spec.json
 
-Started by ``benchmarks/peer_recbole.py``; imports nothing from this project. Everything it
-needs arrives as plain data next to the spec:
+Reads ``<data_path>/<dataset>/<dataset>.inter`` (every user's sequence in OUR order, so RecBole's
+leave-one-out cuts it where ours does) and ``sequences.json`` (``{raw user id: [raw item ids]}``:
+to verify RecBole's targets and inputs, and the histories OUR protocol excludes). Trains with
+RecBole's defaults plus the spec's overrides, records each epoch (RecBole's validation metrics,
+ours, wall clock without our extra scoring), runs RecBole's own test (which reloads its pickled
+checkpoint: hence the env var), then ranks every test user's target under OUR protocol (every
+catalogue item but the input history is a candidate, the target always; rank = 1 + other
+candidates scoring >= the target). After every epoch the whole training state goes to
+``last.pth``; with ``spec["resume"]`` a restarted worker continues from it exactly.
 
-- ``<data_path>/<dataset>/<dataset>.inter``: every user's full sequence in OUR order (rank-based
-  timestamps), so RecBole's own leave-one-out (``LS: valid_and_test``, order ``TO``) cuts it
-  exactly where our split does;
-- ``sequences.json``: ``{raw user id: [raw item ids, our order]}`` for the users that have
-  evaluation cases; used to verify RecBole's targets and inputs, and as the full histories
-  excluded under OUR protocol.
-
-The worker trains with RecBole's defaults plus the spec's overrides (``valid_metric NDCG@10``,
-CPU, seed, optional epoch cap), records each epoch (training seconds, RecBole's own validation
-metrics, validation NDCG@10/HR@10 under OUR protocol, wall clock since training began with our
-own extra scoring subtracted), runs RecBole's own test evaluation (it reloads the best checkpoint
-with ``torch.load``: that is why the env var above is needed with torch >= 2.6), then scores every
-test user's input (history up to the test target) with the best model's ``full_sort_predict``
-and writes, per user, the target's rank under OUR tie rule and the top-100 raw item ids.
-
-OUR protocol (DESIGN.md): candidates are every catalogue item except the user's full input
-history (the target itself always stays a candidate); rank = 1 + the number of other candidates
-scoring >= the target. RecBole's own sequential full-sort evaluation excludes no history item;
-its numbers are kept for reference only.
-
-After every epoch the whole training state (model, optimizer, early-stopping counters, every RNG
-including the training loader's generator, the epoch records) goes to ``last.pth``; with
-``spec["resume"]`` a restarted worker continues from it exactly.
-
-Outputs in ``spec["out_dir"]``: ``result.json`` (config, epochs, timings, checks, RecBole's
-metrics), ``predictions.json`` (per test user: raw user id, raw target id, rank, top-100 raw item
-ids), ``test_scores.npz`` (the raw score matrix and the raw item id of each column, for an
-independent re-ranking by the project's evaluator).
+Writes to ``spec["out_dir"]``: ``result.json`` (config, epochs, timings, checks, RecBole's
+metrics), ``predictions.json`` (per test user: raw ids, rank, top-100) and ``test_scores.npz`` (the
+score matrix, for an independent re-ranking by the project's evaluator).
 """
 
 from __future__ import annotations

@@ -30,20 +30,18 @@ Markdown table to ``benchmarks/results/``.
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+
+bench.single_threaded()  # before torch loads
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 from dataclasses import asdict  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
-
-import benchmarks as bench  # noqa: E402
 from models.device import pick_device  # noqa: E402
 
 SLICES = ("all", "warm", "cold_user", "cold_item")

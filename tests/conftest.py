@@ -71,3 +71,44 @@ def save_tiny_t5(folder, texts: list[str], dim: int = 16) -> str:
 def tiny_t5(tmp_path_factory) -> str:
     """Path of a tiny random T5 encoder over TINY_VOCAB's words (others map to <unk>)."""
     return save_tiny_t5(tmp_path_factory.mktemp("tiny_t5"), [" ".join(TINY_VOCAB[5:])])
+
+
+# ----- every family at test size, by one rule ---------------------------------------------------
+
+TINY_T5_DIM = 16  # d_model of ``save_tiny_t5``'s encoder (its default ``dim``)
+# Fields that size a model or its training, by name, and their test values: every family's config
+# field of one of these names takes it, so a family added to models.registry.FAMILIES is made
+# tiny with no edit here (tests/test_every_family.py fails for a size field this rule misses).
+TINY_SIZES = {
+    "dim": 16, "n_layers": 1, "max_len": 20, "history_length": 20, "max_epochs": 2, "patience": 2,
+    "batch_size": 256, "attribute_buckets": 64, "max_text_tokens": 16, "l2_grid": (50.0, 500.0),
+}  # fmt: skip
+# The few values one family needs besides the rule: T5 hybrid's text width is its encoder's.
+TINY_SPECIAL = {"t5_hybrid": {"text_dim": TINY_T5_DIM}}
+# Integer fields over TINY_LIMIT that size neither the model nor its training beyond the catalogue
+# or the request (batches of evaluation, sampled negatives, the time-bucket span, ...).
+NOT_SIZES = ("eval_batch_size", "n_negatives", "time_span", "contrastive_items", "encode_batch_size")
+TINY_LIMIT = 32
+
+
+def tiny_config(family: str, *, side_input_width: int | None = None, **given) -> dict:
+    """Config overrides that make ``family`` (any family of ``models.registry.FAMILIES``) tiny:
+    each of its fields named in ``TINY_SIZES`` at that value, then ``TINY_SPECIAL[family]``, then
+    ``given`` — of each only the fields the family has, so ``encoder=<tiny T5 path>`` reaches T5
+    hybrid alone and ``max_len=6`` only the families with a window.
+
+    The fields a side input sizes (the spec's ``sized_by``: ``text_dim``, content k-NN's ``dim``)
+    are left out, for the run to size by the side input it builds; ``side_input_width`` sets them
+    instead, for a test that builds the model (and any side input) itself."""
+    from dataclasses import fields
+
+    from models.registry import FAMILIES
+
+    spec = FAMILIES[family]
+    names = {f.name for f in fields(spec.config)}
+    config = {**TINY_SIZES, **TINY_SPECIAL.get(family, {})}
+    for _, field_name in spec.sized_by:
+        config.pop(field_name, None)
+        if side_input_width is not None:
+            config[field_name] = side_input_width
+    return {name: value for name, value in {**config, **given}.items() if name in names}

@@ -14,37 +14,27 @@ from models.registry import (
     trainable_families,
 )
 from models.sequential.sasrec import SASRec
+from tests.conftest import tiny_config
 
-FIT_OVERRIDES = {
-    "popularity": {},
-    "ease": {"l2_grid": [10.0, 100.0]},
-    "sasrec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
-    "bert4rec": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
-    "temporal_attention": {"dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
-    "lightgcn": {"dim": 16, "n_layers": 2, "max_epochs": 2, "batch_size": 64},
-    "graphsage": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_epochs": 2, "batch_size": 64},
-    "hetero_gnn": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_epochs": 2, "batch_size": 64, "attribute_buckets": 64},
-    "content_knn": {"dim": 8},
-    "two_tower": {"dim": 16, "history_length": 20, "max_epochs": 2, "batch_size": 64},
-    "sbert_two_tower": {"text_dim": 8, "dim": 16, "history_length": 20, "max_epochs": 2, "batch_size": 64},
-    "hybrid": {"text_dim": 8, "dim": 16, "max_epochs": 2, "batch_size": 64},
-    "t5_hybrid": {"text_dim": 16, "dim": 16, "max_text_tokens": 16, "history_length": 20, "max_epochs": 2, "batch_size": 64},
-    "multimodal": {"text_dim": 8, "dim": 16, "n_layers": 1, "max_len": 20, "max_epochs": 2, "batch_size": 16},
-    "contrastive": {"text_dim": 8, "dim": 16, "max_epochs": 2, "batch_size": 64, "attribute_buckets": 64},
-}
+TEXT_WIDTH = 8  # of the made-up item text embeddings below
+
+
+def fit_overrides(family: str, request) -> dict:
+    """Any family at its test size (``tests.conftest.tiny_config``; T5 hybrid with the tiny T5)."""
+    return tiny_config(family, side_input_width=TEXT_WIDTH, batch_size=64, encoder=request.getfixturevalue("tiny_t5"))
 
 
 def side_inputs(family: str, n_items: int) -> dict:
     """What the family's spec asks for, made up for the round trip (LightGCN builds its graph)."""
     if "item_text_embeddings" not in FAMILIES[family].side_inputs:
         return {}
-    matrix = torch.nn.functional.normalize(torch.randn(n_items + 1, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    matrix = torch.randn(n_items + 1, TEXT_WIDTH, generator=torch.Generator().manual_seed(0))
+    matrix = torch.nn.functional.normalize(matrix, dim=1)
     matrix[0] = 0
     return {"item_text_embeddings": ItemTextEmbeddings(matrix, "random", 0.0, 0)}
 
 
-def test_every_trainable_family_is_registered_with_its_fit_overrides():
-    assert trainable_families() == list(FIT_OVERRIDES)
+def test_the_ensemble_is_the_one_family_not_trained_by_name():
     assert [name for name, spec in FAMILIES.items() if not spec.trainable] == ["ensemble"]
 
 
@@ -73,7 +63,7 @@ def test_config_from_dict_turns_lists_into_tuples():
 
 @pytest.mark.parametrize("family", trainable_families())
 def test_save_load_round_trip_gives_identical_scores(family, planted_split, tmp_path, request):
-    overrides = FIT_OVERRIDES[family] | ({"encoder": request.getfixturevalue("tiny_t5")} if family == "t5_hybrid" else {})
+    overrides = fit_overrides(family, request)
     model = build_model(family, planted_split.n_items, overrides, n_users=planted_split.n_users)
     model.fit(
         planted_split.training_data(), torch.device("cpu"), side_inputs=side_inputs(family, planted_split.n_items), progress=False

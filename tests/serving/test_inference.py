@@ -6,14 +6,16 @@ import torch
 from torch import nn
 
 from models.data import HistoryBatch
-from models.registry import build_model
+from models.registry import FAMILIES, build_model, trainable_families
 from serving.inference import example_history, single_row_scorer
+from tests.conftest import tiny_config
 
 N_ITEMS = 40
+# every family of the registry that opts in to a trace, at its test size with two layers
 TINY = {
-    "sasrec": {"dim": 8, "n_layers": 2, "n_heads": 2, "max_len": 50},
-    "bert4rec": {"dim": 8, "n_layers": 2, "n_heads": 2, "max_len": 50},
-    "temporal_attention": {"dim": 8, "n_layers": 2, "n_heads": 2, "max_len": 50},
+    family: tiny_config(family, side_input_width=8, dim=8, n_layers=2, max_len=50)
+    for family in trainable_families()
+    if getattr(FAMILIES[family].module, "single_row_trace", False)
 }
 
 
@@ -30,7 +32,8 @@ def test_the_trace_scores_histories_of_any_length_as_score_does(family):
     assert scorer is not None
     for length in (3, 9, 33, 50, 80):  # none of them the lengths it was traced or checked on
         items, timestamps = example_history(length, N_ITEMS, seed=7)
-        items, timestamps = items[:, -model.history_length :], timestamps[:, -model.history_length :]
+        window = model.history_length or length
+        items, timestamps = items[:, -window:], timestamps[:, -window:]
         with torch.inference_mode():
             torch.testing.assert_close(scorer(items, timestamps), _score(model, items, timestamps), rtol=1e-5, atol=1e-5)
 

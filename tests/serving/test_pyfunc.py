@@ -16,29 +16,17 @@ import torch
 from models.data import HistoryBatch, left_pad
 from models.ensemble import Ensemble
 from models.metrics import exclusion_mask
-from models.registry import build_model, save_model
+from models.registry import FAMILIES as REGISTRY
+from models.registry import build_model, save_model, trainable_families
 from serving.pyfunc import INFERENCE_THREADS_ENV, SIGNATURE, TopKRecommender, _answer_frame, inference_threads
 from tasks.tracking import PYFUNC_MODEL_FILE, PYFUNC_REQUIREMENTS
+from tests.conftest import tiny_config
 
 N_ITEMS = 30
 RAW = 1000  # raw id of item_idx i is RAW + i
-TINY = {
-    "popularity": {},
-    "ease": {},
-    "sasrec": {"dim": 8, "n_layers": 1, "n_heads": 2, "max_len": 6},
-    "bert4rec": {"dim": 8, "n_layers": 1, "n_heads": 2, "max_len": 6},
-    "temporal_attention": {"dim": 8, "n_layers": 1, "n_heads": 2, "max_len": 6},
-    "lightgcn": {"dim": 8, "n_layers": 2},
-    "graphsage": {"text_dim": 8, "dim": 8, "n_layers": 2},
-    "hetero_gnn": {"text_dim": 0, "dim": 8, "n_layers": 2, "attribute_buckets": 16},
-    "content_knn": {"dim": 8, "history_length": 4},
-    "two_tower": {"dim": 8, "history_length": 5, "attribute_buckets": 16},
-    "sbert_two_tower": {"text_dim": 8, "dim": 8, "history_length": 5, "attribute_buckets": 16},
-    "hybrid": {"text_dim": 8, "dim": 8, "history_length": 5},
-    "t5_hybrid": {"text_dim": 8, "dim": 8, "history_length": 5},
-    "multimodal": {"text_dim": 8, "dim": 8, "n_layers": 1, "max_len": 6, "attribute_buckets": 16},
-    "contrastive": {"text_dim": 8, "dim": 8, "history_length": 5, "attribute_buckets": 16},
-}
+# Every trainable family of the registry at its test size (tests.conftest.tiny_config), windows
+# shorter than some histories below, then the ensemble of them all.
+TINY = {family: tiny_config(family, side_input_width=8, dim=8, max_len=6, history_length=5) for family in trainable_families()}
 FAMILIES = [*TINY, "ensemble"]
 DAY = 86_400
 # histories as a caller sends them: short, longer than max_len, with unknown ids, repeated ids,
@@ -140,7 +128,8 @@ def test_predictions_equal_the_straightforward_implementation(artifacts, family,
             assert list(got.columns) == ["items", "unknown_items"]
 
 
-TRACED = ("sasrec", "bert4rec", "temporal_attention", "graphsage", "hetero_gnn", "ensemble")  # the ensemble: its members' traces
+# the families that opt in to a traced single-row scorer, and the ensemble (its members' traces)
+TRACED = [*(f for f in TINY if getattr(REGISTRY[f].module, "single_row_trace", False)), "ensemble"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -12,28 +12,21 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from models.registry import trainable_families
 from pipeline.options import DataOptions
+from tests.conftest import tiny_config
 from workflows.full import full_pipeline, validate_data
 
-TINY_CONFIG = """
-sasrec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 3, patience: 2}
-ease: {l2_grid: [50.0, 500.0]}
-bert4rec: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
-temporal_attention: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
-lightgcn: {dim: 16, n_layers: 2, batch_size: 256, max_epochs: 2, patience: 2}
-graphsage: {text_dim: 16, dim: 16, n_layers: 1, batch_size: 1024, max_epochs: 2, patience: 2}
-hetero_gnn: {text_dim: 16, dim: 16, n_layers: 1, batch_size: 1024, max_epochs: 2, patience: 2, attribute_buckets: 64}
-content_knn: {dim: 16}
-two_tower: {dim: 16, history_length: 20, batch_size: 256, max_epochs: 2, patience: 2}
-sbert_two_tower: {dim: 16, history_length: 20, batch_size: 256, max_epochs: 2, patience: 2}
-hybrid: {dim: 16, batch_size: 256, max_epochs: 2, patience: 2}
-t5_hybrid: {encoder: "ENCODER", text_dim: 16, dim: 16, max_text_tokens: 16, history_length: 20, batch_size: 256, max_epochs: 2, patience: 2}
-multimodal: {dim: 16, n_layers: 1, n_heads: 1, max_len: 20, batch_size: 64, max_epochs: 2, patience: 2}
-contrastive: {dim: 16, batch_size: 64, max_epochs: 2, patience: 2, attribute_buckets: 64}
-"""
-# Every trainable family of models.registry.FAMILIES (the ensemble is added by the pipeline).
-MODELS = ["popularity", "ease", "sasrec", "bert4rec", "temporal_attention", "lightgcn", "graphsage", "hetero_gnn", "content_knn",
-          "two_tower", "sbert_two_tower", "hybrid", "t5_hybrid", "multimodal", "contrastive"]  # fmt: skip
+# Every trainable family of models.registry.FAMILIES (the ensemble is added by the pipeline), each
+# at its test size (tests.conftest.tiny_config: the text width is the tiny encoder's, set by the run).
+MODELS = trainable_families()
+
+
+def tiny_model_config(t5_encoder: str) -> str:
+    """--model_config for MODELS, as text (JSON is YAML): T5 hybrid reads the tiny T5 at ``t5_encoder``."""
+    return json.dumps({family: tiny_config(family, encoder=t5_encoder) for family in MODELS})
+
+
 EVALUATED = [*MODELS, "ensemble"]
 
 
@@ -52,7 +45,7 @@ def pipeline_run(tmp_path_factory, tiny_encoder, tiny_t5):
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             result = full_pipeline(
-                data=DataOptions(synthetic_users=150, data_seed=3, split_seed=3), models=MODELS, model_config=TINY_CONFIG.replace("ENCODER", tiny_t5),
+                data=DataOptions(synthetic_users=150, data_seed=3, split_seed=3), models=MODELS, model_config=tiny_model_config(tiny_t5),
                 text_encoder=tiny_encoder,
             )  # fmt: skip
     finally:

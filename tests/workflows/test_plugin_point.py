@@ -1,16 +1,21 @@
-"""The plug-in point: a family added through its spec alone runs end to end in the real workflow,
-sees no test case, and gets the side inputs its spec names, computed once for all who need them."""
+"""The plug-in point: a family added through its model class and its spec line alone runs end to
+end in the real workflow (its logged pyfunc served back), through the Python API and through the
+serving benchmark, sees no test case, and gets the side inputs its spec names, computed once for
+all who need them."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from mlflow import MlflowClient
 from torch import nn
 
 import models.graph.interaction_graph as interaction_graph_module
@@ -18,6 +23,7 @@ from models.data import HistoryBatch, TrainingData
 from models.graph.interaction_graph import InteractionGraph
 from models.interface import EpochLog, FitReport
 from models.registry import FAMILIES, FamilySpec
+from pipeline import steps
 from pipeline.options import DataOptions
 from workflows.full import full_pipeline, prepared_data, train_only
 
@@ -82,6 +88,60 @@ def test_a_family_added_by_its_spec_alone_runs_end_to_end(spy_family):
     spy = table[(table["model"] == "spy") & (table["slice"] == "all")]
     popularity = table[(table["model"] == "popularity") & (table["slice"] == "all")]
     assert float(spy["ndcg@10"].iloc[0]) == pytest.approx(float(popularity["ndcg@10"].iloc[0]))  # same counts
+    # the pyfunc the run logged for it, loaded back as `mlflow models serve` loads it, answers
+    (run,) = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("cinesync").experiment_id], "tags.model_family = 'spy'"
+    )
+    assert_serves_the_most_counted_unseen_items(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/spy"))
+
+
+def assert_serves_the_most_counted_unseen_items(served, k: int = 5) -> None:
+    """A served toy model's top-``k`` for a history of three items: the ``k`` highest training
+    counts among the items not in it (ties in any order), in raw ids."""
+    recommender = served.unwrap_python_model()
+    raw, counts = recommender.raw_ids, recommender.model.counts.clone()
+    history = raw[1:4].tolist()
+    answer = served.predict(pd.DataFrame({"history": [history]}), params={"k": k})
+    (items,) = answer["items"]
+    index_of = {int(r): i for i, r in enumerate(raw) if i}
+    counts[[0, *(index_of[h] for h in history)]] = float("-inf")
+    assert len(items) == k and not set(items) & set(history)
+    assert sorted(counts[[index_of[i] for i in items]].tolist(), reverse=True) == counts.topk(k).values.tolist()
+
+
+def test_a_family_added_by_its_spec_alone_trains_through_the_python_api(spy_family):
+    from models.api import split, train
+
+    interactions = steps.read_tables(DATA["data"], progress=False).interactions
+    data = split(interactions[["user_id", "item_id", "timestamp"]])
+    model = train("spy", data, record_to=str(spy_family))
+    seen = json.loads(spy_family.read_text())
+    assert seen["data_type"] == "TrainingData" and seen["side_inputs"] == ["interaction_graph"]
+    history = data.items["item_id"].head(3).tolist()
+    recommended = model.recommend(history, k=5)
+    assert len(recommended) == 5 and not set(recommended) & set(history)
+    assert 0.0 <= model.evaluate(data)["all"]["ndcg@10"] <= 1.0
+
+
+def test_a_family_added_by_its_spec_alone_is_measured_by_the_serving_benchmark(spy_family, tmp_path):
+    """The latency benchmark's in-process path: built (fitted by the pipeline's step, with the
+    side inputs its spec names), logged as the pipeline logs it, loaded and timed."""
+    from serving.benchmarks import latency
+
+    options = replace(DATA["data"], split_mode="standard")
+    tables = steps.read_tables(options, progress=False)
+    frames = steps.check_contracts(tables, options).frames
+    data = steps.split_tables(frames["interactions"], frames["items"], frames["users"], options).data
+    models, reports, _ = latency.build_models(data, ["spy"], overrides={"spy": {"record_to": str(spy_family)}})
+    assert json.loads(spy_family.read_text())["side_inputs"] == ["interaction_graph"]
+    folder = tmp_path / "serving"
+    folder.mkdir()
+    example = data.items.sort_values("item_idx")["item_id"].head(3).astype(int).tolist()
+    uris = latency.log_models(models, reports, data, folder, example)
+    assert_serves_the_most_counted_unseen_items(mlflow.pyfunc.load_model(uris["spy"]))
+    requests = latency.test_requests(data, 12)
+    timed = latency.in_process(uris["spy"], "spy", requests, warmup=2, quiet={"max_load": float("inf"), "max_wait": 0})
+    assert timed["pyfunc_predict"]["n"] == 10 and timed["model_score"]["n"] == 10 and not timed["traced_single_row"]
 
 
 def test_training_sees_no_test_case(spy_family):

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import benchmarks
-from benchmarks import commands_note, results_dir
+from benchmarks import commands_note, results_dir, single_threaded
 
-__all__ = ["add_output_arguments", "command_line", "commands_note", "output_dirs", "results_dir", "SUMMARIES"]
+__all__ = ["add_output_arguments", "command_line", "commands_note", "output_dirs", "results_dir", "single_threaded", "SUMMARIES"]
 
 SUMMARIES = Path(__file__).resolve().parent / "results"
 

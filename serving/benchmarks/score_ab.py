@@ -20,27 +20,28 @@ checkout (``benchmarks.results_dir()``) and a Markdown table of every run to
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a file from anywhere
+
+from serving.benchmarks import single_threaded  # noqa: E402
+
+single_threaded()  # before torch loads
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
 from models.registry import build_model  # noqa: E402
 from serving.benchmarks import add_output_arguments, command_line, output_dirs  # noqa: E402

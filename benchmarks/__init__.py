@@ -227,7 +227,7 @@ def result_row(family: str, fitted, test, split) -> dict:
     max_epochs = getattr(fitted.model.config, "max_epochs", None)
     raw = dict(zip(split.data.users["user_idx"].tolist(), split.data.users["user_id"].tolist()))
     cases = test.per_case
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mib()
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
     return {
         "model": family,
         **{k: float(v) for k, v in test.metrics["all"].items()},
@@ -248,7 +248,7 @@ def result_row(family: str, fitted, test, split) -> dict:
     }
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -9,8 +9,8 @@
 
 Our side is the pipeline's: the data read, checked and split by ``pipeline.steps`` (standard mode).
 RecBole runs in its own virtual environment (``numpy<2``, ``setuptools<70``) through
-``benchmarks/recbole_worker.py``, which imports nothing from this project; the split goes over as
-one ``.inter`` file of every user's sequence in OUR order (timestamps 0, 1, 2, ...), so RecBole's
+``benchmarks/recbole_worker.py``, which imports nothing from this project but our evaluator
+(``models.metrics``: the venv has pyarrow for it); the split goes over as one ``.inter`` file of every user's sequence in OUR order (timestamps 0, 1, 2, ...), so RecBole's
 own leave-one-out cuts it where ours does (the worker checks every target and input). Its ranks
 and top-100 lists are re-evaluated here with ``models.metrics`` and every rank recomputed from
 the saved scores (``rank_check_mismatches``). Users with exactly 3 interactions are the one case
@@ -60,7 +60,8 @@ MODELS = ("SASRec", "BERT4Rec", "LightGCN", "NGCF")
 # pip cannot resolve both in one step: the peer packages first, then setuptools is pinned back.
 # scipy < 1.12: RecBole 1.2.1's LightGCN / NGCF build their adjacency with dok_matrix._update,
 # which scipy 1.12 removed.
-PEER_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "scipy<1.12", "torch==2.13.0")
+# pyarrow: the worker ranks with models.metrics, whose module imports it.
+PEER_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "scipy<1.12", "torch==2.13.0", "pyarrow")
 PEER_SETUPTOOLS = "setuptools<70"
 # Only the worker process gets this: torch >= 2.6 loads with weights_only=True by default, and
 # RecBole's test step reloads its own checkpoint, which pickles its Config object.
@@ -102,6 +103,7 @@ def setup(venv: Path = VENV, constraints: Path = CONSTRAINTS, refreeze: bool = F
         subprocess.run(list(pip) + [setuptools_spec], check=True)
     check = "import recbole, torch, numpy; from recbole.trainer import Trainer; print(recbole.__version__, torch.__version__, numpy.__version__)"
     subprocess.run([str(venv_python(venv)), "-c", check], check=True)
+    subprocess.run([str(venv_python(venv)), str(WORKER), "--check"], check=True)  # the worker's imports, ours included
     if not pinned:
         frozen = subprocess.run(
             [str(venv_python(venv)), "-m", "pip", "freeze", "--all", "--exclude", "pip"],

@@ -1,6 +1,6 @@
 """Runs one RecBole model (SASRec, BERT4Rec, LightGCN, NGCF) inside RecBole's own virtual
-environment (``.venv-recbole``); started by ``benchmarks/peer_recbole.py``, imports nothing from
-this project.
+environment (``.venv-recbole``); started by ``benchmarks/peer_recbole.py``. From this project it
+imports only the evaluator, ``models.metrics`` (numpy, pandas, pyarrow and torch: the venv has them).
 
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 .venv-recbole/bin/python benchmarks/recbole_worker.py spec.json
 
@@ -22,11 +22,9 @@ score matrix, for an independent re-ranking by the project's evaluator).
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import random
-import resource
 import sys
 import time
 from logging import getLogger
@@ -35,8 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# RecBole itself is imported inside build_config/main, so that the ranking code above them can
-# be unit-tested from the project's environment, where RecBole is not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: our evaluator
+try:
+    from benchmarks import peak_rss_mib
+    from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks, top_k_items
+except ImportError as error:  # a venv made before the worker used models.metrics has no pyarrow
+    raise SystemExit(f"{error}: run `python benchmarks/peer_recbole.py setup` again") from error
+
+# RecBole itself is imported inside build_config/main, so that ProtocolScorer (OUR ranking of a
+# RecBole dataloader) can be unit-tested in the project's environment, where RecBole is not installed.
 
 TOP_N = 100
 GENERAL_MODELS = ("LightGCN", "NGCF")  # user-item models: no input sequence to check
@@ -49,55 +54,6 @@ class StopRequested(Exception):
     def __init__(self, epoch: int):
         super().__init__(f"stop requested after epoch {epoch}")
         self.epoch = epoch
-
-
-def _peak_rss_mib() -> float:
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _exclusion(histories: list[list[int]], n_columns: int) -> torch.Tensor:
-    """BoolTensor[B, n_columns], True at every internal item id of each history (never col 0)."""
-    mask = torch.zeros(len(histories), n_columns, dtype=torch.bool)
-    for row, history in enumerate(histories):
-        if history:
-            mask[row, torch.as_tensor(history, dtype=torch.long)] = True
-    mask[:, 0] = False
-    return mask
-
-
-def protocol_ranks(
-    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor, top_n: int = TOP_N
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ranks LongTensor[B], top LongTensor[B, top_n]) under OUR tie rule, in column ids.
-
-    Candidates: every column but 0 and the excluded ones; the target always is one. rank = 1 +
-    other candidates scoring >= the target. Top lists hold the best other candidates with the
-    target inserted at position rank - 1 (ties broken against the target, as in
-    models.metrics.top_k_items); 0 pads rows with fewer candidates.
-    """
-    batch, n_columns = scores.shape
-    candidates = ~exclude
-    candidates[:, 0] = False
-    candidates.scatter_(1, targets.unsqueeze(1), True)
-    target_scores = scores.gather(1, targets.unsqueeze(1))
-    ranks = ((scores >= target_scores) & candidates).sum(dim=1)
-    others = candidates.clone()
-    others.scatter_(1, targets.unsqueeze(1), False)
-    k = min(top_n, n_columns)
-    _, top_idx = scores.masked_fill(~others, float("-inf")).topk(k, dim=1)
-    top_idx = torch.where(others.gather(1, top_idx), top_idx, torch.zeros_like(top_idx))
-    if k < top_n:
-        top_idx = torch.cat([top_idx, top_idx.new_zeros(batch, top_n - k)], dim=1)
-    position = torch.arange(top_n).unsqueeze(0)
-    target_pos = (ranks - 1).unsqueeze(1)
-    source = torch.where(position < target_pos, position, position - 1).clamp(min=0)
-    top = top_idx.gather(1, source)
-    top = torch.where(position == target_pos, targets.unsqueeze(1), top)
-    keep = top > 0  # zero padding may sit in front of real items after the insertion
-    key = torch.where(keep, position, position + top_n)
-    top = top.gather(1, key.argsort(dim=1, stable=True))
-    return ranks, top
 
 
 class ProtocolScorer:
@@ -145,7 +101,11 @@ class ProtocolScorer:
                 if sequential and list(seq_in[row, : seq_len[row]]) != history[-self.max_len :]:
                     input_mismatch += 1
                 histories.append(history)
-            ranks, top = protocol_ranks(scores, targets, _exclusion(histories, self.n_columns))
+            # OUR protocol (models.metrics): every column but 0 and the history, the target always;
+            # rank = 1 + other candidates scoring >= the target; top lists with ties against the target
+            exclude = exclusion_mask(histories, self.n_columns - 1)
+            ranks = target_ranks(scores, targets, exclude)
+            top = top_k_items(scores, exclude, targets, TOP_N, ranks=ranks)
             users.append(user_tokens)
             targets_out.append(targets.numpy())
             ranks_out.append(ranks.numpy())
@@ -161,14 +121,6 @@ class ProtocolScorer:
             "target_mismatch": target_mismatch,
             "input_mismatch": input_mismatch,
         }
-
-
-def _ndcg_hr(ranks: np.ndarray, k: int = 10) -> tuple[float, float]:
-    if len(ranks) == 0:
-        return math.nan, math.nan
-    r = ranks.astype(np.float64)
-    hit = r <= k
-    return float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()), float(hit.mean())
 
 
 def build_config(spec: dict):
@@ -261,7 +213,8 @@ def main(spec_path: str) -> None:
             valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
             valid_end = time.time()
             ours = scorer.run(self.model, valid_data, "valid", self.device)
-            ndcg, hr = _ndcg_hr(ours["ranks"])
+            ours_valid = metrics_from_ranks(ours["ranks"], ours["top"], scorer.n_columns - 1, ks=(10,))
+            ndcg, hr = ours_valid["ndcg@10"], ours_valid["hr@10"]
             record = {
                 "epoch": clock["epoch"],
                 "train_loss": clock["loss"],
@@ -275,7 +228,7 @@ def main(spec_path: str) -> None:
                 "valid_hr@10": hr,
                 "valid_target_mismatches": ours["target_mismatch"],
                 "valid_input_mismatches": ours["input_mismatch"],
-                "peak_rss_mib": round(_peak_rss_mib(), 1),
+                "peak_rss_mib": round(peak_rss_mib(), 1),
                 "load_avg_1m": round(os.getloadavg()[0], 2),  # the machine may be shared
             }
             epochs.append(record)
@@ -435,7 +388,7 @@ def main(spec_path: str) -> None:
         "stopped_on_request_after_epoch": stopped_after,
         "prep_seconds": round(prep_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         "test_result_recbole": {k: float(v) for k, v in test_result.items()},
         "environment": {
             "python": sys.version.split()[0],
@@ -460,5 +413,8 @@ def main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: recbole_worker.py SPEC.json")
-    main(sys.argv[1])
+        raise SystemExit("usage: recbole_worker.py SPEC.json | --check")
+    if sys.argv[1] == "--check":  # `peer_recbole.py setup`: the imports above work in the venv
+        print(f"recbole_worker: models.metrics from {sys.modules['models.metrics'].__file__}")
+    else:
+        main(sys.argv[1])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,6 @@ from benchmarks.peer_recbole import (
     worker_command,
     write_atomic_files,
 )
-from models.metrics import exclusion_mask, target_ranks, top_k_items
 from models.split import leave_one_out_split
 
 FLAG = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -146,19 +147,52 @@ def test_reevaluation_rejects_predictions_for_other_targets():
         evaluate_predictions(predictions_for(data, [1, 1, 1], [list(range(1, 11))] * 3)[:2], data)
 
 
-def test_worker_ranks_and_top_lists_follow_our_evaluator():
-    generator = torch.Generator().manual_seed(0)
-    batch, n_columns = 16, 40
-    scores = torch.randint(0, 6, (batch, n_columns), generator=generator).float()  # many ties
-    targets = torch.randint(1, n_columns, (batch,), generator=generator)
-    histories = [torch.randint(1, n_columns, (int(n),), generator=generator).tolist()
-                 for n in torch.randint(0, 30, (batch,), generator=generator)]
-    histories[0] = histories[0] + [int(targets[0])]  # a repeat target stays a candidate
-    exclude = exclusion_mask(histories, n_columns - 1)
-    ranks, top = recbole_worker.protocol_ranks(scores, targets, recbole_worker._exclusion(histories, n_columns), top_n=20)
-    expected = target_ranks(scores, targets, exclude)
-    assert torch.equal(ranks, expected)
-    assert torch.equal(top, top_k_items(scores, exclude, targets, 20, ranks=expected))
+class FakeInteraction(dict):
+    """A RecBole ``Interaction``: fields by name, ``columns`` and ``to(device)``."""
+
+    columns = property(lambda self: list(self))
+
+    def to(self, device):
+        return self
+
+
+def test_worker_ranks_a_recbole_loader_under_our_protocol():
+    """``ProtocolScorer.run`` (the worker's ranking, through ``models.metrics``) on a fake full-sort
+    loader: ranks and top lists checked against a brute-force count, mismatches counted."""
+    n_columns = 12  # RecBole's internal ids: column 0 padding, items 1..11 (raw ids 101..111)
+    item_tokens = ["[PAD]", *(str(100 + i) for i in range(1, n_columns))]
+    dataset = SimpleNamespace(field2id_token={"user_id": ["[PAD]", "7", "5", "9"], "item_id": item_tokens},
+                              field2token_id={"item_id": {t: i for i, t in enumerate(item_tokens)}}, item_num=n_columns)
+    config = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list",
+              "ITEM_LIST_LENGTH_FIELD": "item_length", "MAX_ITEM_LIST_LENGTH": 3}
+    # user 5 re-watches its target (106): it stays a candidate; raw ids as peer_recbole writes them
+    sequences = {"7": [101, 102, 103, 104, 105], "5": [106, 101, 107, 106], "9": [108, 109]}
+    histories = [[1, 2, 3, 4], [6, 1, 7], [8]]  # internal ids, the test target cut off
+    scores = torch.randint(0, 4, (3, n_columns), generator=torch.Generator().manual_seed(0)).float()  # many ties
+    inputs = torch.tensor([[2, 3, 4], [6, 1, 7], [9, 0, 0]])  # user 9's input is wrong: counted
+    batch = FakeInteraction(user_id=torch.tensor([1, 2, 3]), item_id_list=inputs, item_length=torch.tensor([3, 3, 1]))
+    model = SimpleNamespace(eval=lambda: None, full_sort_predict=lambda interaction: scores.flatten())
+    loader = [(batch, None, torch.arange(3), torch.tensor([5, 6, 10]))]  # user 9's target is 109, not 110
+    out = recbole_worker.ProtocolScorer(dataset, config, sequences).run(model, loader, "test", "cpu")
+    assert (out["target_mismatch"], out["input_mismatch"]) == (1, 1)
+    assert out["users"].tolist() == ["7", "5", "9"] and out["targets"].tolist() == [5, 6, 10]
+    for row, (history, target) in enumerate(zip(histories, out["targets"].tolist())):
+        candidates = (set(range(1, n_columns)) - set(history)) | {target}
+        assert out["ranks"][row] == sum(scores[row, c] >= scores[row, target] for c in candidates)
+        top = [int(i) for i in out["top"][row] if i]
+        assert set(top) == candidates and top[out["ranks"][row] - 1] == target  # ties against the target
+        assert all(scores[row, a] >= scores[row, b] for a, b in zip(top, top[1:]))
+        assert not out["top"][row][len(top):].any()  # 0 pads the right
+
+
+def test_worker_imports_our_evaluator_from_the_repository_root(tmp_path):
+    """As in .venv-recbole: the third-party packages but no install of this project."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p.endswith("site-packages"))}
+    isolated = [sys.executable, "-S"]  # no .pth files: the project's editable install is not seen
+    assert subprocess.run([*isolated, "-c", "import models"], cwd=tmp_path, env=env, capture_output=True).returncode
+    done = subprocess.run([*isolated, str(peer_recbole.WORKER), "--check"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(str(peer_recbole.REPO / "models" / "metrics.py"))
 
 
 def test_rank_check_recomputes_ranks_with_project_evaluator(tmp_path):

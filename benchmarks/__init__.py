@@ -11,7 +11,7 @@ results row (``result_row``), the paired bootstrap, the hardware, and where resu
   moves them. Whatever reads an earlier result (``data_scaling.py compare``, ``side_by_side.py``,
   ``pooled_seeds.py``, a re-run that appends to a file's ``runs`` or resumes a sweep) reads it there.
 - the Markdown summary (and a figure, where a script draws one) goes next to the code, to
-  :func:`summaries_dir` (``benchmarks/results/``, committed); ``--md-out`` moves it. Every summary
+  ``benchmarks/results/`` (``SUMMARIES``, committed); ``--md-out`` moves it. Every summary
   names the command that regenerates it.
 """
 
@@ -42,11 +42,6 @@ def single_threaded() -> None:
 def results_dir() -> Path:
     """Folder of the raw JSON results: ``$CINESYNC_RESULTS``, else ``~/.cache/cinesync/results``."""
     return Path(os.environ.get("CINESYNC_RESULTS", DEFAULT_RESULTS)).expanduser()
-
-
-def summaries_dir() -> Path:
-    """Folder of the committed Markdown summaries: ``benchmarks/results/``."""
-    return SUMMARIES
 
 
 def find_result(path: str | Path) -> Path:
@@ -82,6 +77,26 @@ def commands_note(commands: list[str]) -> str:
     return "\n- commands (in this order; each adds to the same results file):\n" + "".join(f"  - `{c}`\n" for c in commands)
 
 
+def parser(doc: str | None = None, *, data: bool = True, name: str | None = None, device: str | None = "auto",
+           text: bool = False, into: argparse.ArgumentParser | None = None, **defaults) -> argparse.ArgumentParser:
+    """The options benchmarks share, added to ``into`` (else to a new parser whose help is ``doc``):
+    ``--out`` and ``--md-out``; with ``data`` the data options (``add_data_arguments``: ``name``,
+    ``defaults``); ``--device`` (default ``device``; None: none); with ``text`` the item-text
+    encoder (``--encoder``) and the side inputs' disk cache (``--text-cache-dir``)."""
+    parser = into or argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_output_arguments(parser)
+    if data:
+        add_data_arguments(parser, name, **defaults)
+    if device:
+        parser.add_argument("--device", default=device, help="cpu, cuda or auto (the GPU where there is one)")
+    if text:
+        from models.content.item_text import DEFAULT_ENCODER
+
+        parser.add_argument("--encoder", default=DEFAULT_ENCODER, help="sentence-transformers name or local path")
+        parser.add_argument("--text-cache-dir", default=SIDE_INPUT_CACHE, help="where built side inputs are cached")
+    return parser
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """``--out`` (the JSON results' folder) and ``--md-out`` (the Markdown summary's folder)."""
     parser.add_argument("--out", default=None,
@@ -92,7 +107,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     """(JSON folder, Markdown folder) for parsed ``add_output_arguments`` options, both created."""
     json_dir = Path(args.out).expanduser() if args.out else results_dir()
-    md_dir = Path(args.md_out).expanduser() if args.md_out else summaries_dir()
+    md_dir = Path(args.md_out).expanduser() if args.md_out else SUMMARIES
     json_dir.mkdir(parents=True, exist_ok=True)
     md_dir.mkdir(parents=True, exist_ok=True)
     return json_dir, md_dir

@@ -15,12 +15,14 @@ the results folder outside the checkout (``benchmarks.results_dir()``) and a Mar
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
-import benchmarks as bench
-from models.device import pick_device
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+from models.device import pick_device  # noqa: E402
 
 # Real sizes unless overridden; written out so the JSON says what ran. SASRec's batch size and
 # dropout are the ones sweep.py chose on ml-100k *validation* NDCG@10 (benchmarks/README.md).
@@ -43,13 +45,10 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_data_arguments(parser)
+    parser = bench.parser(__doc__)
     parser.add_argument("--models", default="popularity,ease,sasrec")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--tag", default="baselines", help="results file prefix")
     parser.add_argument("--models-config", default="{}", help='JSON per-family overrides, e.g. \'{"sasrec": {"patience": 30}}\'')
-    bench.add_output_arguments(parser)
     args = parser.parse_args()
     given, options = json.loads(args.models_config), bench.data_options(args, "standard")
     tables, split = bench.prepare(options, args.name)

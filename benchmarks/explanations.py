@@ -37,7 +37,6 @@ import benchmarks as bench  # noqa: E402
 
 bench.single_threaded()  # before torch loads
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -113,7 +112,7 @@ def faithful_shares(model, cases, text: torch.Tensor, n_samples: int, seed: int 
             "mean_share_of_history_items_that_raise_the_score": float(np.mean(raising))}  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args) -> dict:
     device, options = pick_device(args.device), bench.data_options(args, "pipeline")
     tables, split = bench.prepare(options, args.name)
     encoder = args.encoder or random_t5(cinesync_home() / "random-t5" / tables.checksum[:16], item_text(split.data.items))
@@ -138,16 +137,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(result: dict) -> str:
     t = result["t5_hybrid"]
-    lines = [
-        f"**Explanation faithfulness on {result['dataset']}** (pipeline split, seed 0, sha256 "
-        f"`{result['dataset_sha256'][:16]}…`; t5_hybrid with {result['encoder']}; {result['n_cases']} sampled test "
-        f"histories, each with its top-1 recommendation)",
-        "",
-        "| the history item named | removing it lowers the score in |",
-        "|---|---|",
-    ]
-    for how, share in result["faithful_share"].items():
-        lines.append(f"| {how} | {share:.1%} |")
+    lines = [f"**Explanation faithfulness on {result['dataset']}** (pipeline split, seed 0, sha256 "
+             f"`{result['dataset_sha256'][:16]}…`; t5_hybrid with {result['encoder']}; {result['n_cases']} sampled test "
+             "histories, each with its top-1 recommendation)", ""]
+    lines += bench.table(["the history item named", "removing it lowers the score in"],
+                         [[how, f"{share:.1%}"] for how, share in result["faithful_share"].items()])
     lines += [
         "",
         f"- bar: explain() ≥ 90%; on average {result['mean_share_of_history_items_that_raise_the_score']:.1%} of a "
@@ -160,16 +154,13 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_data_arguments(parser, name="synthetic-default")
+    parser = bench.parser(__doc__, name="synthetic-default")
     parser.add_argument("--encoder", default=None, help="a local T5 folder (default: a random T5, see above)")
-    parser.add_argument("--models-config", default='{"dim": 32, "max_text_tokens": 96, "batch_size": 256, "max_epochs": 20, "patience": 3, "lr": 0.002}')
-    parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--text-encoder", default=DEFAULT_ENCODER, help="the sentence encoder of 'most similar text'")
     parser.add_argument("--text-cache-dir", default=bench.SIDE_INPUT_CACHE)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--models-config", default='{"dim": 32, "max_text_tokens": 96, "batch_size": 256, "max_epochs": 20, "patience": 3, "lr": 0.002}')
+    parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
-    bench.add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = run(args)

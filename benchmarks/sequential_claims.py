@@ -38,7 +38,6 @@ import benchmarks as bench  # noqa: E402
 
 bench.single_threaded()  # before torch loads
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 
@@ -75,23 +74,13 @@ CLAIMS = {
 }  # fmt: skip
 
 
-def compare(variant: dict, reference: dict, slice_name: str) -> dict:
-    """Paired bootstrap of NDCG@10 (variant - reference) over the test cases of ``slice_name``."""
-    return bench.paired_bootstrap(bench.slice_ranks(variant, slice_name), bench.slice_ranks(reference, slice_name))
-
-
 def markdown(result: dict) -> str:
     claim = CLAIMS[result["claim"]]
     ref = next(iter(result["variants"]))
-    lines = [
+    lines, rows = [
         f"**{result['claim']}** on {result['dataset']} (pipeline split, seed {result['split'].get('seed', 0)}, sha256 `{result['dataset_sha256'][:16]}…`; "
         f"{result['hardware']['device']}, {result['hardware']['cpu_threads']} thread(s)). Claim: {claim['claim']}; "
-        f"compared on the **{claim['slice']}** slice against \"{ref}\".",
-        "",
-        "| variant | " + " | ".join(f"NDCG@10 {s}" for s in SLICES) + " | best valid NDCG@10 | epochs (best) | train s | "
-        f"{claim['slice']}: NDCG@10 − reference [95%] | ratio [95%] |",
-        "|---|" + "---|" * (len(SLICES) + 5),
-    ]
+        f"compared on the **{claim['slice']}** slice against \"{ref}\".", ""], []
     for name, v in result["variants"].items():
         cells = [f"{v['test'][s]['ndcg@10']:.4f} ({v['test'][s]['n_cases']:.0f})" if s in v["test"] else "–" for s in SLICES]
         if name == ref:
@@ -103,21 +92,19 @@ def markdown(result: dict) -> str:
             # some resamples of a near-zero reference score 0: the ratio is unbounded there
             ratio = f"[{low:.2f}, {high:.2f}]" if high < 1000 else f"[{low:.2f}, unbounded]"
             versus = [f"{diff:+.4f} [{c['ndcg@10_diff_ci95'][0]:+.4f}, {c['ndcg@10_diff_ci95'][1]:+.4f}]", ratio]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {v['best_valid_ndcg@10']:.4f} | "
-                     f"{v['epochs_run']} ({v['best_epoch']}) | {v['train_seconds']} | " + " | ".join(versus) + " |")  # fmt: skip
+        rows.append([name, *cells, f"{v['best_valid_ndcg@10']:.4f}", f"{v['epochs_run']} ({v['best_epoch']})", v["train_seconds"], *versus])
+    lines += bench.table(["variant", *(f"NDCG@10 {s}" for s in SLICES), "best valid NDCG@10", "epochs (best)", "train s",
+                          f"{claim['slice']}: NDCG@10 − reference [95%]", "ratio [95%]"], rows)
     lines += ["", "(n) = test cases in the slice. Paired bootstrap: 2,000 resamples of the slice's test cases; "
               "an interval holding 0 is a difference this test set cannot tell from noise."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench.parser(__doc__, name="synthetic-default")
     parser.add_argument("--claim", required=True, choices=sorted(CLAIMS))
-    bench.add_data_arguments(parser, name="synthetic-default")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the claim's variants")
     parser.add_argument("--models-config", default="{}", help="JSON overrides for every variant")
-    parser.add_argument("--device", default="auto")
-    bench.add_output_arguments(parser)
     args = parser.parse_args()
 
     claim = CLAIMS[args.claim]
@@ -145,7 +132,8 @@ def main() -> None:
         ref = next(iter(result["variants"].values()))
         for other in result["variants"].values():
             if other is not ref:
-                other["versus_reference"] = compare(other, ref, claim["slice"])
+                other["versus_reference"] = bench.paired_bootstrap(bench.slice_ranks(other, claim["slice"]),
+                                                                   bench.slice_ranks(ref, claim["slice"]))  # fmt: skip
         bench.write_report(args, stem, result, markdown(result) + bench.commands_note(commands))
 
 

@@ -35,7 +35,6 @@ import benchmarks as bench  # noqa: E402
 
 bench.single_threaded()  # before torch loads
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict  # noqa: E402
@@ -45,7 +44,6 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models.content.item_text import DEFAULT_ENCODER  # noqa: E402
 from models.device import pick_device  # noqa: E402
 
 K = 10
@@ -125,7 +123,7 @@ def measure(name: str, neighbours: torch.Tensor, cases: pd.DataFrame, items: pd.
             **attribute_overlap(neighbours, items), "ranks": ranks}  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args) -> dict:
     device, options = pick_device(args.device), bench.data_options(args, "pipeline")
     tables, split = bench.prepare(options, args.name)
     data, cases = split.data, split.test_cases
@@ -155,18 +153,16 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [
-        f"**Similar items on {result['dataset']}** (pipeline split, seed 0, sha256 `{result['dataset_sha256'][:16]}…`, "
-        f"{result['n_test_cases']:,} test cases; {result['hardware']['device']}, {result['hardware']['cpu_threads']} thread(s))",
-        "",
-        "| neighbours from | co-watch NDCG@10 | per slice | genre Jaccard | shared cast |",
-        "|---|---|---|---|---|",
-    ]
-    for name, m in result["methods"].items():
-        per_slice = ", ".join(f"{s} {v:.4f}" for s, v in m["cowatch_ndcg@10_per_slice"].items())
-        jac = "–" if m["genre_jaccard"] is None else f"{m['genre_jaccard']:.3f} ({m['items_with_genres']:,} items)"
-        cast = "–" if m["cast_shared"] is None else f"{m['cast_shared']:.3f} ({m['items_with_cast']:,} items)"
-        lines.append(f"| {name} | {m['cowatch_ndcg@10']:.4f} | {per_slice} | {jac} | {cast} |")
+    lines = [f"**Similar items on {result['dataset']}** (pipeline split, seed 0, sha256 `{result['dataset_sha256'][:16]}…`, "
+             f"{result['n_test_cases']:,} test cases; {result['hardware']['device']}, {result['hardware']['cpu_threads']} thread(s))", ""]
+
+    def overlap(share, items) -> str:
+        return "–" if share is None else f"{share:.3f} ({items:,} items)"
+
+    lines += bench.table(["neighbours from", "co-watch NDCG@10", "per slice", "genre Jaccard", "shared cast"], [
+        [name, f"{m['cowatch_ndcg@10']:.4f}", ", ".join(f"{s} {v:.4f}" for s, v in m["cowatch_ndcg@10_per_slice"].items()),
+         overlap(m["genre_jaccard"], m["items_with_genres"]), overlap(m["cast_shared"], m["items_with_cast"])]
+        for name, m in result["methods"].items()])  # fmt: skip
     d = result["contrastive_minus_text"]
     lo, hi = d["ndcg@10_diff_ci95"]
     c = result["contrastive"]
@@ -185,14 +181,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_data_arguments(parser)
+    parser = bench.parser(__doc__, text=True)
     parser.add_argument("--contrastive-config", default="{}", help="JSON overrides of the contrastive family's config")
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
-    parser.add_argument("--text-cache-dir", default=bench.SIDE_INPUT_CACHE)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
-    bench.add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

@@ -15,19 +15,17 @@ configuration was already measured on the same data (read back from that JSON) i
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
-import benchmarks as bench
-from benchmarks.baselines import BENCHMARK_OVERRIDES
-from models.device import pick_device
-from models.registry import config_from_dict
-
-
-def _changed(config: dict, reference: dict) -> dict:
-    return {k: v for k, v in config.items() if reference.get(k) != v}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+from benchmarks.baselines import BENCHMARK_OVERRIDES  # noqa: E402
+from models.device import pick_device  # noqa: E402
+from models.registry import config_from_dict  # noqa: E402
 
 
 def regenerating_command(result: dict) -> str:
@@ -48,42 +46,31 @@ def regenerating_command(result: dict) -> str:
 
 def markdown(result: dict) -> str:
     chosen = result.get("chosen")
-    lines = [
-        f"**{result['family']} on {result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, "
-        f"{result['hardware']['device']}, {result['hardware']['cpu_threads']} threads); chosen by validation: "
-        f"trial {chosen}",
-        "",
-        "| trial | changed from the benchmark config | best valid NDCG@10 | test NDCG@10 | HR@10 | MRR | epochs (best) | s to best valid | s/epoch | test NDCG@10 − chosen's [95% interval] |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for i, t in enumerate(result["trials"]):
-        mark = " **(chosen)**" if i == chosen else ""
-        lines.append(
-            f"| {i}{mark} | `{json.dumps(t['changed'])}` | {t['best_valid_ndcg@10']:.4f} | {t['ndcg@10']:.4f} | "
-            f"{t['hr@10']:.4f} | {t['mrr']:.4f} | {t['epochs_run']} ({t['best_epoch']}) | "
-            f"{t['seconds_to_best_valid']} | {t['seconds_per_epoch']} | {_versus(t, result['trials'][chosen]) if i != chosen else '–'} |"
-        )
+    best = result["trials"][chosen]
+
+    def versus(trial: dict) -> str:  # test NDCG@10 minus the chosen trial's, with its paired-bootstrap 95% interval
+        if trial is best or "test_ranks_by_user" not in trial or "test_ranks_by_user" not in best:
+            return "–"
+        lo, hi = bench.paired_bootstrap(trial["test_ranks_by_user"], best["test_ranks_by_user"])["ndcg@10_diff_ci95"]
+        return f"{trial['ndcg@10'] - best['ndcg@10']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+    lines = [f"**{result['family']} on {result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, "
+             f"{result['hardware']['device']}, {result['hardware']['cpu_threads']} threads); chosen by validation: trial {chosen}", ""]
+    lines += bench.table(["trial", "changed from the benchmark config", "best valid NDCG@10", "test NDCG@10", "HR@10", "MRR",
+                          "epochs (best)", "s to best valid", "s/epoch", "test NDCG@10 − chosen's [95% interval]"], [
+        [f"{i}" + (" **(chosen)**" if i == chosen else ""), f"`{json.dumps(t['changed'])}`", f"{t['best_valid_ndcg@10']:.4f}",
+         f"{t['ndcg@10']:.4f}", f"{t['hr@10']:.4f}", f"{t['mrr']:.4f}", f"{t['epochs_run']} ({t['best_epoch']})",
+         t["seconds_to_best_valid"], t["seconds_per_epoch"], versus(t)] for i, t in enumerate(result["trials"])])  # fmt: skip
     lines += ["", "The last column pairs each trial's test users with the chosen trial's (bootstrap over users, "
               "2,000 resamples): an interval that holds 0 is a difference the test set cannot tell from noise."]
     return "\n".join(lines) + "\n"
 
 
-def _versus(trial: dict, chosen: dict) -> str:
-    """Test NDCG@10 difference to the chosen trial with its paired-bootstrap 95% interval."""
-    if "test_ranks_by_user" not in trial or "test_ranks_by_user" not in chosen:
-        return "–"
-    lo, hi = bench.paired_bootstrap(trial["test_ranks_by_user"], chosen["test_ranks_by_user"])["ndcg@10_diff_ci95"]
-    return f"{trial['ndcg@10'] - chosen['ndcg@10']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_data_arguments(parser)
+    parser = bench.parser(__doc__)
     parser.add_argument("--family", required=True)
     parser.add_argument("--base", default="{}", help="JSON overrides applied to every trial")
     parser.add_argument("--grid", required=True, help="JSON list of per-trial overrides")
-    parser.add_argument("--device", default="auto")
-    bench.add_output_arguments(parser)
     args = parser.parse_args()
 
     grid = json.loads(args.grid)
@@ -108,7 +95,7 @@ def main() -> None:
             continue
         row, _ = bench.train_and_test(args.family, overrides, split, side_inputs, device, {"dataset_sha256": tables.checksum,
                                       "data": asdict(options)}, f"{args.name} {args.family} {json.dumps(entry)}")  # fmt: skip
-        row["changed"] = _changed(overrides, reference)
+        row["changed"] = {k: v for k, v in overrides.items() if reference.get(k) != v}
         result["trials"].append(row)
         result.update(family=args.family, dataset=args.name, path=str(args.path), ratings_path=args.ratings_path,
                       dataset_sha256=tables.checksum, split={"mode": "standard", "seed": args.seed, **split.summary.to_dict()},

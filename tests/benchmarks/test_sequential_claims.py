@@ -3,8 +3,14 @@ variants are real config fields of their family."""
 
 import pytest
 
-from benchmarks.sequential_claims import CLAIMS, compare
+from benchmarks import paired_bootstrap, slice_ranks
+from benchmarks.sequential_claims import CLAIMS
 from models.registry import build_model
+
+
+def compare(variant: dict, reference: dict, slice_name: str) -> dict:
+    """What the claims benchmark computes for a variant against the reference."""
+    return paired_bootstrap(slice_ranks(variant, slice_name), slice_ranks(reference, slice_name))
 
 
 def test_compare_pairs_only_the_cases_of_the_slice():

@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import add_output_arguments, command_line, commands_note, output_dirs, paired_bootstrap
-from models.metrics import ndcg_gains
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+from models.metrics import ndcg_gains  # noqa: E402
 
 
 def subset(ratings_path: str, max_user_id: int, out: str) -> int:
@@ -87,7 +89,7 @@ def compare(family: str, datasets: list[str], trial: dict, results: Path) -> dic
     for p in points:
         p["shared_test_ndcg@10"] = float(ndcg_gains([p["ranks"][u] for u in shared]).mean())
         if p is not largest:
-            both = paired_bootstrap({u: largest["ranks"][u] for u in shared}, {u: p["ranks"][u] for u in shared})
+            both = bench.paired_bootstrap({u: largest["ranks"][u] for u in shared}, {u: p["ranks"][u] for u in shared})
             p["largest_minus_this_ci95"] = both["ndcg@10_diff_ci95"]
     for p in points:
         del p["ranks"]
@@ -104,22 +106,19 @@ def compare(family: str, datasets: list[str], trial: dict, results: Path) -> dic
 
 
 def markdown(result: dict) -> str:
-    lines = [
-        f"**{result['family']}**, trial `{json.dumps(result['trial'])}`, trained on the first N users; test NDCG@10 on "
-        f"the {result['shared_test_users']:,} test users every subset shares (each user's test case is the same in all).",
-        "",
-        "| training data | users | training rows | catalogue | best valid NDCG@10 | own test NDCG@10 | shared-users test NDCG@10 | largest − this [95% paired interval] | epochs (best) | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [f"**{result['family']}**, trial `{json.dumps(result['trial'])}`, trained on the first N users; test NDCG@10 on "
+             f"the {result['shared_test_users']:,} test users every subset shares (each user's test case is the same in all).", ""]
     largest = result["points"][-1]["shared_test_ndcg@10"]
-    for p in result["points"]:
+
+    def versus(p: dict) -> str:
         ci = p.get("largest_minus_this_ci95")
-        versus = "–" if ci is None else f"{largest - p['shared_test_ndcg@10']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
-        lines.append(
-            f"| {p['dataset']} | {p['train_users']:,} | {p['train_rows']:,} | {p['n_items']:,} | {p['best_valid_ndcg@10']:.4f} | "
-            f"{p['own_test_ndcg@10']:.4f} | {p['shared_test_ndcg@10']:.4f} | {versus} | {p['epochs_run']} ({p['best_epoch']}) | "
-            f"{p['seconds_per_epoch']} |"
-        )
+        return "–" if ci is None else f"{largest - p['shared_test_ndcg@10']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+    lines += bench.table(["training data", "users", "training rows", "catalogue", "best valid NDCG@10", "own test NDCG@10",
+                          "shared-users test NDCG@10", "largest − this [95% paired interval]", "epochs (best)", "s/epoch"], [
+        [p["dataset"], f"{p['train_users']:,}", f"{p['train_rows']:,}", f"{p['n_items']:,}", f"{p['best_valid_ndcg@10']:.4f}",
+         f"{p['own_test_ndcg@10']:.4f}", f"{p['shared_test_ndcg@10']:.4f}", versus(p), f"{p['epochs_run']} ({p['best_epoch']})",
+         p["seconds_per_epoch"]] for p in result["points"]])  # fmt: skip
     if result["ndcg@10_per_doubling_of_users"] is not None:
         lines += ["", f"Least-squares slope: {result['ndcg@10_per_doubling_of_users']:+.4f} NDCG@10 per doubling of the users."]
     return "\n".join(lines) + "\n"
@@ -157,19 +156,15 @@ def main() -> None:
     c.add_argument("--family", required=True)
     c.add_argument("--datasets", required=True, help="comma-separated dataset names of the sweeps")
     c.add_argument("--trial", required=True, help="the trial's changed config, as the sweep records it")
-    add_output_arguments(c)  # --out: where the sweeps are read and the JSON written; --md-out: the .md and .png
+    bench.parser(into=c, data=False, device=None)  # --out: where the sweeps are read and the JSON written; --md-out: the .md and .png
     args = parser.parse_args()
     if args.command == "subset":
         print(f"{subset(args.ratings_path, args.max_user_id, args.out):,} rows written to {args.out}")
         return
-    out, md_out = output_dirs(args)
-    result = compare(args.family, args.datasets.split(","), json.loads(args.trial), out)
+    result = compare(args.family, args.datasets.split(","), json.loads(args.trial), bench.output_dirs(args)[0])
     tag = f"scaling-{args.family}-{'-'.join(d.rsplit('-', 1)[-1] for d in args.datasets.split(','))}-cpu"
-    result["command"] = command_line("data_scaling.py")
-    (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
-    (md_out / f"{tag}.md").write_text(markdown(result) + commands_note([result["command"]]))
-    plot(result, md_out / f"{tag}.png")
-    print(markdown(result) + commands_note([result["command"]]))
+    result["command"] = bench.command_line("data_scaling.py")
+    plot(result, bench.write_report(args, tag, result, markdown(result) + bench.commands_note([result["command"]])) / f"{tag}.png")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ bench.single_threaded()  # before torch loads
 import argparse  # noqa: E402
 import os  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -53,27 +52,16 @@ EPOCH_MODELS = {
 }
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 # ----- one epoch per model (child processes) ----------------------------------------------------
-
-
-def load_split(args):
-    from benchmarks import data_options, prepare
-
-    return prepare(data_options(args, "pipeline"), args.name)[1].data
 
 
 def one_epoch(args) -> dict:
     """Child: fit ``args.model`` for one epoch on the split; its times and peak RSS."""
-    from benchmarks import data_options, prepare, side_inputs_for
     from pipeline.steps import fit_family
 
     family, overrides = EPOCH_MODELS[args.model]
-    split = prepare(data_options(args, "pipeline"), args.name)[1]
-    side = side_inputs_for([family], split, args.encoder, args.text_cache_dir)
+    split = bench.prepare(bench.data_options(args, "pipeline"), args.name)[1]
+    side = bench.side_inputs_for([family], split, args.encoder, args.text_cache_dir)
     fitted = fit_family(family, split.data.training_data(), overrides, side, device=torch.device("cpu"))
     epoch = fitted.report.epochs[0]
     return {
@@ -84,7 +72,7 @@ def one_epoch(args) -> dict:
         "fit_seconds": round(fitted.seconds, 2),  # + graph attach, side-input checks
         "train_loss": epoch.train_loss,
         "valid_ndcg@10_after_one_epoch": epoch.valid.get("ndcg@10"),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib": round(bench.peak_rss_mib(), 1),
     }
 
 
@@ -92,7 +80,7 @@ def construction(args) -> dict:
     """Child: time both graph builders on the split's training part."""
     from models.graph.interaction_graph import build_hetero_graph, build_interaction_graph
 
-    data = load_split(args)
+    data = bench.prepare(bench.data_options(args, "pipeline"), args.name)[1].data
     started = time.perf_counter()
     import torch_geometric.data  # noqa: F401  (seconds on its own: timed apart from the build)
 
@@ -112,7 +100,7 @@ def construction(args) -> dict:
             "nodes": {t: int(hetero[t].num_nodes) for t in hetero.node_types},
             "edges": {"__".join(e): int(hetero[e].edge_index.shape[1]) for e in hetero.edge_types},
         },
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib": round(bench.peak_rss_mib(), 1),
     }
 
 
@@ -173,7 +161,7 @@ def large(args) -> dict:
         "seconds_per_step": round(seconds / max(steps, 1), 3),
         "loss_first_10": round(float(np.mean(losses[:10])), 4),
         "loss_last_10": round(float(np.mean(losses[-10:])), 4),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib": round(bench.peak_rss_mib(), 1),
     }
 
 
@@ -198,35 +186,24 @@ def markdown(result: dict) -> str:
             f"metadata graph ({', '.join(f'{k} {v:,}' for k, v in c['hetero_graph']['nodes'].items())}) in "
             f"**{c['hetero_graph']['seconds']} s**.",
             "",
-            "| model | one epoch (train + validation) s | fit s | valid NDCG@10 after it | peak RSS MiB |",
-            "|---|---|---|---|---|",
         ]
-        for r in result["epochs"]:
-            lines.append(f"| {r['model']} | {r['epoch_seconds']} | {r['fit_seconds']} | "
-                         f"{(r['valid_ndcg@10_after_one_epoch'] or 0):.4f} | {r['peak_rss_mib']} |")  # fmt: skip
+        lines += bench.table(["model", "one epoch (train + validation) s", "fit s", "valid NDCG@10 after it", "peak RSS MiB"], [
+            [r["model"], r["epoch_seconds"], r["fit_seconds"], f"{(r['valid_ndcg@10_after_one_epoch'] or 0):.4f}", r["peak_rss_mib"]]
+            for r in result["epochs"]])  # fmt: skip
     if "large" in result:
-        lines += ["", "| LightGCN on a synthetic graph | users | items | pairs | build s | batch | steps | s/step | loss first/last 10 | peak RSS MiB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for r in result["large"]:
-            if "failed" in r:
-                lines.append(f"| {r['mode']}, {r['scale']}x ml-1m-u2999 | failed (exit {r['failed']}) | | | | | | | | |")
-                continue
-            lines.append(f"| {r['mode']}, {r['scale']}x ml-1m-u2999 | {r['users']:,} | {r['items']:,} | {r['pairs']:,} | "
-                         f"{r['graph_build_seconds']} | {r['batch_size']} | {r['steps']} | {r['seconds_per_step']} | "
-                         f"{r['loss_first_10']} / {r['loss_last_10']} | {r['peak_rss_mib']} |")  # fmt: skip
+        lines += ["", *bench.table(["LightGCN on a synthetic graph", "users", "items", "pairs", "build s", "batch", "steps", "s/step",
+                                    "loss first/last 10", "peak RSS MiB"], [
+            [f"{r['mode']}, {r['scale']}x ml-1m-u2999", *([f"failed (exit {r['failed']})", *[""] * 8] if "failed" in r else [
+             f"{r['users']:,}", f"{r['items']:,}", f"{r['pairs']:,}", r["graph_build_seconds"], r["batch_size"], r["steps"],
+             r["seconds_per_step"], f"{r['loss_first_10']} / {r['loss_last_10']}", r["peak_rss_mib"]])] for r in result["large"]])]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    from models.content.item_text import DEFAULT_ENCODER
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench.parser(__doc__, name="ml-1m-u2999", device=None, text=True, path="../shared/data/ml-1m",
+                          ratings_path="../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz",
+                          item_text_path="../shared/data/melu-ml1m-movie-extrainfos/movies_extrainfos.dat.gz")  # fmt: skip
     parser.add_argument("what", choices=("epochs", "large"))
-    bench.add_data_arguments(parser, name="ml-1m-u2999", path="../shared/data/ml-1m",
-                             ratings_path="../shared/data/ml-1m/ratings.PARTIAL-users-1-2999.dat.gz",
-                             item_text_path="../shared/data/melu-ml1m-movie-extrainfos/movies_extrainfos.dat.gz")  # fmt: skip
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
-    parser.add_argument("--text-cache-dir", default=bench.SIDE_INPUT_CACHE)
     parser.add_argument("--models", default=",".join(EPOCH_MODELS))
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--steps", type=int, default=200)
@@ -237,7 +214,6 @@ def main() -> None:
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    bench.add_output_arguments(parser)
     args = parser.parse_args()
     if args.source == "synthetic":  # the defaults name ml-1m's files
         args.path = args.ratings_path = args.item_text_path = ""
@@ -247,10 +223,7 @@ def main() -> None:
         print(json.dumps(work(args)))
         return
 
-    passthrough = [args.what, "--source", args.source or "", "--path", args.path, "--name", args.name,
-                   "--ratings-path", args.ratings_path, "--item-text-path", args.item_text_path, "--seed", str(args.seed),
-                   "--synthetic-users", str(args.synthetic_users), "--encoder", args.encoder,
-                   "--text-cache-dir", args.text_cache_dir]  # fmt: skip
+    passthrough = sys.argv[1:]  # a child parses the same options, plus its part
     stem = f"graph-scale-{args.name}-cpu"
     result = bench.previous_result(args, stem)
     result.update(name=args.name, cpus=os.cpu_count(), when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
@@ -267,10 +240,8 @@ def main() -> None:
         kept = [r for r in result.get("large", []) if r.get("mode") == "full graph" and r.get("scale") == args.scale]
         result["large"] = []
         for full in (False,) if args.sampling_only else (False, True):
-            argv = [*passthrough, "--part", "large", "--scale", str(args.scale), "--steps", str(args.steps),
-                    "--batch-size", str(args.batch_size), "--lr", str(args.lr)] + (["--full"] if full else [])  # fmt: skip
             try:
-                row = child(argv)
+                row = child([*passthrough, "--part", "large"] + (["--full"] if full else []))
             except subprocess.CalledProcessError as error:  # e.g. killed for memory
                 row = {"mode": "full graph" if full else "sampling", "scale": args.scale, "failed": error.returncode}
             print(json.dumps(row), flush=True)

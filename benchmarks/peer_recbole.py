@@ -42,14 +42,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks import (
-    add_data_arguments, add_output_arguments, command_line, commands_note, data_options, output_dirs, prepare, table,
-    with_commands,
-)  # fmt: skip
-from models.data import SplitData
-from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
+from models.data import SplitData  # noqa: E402
+from models.metrics import exclusion_mask, metrics_from_ranks, target_ranks  # noqa: E402
+
 WORKER = REPO / "benchmarks" / "recbole_worker.py"
 CONSTRAINTS = REPO / "benchmarks" / "recbole-constraints.txt"
 VENV = REPO / ".venv-recbole"
@@ -322,10 +320,9 @@ def progress(out_dir: Path) -> str:
     )
 
 
-def result_paths(out: Path, name: str, select_on: str = "recbole", md_out: Path | None = None) -> tuple[Path, Path]:
-    """(JSON path in ``out``, Markdown path in ``md_out``, default ``out``)."""
-    stem = f"recbole-{name}" if select_on == "recbole" else f"recbole-{name}-select-{select_on}"
-    return out / f"{stem}.json", (out if md_out is None else md_out) / f"{stem}.md"
+def result_stem(name: str, select_on: str = "recbole") -> str:
+    """``recbole-<name>``, or ``recbole-<name>-select-ours`` for runs chosen on our validation."""
+    return f"recbole-{name}" if select_on == "recbole" else f"recbole-{name}-select-{select_on}"
 
 
 def worker_dir(workdir: Path, model: str, select_on: str = "recbole") -> Path:
@@ -338,7 +335,7 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     if unknown:
         raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
     started = time.perf_counter()
-    tables, split = prepare(data_options(args, "standard"), args.name)
+    tables, split = bench.prepare(bench.data_options(args, "standard"), args.name)
     data, summary = split.data, split.summary
     workdir = Path(args.workdir) / args.name
     dataset = recbole_dataset_name(args.name)
@@ -349,15 +346,13 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
     print(f"[peer_recbole] {args.name}: {conversion} -> {workdir}", flush=True)
     prep_seconds = time.perf_counter() - started
 
-    out, md_out = output_dirs(args)
-    json_path, md_path = result_paths(out, args.name, args.select_on, md_out)
-    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
+    stem = result_stem(args.name, args.select_on)
+    result = bench.previous_result(args, stem)
     rows: dict[str, dict] = {}
-    result = previous or {}
     commands: list[str] = []
-    if previous and previous.get("dataset_sha256") == tables.checksum:
-        rows = {r["model"]: r for r in previous.get("results", [])}
-        commands = previous.get("commands", [])
+    if result.get("dataset_sha256") == tables.checksum:
+        rows = {r["model"]: r for r in result.get("results", [])}
+        commands = result.get("commands", [])
     for model in models:
         out_dir = worker_dir(workdir, model, args.select_on)
         if train:
@@ -400,11 +395,8 @@ def benchmark(args: argparse.Namespace, train: bool) -> dict:
             "results": [rows[m] for m in MODELS if m in rows],
             "commands": commands,
         }
-        with_commands(result, command_line("peer_recbole.py"))
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1))
-        md_path.write_text(markdown(result) + commands_note(result["commands"]))
-        print(markdown(result) + commands_note(result["commands"]), flush=True)
+        bench.with_commands(result, bench.command_line("peer_recbole.py"))
+        bench.write_report(args, stem, result, markdown(result) + bench.commands_note(result["commands"]))
     return result
 
 
@@ -415,7 +407,7 @@ def markdown(result: dict) -> str:
              f"{env.get('device', '?')}, {env.get('torch_threads', '?')} threads)", "",
              "Metrics: our evaluator (full ranking, history excluded, ties against the target). "
              "RecBole's own test numbers (history not excluded, NDCG/MRR cut at 10) for reference.", ""]  # fmt: skip
-    lines += table(["model", "HR@10", "NDCG@10", "MRR", "best valid NDCG@10 (ours / RecBole's)", "epochs (best)", "s to best valid",
+    lines += bench.table(["model", "HR@10", "NDCG@10", "MRR", "best valid NDCG@10 (ours / RecBole's)", "epochs (best)", "s to best valid",
                     "s per epoch", "peak RSS MiB", "RecBole's test NDCG@10 / HR@10"], [
         [f"RecBole {r['model']}", f"{r['hr@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['mrr']:.4f}",
          f"{r['best_valid_ndcg@10']:.4f} / {r['best_valid_ndcg@10_recbole']:.4f}",
@@ -439,8 +431,7 @@ def main() -> None:
     p_setup.add_argument("--refreeze", action="store_true", help="resolve anew and rewrite recbole-constraints.txt")
     for command, text in (("run", "train RecBole models and evaluate them"),
                           ("collect", "re-evaluate finished worker outputs without training")):
-        p = sub.add_parser(command, help=text)
-        add_data_arguments(p)  # --seed: RecBole's too
+        p = bench.parser(into=sub.add_parser(command, help=text), device=None)  # --seed: RecBole's too
         p.add_argument("--models", default="SASRec,BERT4Rec")
         p.add_argument("--max-epochs", type=int, default=None, help="cap RecBole's epochs (default: its 300)")
         p.add_argument("--fresh", action="store_true",
@@ -452,7 +443,6 @@ def main() -> None:
         p.add_argument("--overrides", default="{}", help="JSON of extra RecBole config values")
         p.add_argument("--python", default=None, help="python of the peer venv (default .venv-recbole)")
         p.add_argument("--workdir", default=str(WORKDIR))
-        add_output_arguments(p)
     args = parser.parse_args()
     if args.command == "setup":
         setup(Path(args.venv), refreeze=args.refreeze)

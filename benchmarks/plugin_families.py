@@ -33,7 +33,6 @@ import benchmarks as bench  # noqa: E402
 
 bench.single_threaded()  # before torch loads
 
-import argparse  # noqa: E402
 import os  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -87,7 +86,7 @@ def test_of_each_trial(model, trials: list[dict], split, device) -> None:
     model.config = chosen
 
 
-def report(args: argparse.Namespace, out, device, options) -> dict:
+def report(args, out, device, options) -> dict:
     """The JSON of one run: a row per family, the ensemble, the comparisons."""
     split, families = out.split, [f for f in out.fitted if f != "ensemble"]
     rows = []
@@ -246,9 +245,8 @@ def markdown(result: dict) -> str:
 # ----- command line ---------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_data_arguments(parser)
+def parse_args(argv: list[str] | None = None):
+    parser = bench.parser(__doc__, text=True)
     add = parser.add_argument
     add("--split-mode", choices=MODES, default="standard")
     add("--cold-user-fraction", type=float, default=None,
@@ -264,13 +262,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "with the held-out slices (GraphSAGE, GNN-TV; --split-mode pipeline), e.g. '[0, -1, -2, -4, -1000]'")
     add("--short-history-popularity", default=None, help="JSON list of short_history_popularity weights, every "
         "combination with --new-item-offsets, e.g. '[0, 0.5, 1, 2]'")
-    add("--encoder", default="all-MiniLM-L6-v2", help="sentence-transformers name or local path")
-    add("--text-cache-dir", default=bench.SIDE_INPUT_CACHE, help="where built side inputs are cached")
-    add("--device", default="auto")
     add("--threads", type=int, default=1, help="torch threads (and num_threads of the families that have it)")
     add("--reference", default=None, help="a family of --models to compare every other with, per slice (paired bootstrap)")
     add("--tag", default="plugin", help="results file prefix: <tag>-<name>-<split>-<device>.json")
-    bench.add_output_arguments(parser)
     return parser.parse_args(argv)
 
 

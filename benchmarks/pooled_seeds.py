@@ -19,20 +19,13 @@ Markdown table to ``benchmarks/results/``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a file from anywhere
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 import benchmarks as bench  # noqa: E402
 from models.metrics import ndcg_gains  # noqa: E402
-
-
-def _mean(ranks: dict[str, int]) -> float:
-    return float(ndcg_gains(list(ranks.values())).mean()) if ranks else float("nan")
 
 
 def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: int = 2000) -> dict:
@@ -48,7 +41,7 @@ def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: in
     def compared(ranks: dict[str, dict[str, int]]) -> dict:
         return {
             "n_cases": len(ranks[reference]),
-            "ndcg@10": {m: _mean(ranks[m]) for m in models},
+            "ndcg@10": {m: float(ndcg_gains(list(ranks[m].values())).mean()) if ranks[m] else float("nan") for m in models},
             "versus_reference": {m: bench.paired_bootstrap(ranks[m], ranks[reference], n_resamples) for m in models if m != reference},
         }  # fmt: skip
 
@@ -59,36 +52,33 @@ def pooled(results: list[dict], slice_name: str, reference: str, n_resamples: in
     }
 
 
-def _cell(v: dict) -> str:
-    low, high = v["ndcg@10_diff_ci95"]
-    text = f"{v['ndcg@10_diff']:+.4f} [{low:+.4f}, {high:+.4f}]"
-    return f"**{text}**" if low > 0 or high < 0 else text
-
-
 def markdown(summary: dict) -> str:
     models, ref = summary["models"], summary["reference"]
     others = [m for m in models if m != ref]
+
+    def cell(v: dict) -> str:  # bold where the interval excludes 0
+        low, high = v["ndcg@10_diff_ci95"]
+        text = f"{v['ndcg@10_diff']:+.4f} [{low:+.4f}, {high:+.4f}]"
+        return f"**{text}**" if low > 0 or high < 0 else text
+
     lines = [f"Test NDCG@10 on the **{summary['slice']}** slice, per draw and pooled; minus {ref}'s with the 95% "
              "paired-bootstrap interval (2,000 resamples of the slice's cases); **bold** where the interval "
-             "excludes 0.", "",
-             "| draw | n | " + " | ".join(models) + " | " + " | ".join(f"{m} − {ref}" for m in others) + " |",
-             "|---|---|" + "---|" * (len(models) + len(others))]  # fmt: skip
-    for draw in [*summary["draws"], {**summary["pooled"], "dataset": "**pooled**", "seed": "–"}]:
-        lines.append(f"| {draw['dataset']} (seed {draw['seed']}) | {draw['n_cases']:,} | "
-                     + " | ".join(f"{draw['ndcg@10'][m]:.4f}" for m in models) + " | "
-                     + " | ".join(_cell(draw["versus_reference"][m]) for m in others) + " |")  # fmt: skip
+             "excludes 0.", ""]
+    lines += bench.table(["draw", "n", *models, *(f"{m} − {ref}" for m in others)], [
+        [f"{d['dataset']} (seed {d['seed']})", f"{d['n_cases']:,}", *(f"{d['ndcg@10'][m]:.4f}" for m in models),
+         *(cell(d["versus_reference"][m]) for m in others)]
+        for d in [*summary["draws"], {**summary["pooled"], "dataset": "**pooled**", "seed": "–"}]])  # fmt: skip
     lines += ["", f"- files: {', '.join(summary['files'])}", f"- command: `{summary['command']}`"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench.parser(__doc__, data=False, device=None)
     parser.add_argument("files", nargs="+", help="result JSON files of benchmarks/plugin_families.py (a path, or a "
                                                  "name in the results folder)")
     parser.add_argument("--slice", default="cold_user", help="the test slice to pool (warm, cold_user, cold_item, all)")
     parser.add_argument("--reference", required=True, help="the model every other one is compared with")
     parser.add_argument("--name", required=True, help="results file name: pooled-<name>.json")
-    bench.add_output_arguments(parser)
     args = parser.parse_args(argv)
     results = [json.loads(bench.find_result(f).read_text()) for f in args.files]
     summary = {"slice": args.slice, "reference": args.reference, "files": [Path(f).name for f in args.files],

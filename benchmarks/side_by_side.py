@@ -23,11 +23,12 @@ wall time to ``benchmarks/results/``.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
-from benchmarks import add_output_arguments, command_line, commands_note, find_result, output_dirs, paired_bootstrap
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
+import benchmarks as bench  # noqa: E402
 
 PAIRS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "lightgcn": "LightGCN"}
 
@@ -82,7 +83,7 @@ def compare(ours: list[dict], recbole: dict, name: str) -> dict:
             "time_ratio": reach / b["seconds_to_best_valid"] if reach is not None and b["seconds_to_best_valid"] else None,
         }
         if "test_ranks_by_user" in a and "test_ranks_by_user" in b:
-            row["bootstrap"] = paired_bootstrap(a["test_ranks_by_user"], b["test_ranks_by_user"])
+            row["bootstrap"] = bench.paired_bootstrap(a["test_ranks_by_user"], b["test_ranks_by_user"])
         row["curves"] = {
             "ours": [[c[1], c[2]] for c in a.get("valid_curve", [])],
             "recbole": [[e["elapsed_seconds"], e["valid_ndcg@10"]] for e in b.get("epochs", [])],
@@ -112,37 +113,23 @@ def check_bars(row: dict, bars: dict) -> dict[str, bool | None]:
     return checks
 
 
-def _fmt(value, digits=4) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def markdown(result: dict) -> str:
-    hw = result.get("ours_hardware") or {}
-    env = result.get("recbole_environment") or {}
+    hw, env, f4 = result.get("ours_hardware") or {}, result.get("recbole_environment") or {}, bench.f4
     lines = [
         f"**{result['dataset']}** (sha256 `{result['dataset_sha256'][:16]}…`, standard split, our evaluator for both; "
         f"ours: {hw.get('device', '?')}, {hw.get('cpu_threads', '?')} threads; RecBole {env.get('recbole', '?')}: "
         f"{env.get('device', '?')}, {env.get('torch_threads', '?')} threads; RecBole's best epoch chosen on "
-        f"{' / '.join(result.get('recbole_selected_on') or ['?'])})",
-        "",
-        "| model | library | test NDCG@10 | HR@10 | MRR | best valid NDCG@10 | epochs (best) | s to best valid | s/epoch | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in result["pairs"]:
-        for side, label in (("ours", "CineSync"), ("recbole", "RecBole")):
-            s = p[side]
-            lines.append(
-                f"| {p['model']} | {label} | {_fmt(s['ndcg@10'])} | {_fmt(s['hr@10'])} | {_fmt(s['mrr'])} | "
-                f"{_fmt(s['best_valid_ndcg@10'])} | {s['epochs_run']} ({s['best_epoch']}) | "
-                f"{_fmt(s['seconds_to_best_valid'], 0)} | {_fmt(s['seconds_per_epoch'], 1)} | {_fmt(s['peak_memory_mib'], 0)} |"
-            )
+        f"{' / '.join(result.get('recbole_selected_on') or ['?'])})", ""]
+    lines += bench.table(["model", "library", "test NDCG@10", "HR@10", "MRR", "best valid NDCG@10", "epochs (best)", "s to best valid",
+                          "s/epoch", "peak MiB"], [
+        [p["model"], label, f4(s["ndcg@10"]), f4(s["hr@10"]), f4(s["mrr"]), f4(s["best_valid_ndcg@10"]), f"{s['epochs_run']} ({s['best_epoch']})",
+         f4(s["seconds_to_best_valid"], 0), f4(s["seconds_per_epoch"], 1), f4(s["peak_memory_mib"], 0)]
+        for p in result["pairs"] for side, label in (("ours", "CineSync"), ("recbole", "RecBole")) for s in [p[side]]])  # fmt: skip
     lines.append("")
     for p in result["pairs"]:
         reach = p["ours_seconds_to_recbole_best_valid"]
         lines.append(
-            f"- {p['model']}: ours / RecBole test NDCG@10 = {_fmt(p['ndcg@10_ratio'], 2)}×; ours reached RecBole's best "
+            f"- {p['model']}: ours / RecBole test NDCG@10 = {f4(p['ndcg@10_ratio'], 2)}×; ours reached RecBole's best "
             f"validation NDCG@10 ({p['recbole']['best_valid_ndcg@10']:.4f}) after "
             + (f"{reach:.0f} s = {p['time_ratio']:.3f}× RecBole's {p['recbole']['seconds_to_best_valid']:.0f} s" if reach is not None else "– (never)")
         )
@@ -183,29 +170,25 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench.parser(__doc__, data=False, device=None)
     parser.add_argument("--name", required=True, help="dataset name (as in both results)")
     parser.add_argument("--ours", required=True, action="append",
                         help="baselines.py or sweep.py result JSON, a path or a name in the results folder "
                              "(repeat to combine files)")
     parser.add_argument("--recbole", default=None,
                         help="peer_recbole.py result JSON (default recbole-<name>.json in the results folder)")
-    add_output_arguments(parser)
     args = parser.parse_args()
-    out, md_out = output_dirs(args)
-    recbole_path = find_result(args.recbole or out / f"recbole-{args.name}.json")
-    ours = [json.loads(find_result(p).read_text()) for p in args.ours]
+    recbole_path = bench.find_result(args.recbole or bench.output_dirs(args)[0] / f"recbole-{args.name}.json")
+    ours = [json.loads(bench.find_result(p).read_text()) for p in args.ours]
     recbole = json.loads(recbole_path.read_text())
     result = compare(ours, recbole, args.name)
     if not result["pairs"]:
         raise SystemExit(f"no model measured on both sides: ours {sorted(k for o in ours for k in ours_rows(o))}, "
                          f"RecBole {[r['model'] for r in recbole['results']]}")
     stem = output_stem(recbole_path, args.name)
-    result["command"] = command_line("side_by_side.py")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (md_out / f"{stem}.md").write_text(markdown(result) + commands_note([result["command"]]))
+    result["command"] = bench.command_line("side_by_side.py")
+    md_out = bench.write_report(args, stem, result, markdown(result) + bench.commands_note([result["command"]]))
     plot(result, md_out / f"{stem}.png")
-    print(markdown(result) + commands_note([result["command"]]))
 
 
 def output_stem(recbole_path: Path, name: str) -> str:

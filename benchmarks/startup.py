@@ -11,7 +11,6 @@ outside the checkout (``benchmarks.results_dir()``) and to ``benchmarks/results/
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -22,7 +21,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
-
 import benchmarks as bench  # noqa: E402
 
 PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
@@ -56,9 +54,8 @@ def import_seconds(env: dict) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench.parser(__doc__, data=False, device=None)
     parser.add_argument("--repeats", type=int, default=5)
-    bench.add_output_arguments(parser)
     args = parser.parse_args()
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FLYTE_LOCAL_CACHE_ENABLED": "false"}
     rows = []

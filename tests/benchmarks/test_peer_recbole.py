@@ -251,12 +251,12 @@ def test_failed_worker_raises_with_log_tail(monkeypatch, tmp_path):
 
 
 def test_runs_selected_on_our_validation_get_their_own_folder_and_results(tmp_path):
-    from benchmarks.peer_recbole import result_paths, worker_dir
+    from benchmarks.peer_recbole import result_stem, worker_dir
 
     assert worker_dir(tmp_path, "SASRec") == tmp_path / "SASRec"
     assert worker_dir(tmp_path, "SASRec", "ours") == tmp_path / "SASRec-select-ours"
-    assert result_paths(tmp_path, "ml-100k")[0].name == "recbole-ml-100k.json"
-    assert result_paths(tmp_path, "ml-100k", "ours")[1].name == "recbole-ml-100k-select-ours.md"
+    assert result_stem("ml-100k") == "recbole-ml-100k"
+    assert result_stem("ml-100k", "ours") == "recbole-ml-100k-select-ours"
 
 
 def test_a_stale_stop_request_is_cleared_before_a_worker_starts(monkeypatch, tmp_path):

@@ -2,7 +2,7 @@
 
 Every benchmark trains and scores through the pipeline (``pipeline.run.run`` or the steps of
 ``pipeline.steps``) and keeps only its argument parsing and its report. What three or more of
-them share is here: the data options (``add_data_arguments`` -> ``data_options``: a
+them share is here: their options (``parser``; the data options -> ``data_options``: a
 ``pipeline.options.DataOptions``), one family trained and tested (``train_and_test``) and its
 results row (``result_row``), the paired bootstrap, the hardware, and where results go:
 
@@ -80,32 +80,36 @@ def commands_note(commands: list[str]) -> str:
 def parser(doc: str | None = None, *, data: bool = True, name: str | None = None, device: str | None = "auto",
            text: bool = False, into: argparse.ArgumentParser | None = None, **defaults) -> argparse.ArgumentParser:
     """The options benchmarks share, added to ``into`` (else to a new parser whose help is ``doc``):
-    ``--out`` and ``--md-out``; with ``data`` the data options (``add_data_arguments``: ``name``,
-    ``defaults``); ``--device`` (default ``device``; None: none); with ``text`` the item-text
-    encoder (``--encoder``) and the side inputs' disk cache (``--text-cache-dir``)."""
+    ``--out`` (the JSON results' folder) and ``--md-out`` (the Markdown summary's); with ``data`` the
+    ``pipeline.options.DataOptions`` a benchmark reads (``data_options``) and ``--name``, the
+    dataset's name in the results (required unless ``name``), ``defaults`` other default values by
+    option (``path="..."``); ``--device`` (default ``device``; None: none); with ``text`` the
+    item-text encoder (``--encoder``) and the side inputs' disk cache (``--text-cache-dir``)."""
     parser = into or argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_output_arguments(parser)
+    add = parser.add_argument
+    add("--out", default=None, help=f"folder of the JSON results (default $CINESYNC_RESULTS, else {DEFAULT_RESULTS})")
+    add("--md-out", default=None, help="folder of the Markdown summary (default benchmarks/results)")
     if data:
-        add_data_arguments(parser, name, **defaults)
+        add("--source", default=None, help="a data_contracts source kind (default: movielens with --path, else synthetic)")
+        add("--path", default="", help="the data folder (read by path, never copied)")
+        add("--name", required=name is None, default=name, help="dataset name used in the results")
+        add("--ratings-path", default="", help="ratings file overriding the folder's (gzip ok)")
+        add("--item-text-path", default="", help="item text joined on item_id (MeLU extrainfos, TMDB CSV)")
+        add("--synthetic-users", type=int, default=1000, help="--source synthetic: number of users")
+        add("--seed", type=int, default=0, help="seed of the synthetic data and of the split's holdouts")
+        parser.set_defaults(**defaults)
     if device:
-        parser.add_argument("--device", default=device, help="cpu, cuda or auto (the GPU where there is one)")
+        add("--device", default=device, help="cpu, cuda or auto (the GPU where there is one)")
     if text:
         from models.content.item_text import DEFAULT_ENCODER
 
-        parser.add_argument("--encoder", default=DEFAULT_ENCODER, help="sentence-transformers name or local path")
-        parser.add_argument("--text-cache-dir", default=SIDE_INPUT_CACHE, help="where built side inputs are cached")
+        add("--encoder", default=DEFAULT_ENCODER, help="sentence-transformers name or local path")
+        add("--text-cache-dir", default=SIDE_INPUT_CACHE, help="where built side inputs are cached")
     return parser
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--out`` (the JSON results' folder) and ``--md-out`` (the Markdown summary's folder)."""
-    parser.add_argument("--out", default=None,
-                        help=f"folder of the JSON results (default $CINESYNC_RESULTS, else {DEFAULT_RESULTS})")
-    parser.add_argument("--md-out", default=None, help="folder of the Markdown summary (default benchmarks/results)")
-
-
 def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
-    """(JSON folder, Markdown folder) for parsed ``add_output_arguments`` options, both created."""
+    """(JSON folder, Markdown folder) of the parsed ``--out`` and ``--md-out``, both created."""
     json_dir = Path(args.out).expanduser() if args.out else results_dir()
     md_dir = Path(args.md_out).expanduser() if args.md_out else SUMMARIES
     json_dir.mkdir(parents=True, exist_ok=True)
@@ -141,23 +145,8 @@ def f4(value, digits: int = 4) -> str:
 # ----- the data, through the pipeline's options and steps ---------------------------------------
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, name: str | None = None, **defaults) -> None:
-    """The ``pipeline.options.DataOptions`` a benchmark reads, as options (``data_options``);
-    ``--name`` names the dataset in the results (required unless ``name``). ``defaults``: other
-    default values, by option (``path="..."``)."""
-    add = parser.add_argument
-    add("--source", default=None, help="a data_contracts source kind (default: movielens with --path, else synthetic)")
-    add("--path", default="", help="the data folder (read by path, never copied)")
-    add("--name", required=name is None, default=name, help="dataset name used in the results")
-    add("--ratings-path", default="", help="ratings file overriding the folder's (gzip ok)")
-    add("--item-text-path", default="", help="item text joined on item_id (MeLU extrainfos, TMDB CSV)")
-    add("--synthetic-users", type=int, default=1000, help="--source synthetic: number of users")
-    add("--seed", type=int, default=0, help="seed of the synthetic data and of the split's holdouts")
-    parser.set_defaults(**defaults)
-
-
 def data_options(args: argparse.Namespace, split_mode: str):
-    """``pipeline.options.DataOptions`` of ``add_data_arguments``' options, checked."""
+    """``pipeline.options.DataOptions`` of ``parser``'s data options, checked."""
     from pipeline.options import DataOptions, OptionsError
 
     source = args.source or ("movielens" if args.path else "synthetic")

@@ -77,12 +77,14 @@ class SideInputSpec:
         with a ``models.data.TrainingData``; returns an object with ``save(path)``.
     kind: "module:Class" of what ``build`` returns; ``Class.load(path)`` reads a saved one back.
     width: the attribute of the built object that a family's ``sized_by`` field takes, if any.
+    resources: where it is built (a text encoder wants a GPU; a graph of the training rows does not).
     """
 
     name: str
     build: str
     kind: str
     width: str | None = None
+    resources: Resources = "cpu"
 
     def built(self, training: Any, *, text_encoder: str, device: str, progress: bool = False) -> Any:
         return _resolve(self.build)(training, text_encoder=text_encoder, device=device, progress=progress)
@@ -97,7 +99,7 @@ SIDE_INPUTS: dict[str, SideInputSpec] = {
         SideInputSpec("interaction_graph", "models.graph.interaction_graph:graph_of_training",
                       "models.graph.interaction_graph:InteractionGraph"),
         SideInputSpec("item_text_embeddings", "models.content.item_text:embeddings_of_catalogue",
-                      "models.content.item_text:ItemTextEmbeddings", width="dim"),
+                      "models.content.item_text:ItemTextEmbeddings", width="dim", resources="small_gpu"),
     )
 }  # fmt: skip
 _TEXT = {"side_inputs": ("item_text_embeddings",), "sized_by": (("item_text_embeddings", "text_dim"),)}

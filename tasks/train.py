@@ -34,7 +34,7 @@ from tasks.common import (
 from tasks.errors import user_errors
 from tasks.decks import own_deck
 from tasks.local_state import checkpoint_dir
-from tasks.side_inputs import side_input
+from tasks.side_inputs import SIDE_INPUT_TASKS
 from tasks.system_metrics import SystemSampler
 
 
@@ -214,11 +214,13 @@ def train_models(
 ) -> list[TrainedModel]:  # fmt: skip
     """One parallel training branch per requested family, each on its spec's node, each handed
     the side inputs its spec names (computed once here, whichever families share them)."""
-    from models.registry import FAMILIES
+    from models.registry import FAMILIES, SIDE_INPUTS
 
     needed = dict.fromkeys(name for family in models for name in FAMILIES[family].side_inputs)
     computed = {
-        name: side_input(name=name, train=train, valid_cases=valid_cases, items=items, users=users, text_encoder=text_encoder)
+        name: SIDE_INPUT_TASKS[SIDE_INPUTS[name].resources](
+            name=name, train=train, valid_cases=valid_cases, items=items, users=users, text_encoder=text_encoder
+        )
         for name in needed
     }
     return [

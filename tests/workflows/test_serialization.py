@@ -7,8 +7,9 @@ from flytekit.configuration import ImageConfig, SerializationSettings
 from flytekit.core.python_function_task import PythonFunctionTask
 from flytekit.tools.translator import get_serializable
 
-from models.registry import FAMILIES
+from models.registry import FAMILIES, SIDE_INPUTS
 from tasks.common import CPU_TRAINING, LARGE_GPU, SMALL_GPU
+from tasks.side_inputs import SIDE_INPUT_TASKS
 from tasks.train import TRAINING_TASKS
 from workflows.full import full_pipeline, nightly_retrain
 
@@ -21,8 +22,8 @@ SETTINGS = SerializationSettings(
 def serialized_tasks():
     entities = OrderedDict()
     get_serializable(entities, SETTINGS, full_pipeline)
-    for train_task in TRAINING_TASKS.values():  # the dynamic fans out to these at run time
-        get_serializable(entities, SETTINGS, train_task)
+    for fanned_out in (*TRAINING_TASKS.values(), *SIDE_INPUT_TASKS.values()):  # the dynamic's, at run time
+        get_serializable(entities, SETTINGS, fanned_out)
     return {entity.name: spec.template for entity, spec in entities.items() if isinstance(entity, PythonFunctionTask)}
 
 
@@ -71,6 +72,18 @@ def test_data_tasks_declare_no_gpu_and_no_accelerator(serialized_tasks, name):
     assert GPU not in _limits(template)
     assert not template.extended_resources or not template.extended_resources.HasField("gpu_accelerator")
     assert template.metadata.discoverable, "data tasks are cached"
+
+
+@pytest.mark.parametrize("name", list(SIDE_INPUTS))
+def test_each_side_input_is_built_on_the_node_its_spec_names(serialized_tasks, name):
+    """The text encoder asks for a GPU and its accelerator; the graph of the training rows does not."""
+    resources = SIDE_INPUTS[name].resources
+    template = serialized_tasks[f"tasks.side_inputs.{SIDE_INPUT_TASKS[resources].name.split('.')[-1]}"]
+    if resources == "cpu":
+        assert GPU not in _requests(template) and GPU not in _limits(template), name
+    else:
+        assert _requests(template).get(GPU) == "1" and template.extended_resources.gpu_accelerator.device, name
+    assert template.metadata.discoverable, "side inputs are cached"
 
 
 def test_workflow_reads_like_the_design_diagram(serialized_tasks):

@@ -86,6 +86,7 @@ def train(
     """
     from models.device import pick_device
     from models.registry import ConfigError, FAMILIES, trainable_families
+    from models.content.item_text import MissingItemText
     from pipeline.steps import build_side_inputs, fit_family
 
     if family not in trainable_families():
@@ -96,9 +97,7 @@ def train(
     torch_device = pick_device(device)
     try:
         side_inputs = build_side_inputs(FAMILIES[family].side_inputs, training, text_encoder=text_encoder, device=str(torch_device))
-    except ValueError as error:
-        if "item text" not in str(error):
-            raise
+    except MissingItemText as error:
         raise ValueError(f"{family} needs item text: pass split(interactions, items=...) with an items table; {error}") from None
     fitted = fit_family(family, training, config, side_inputs, device=torch_device, progress=progress)
     model, report = fitted.model, fitted.report

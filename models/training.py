@@ -27,7 +27,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -74,7 +73,7 @@ def train_loop(
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
     valid_cases = data.valid_cases
     validation_score = getattr(model, "validation_score", model.score)
-    floor = popularity_floor(data, cfg.n_items, cfg.eval_batch_size) if len(valid_cases) else -math.inf
+    floor = popularity_floor(data, cfg.n_items) if len(valid_cases) else -math.inf
 
     state = {"epoch": 0, "best_epoch": -1, "best_metric": -math.inf, "best_state": None,
              "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
@@ -167,19 +166,13 @@ def train_loop(
     )
 
 
-def popularity_floor(data: TrainingData, n_items: int, batch_size: int = 512) -> float:
-    """Validation NDCG@10 of popularity (training counts; each case's history excluded) on
-    ``data.valid_cases``: the floor early stopping does not stop below."""
-    from models.metrics import evaluate
+def popularity_floor(data: TrainingData, n_items: int) -> float:
+    """Validation NDCG@10 of the popularity family fitted on ``data`` (training counts; each
+    case's history excluded): the floor early stopping does not stop below."""
+    from models.general.popularity import Popularity, PopularityConfig
 
-    counts = torch.zeros(n_items + 1)
-    counts.index_add_(0, torch.as_tensor(data.train["item_idx"].to_numpy(np.int64, copy=True)),
-                      torch.ones(len(data.train)))  # fmt: skip
-
-    def score(batch) -> torch.Tensor:
-        return counts.to(batch.items.device).expand(batch.items.shape[0], -1)
-
-    return float(evaluate(score, data.valid_cases, n_items, batch_size=batch_size, max_len=1).metrics["all"]["ndcg@10"])
+    report = Popularity(PopularityConfig(n_items)).fit(data, "cpu", progress=False)
+    return float(report.best_valid["ndcg@10"])
 
 
 def training_loss(cfg: Any, batch_loss: Callable[[Batch], torch.Tensor]) -> Callable[[Batch], torch.Tensor]:

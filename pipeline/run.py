@@ -17,6 +17,7 @@ measures only some of them calls those steps itself.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -116,8 +117,6 @@ def run(
         out.validation[family] = steps.validation_metrics(fitted.model, validation_cases, n_items, device=torch_device)
         print(f"{family}: validation NDCG@10 {out.validation[family]['all']['ndcg@10']:.4f} ({fitted.seconds:.1f}s)", flush=True)
     if ensemble and len(models) >= 2:
-        import time
-
         started = time.perf_counter()
         table = steps.score_members(out.models, validation_cases, n_items, top_k=ensemble_top_k, device=torch_device)
         model, out.blend = steps.fit_ensemble(out.models, table)

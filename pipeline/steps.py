@@ -85,7 +85,7 @@ class Split:
     @property
     def validation_cases(self) -> pd.DataFrame:
         """Every case a choice may read: the split's validation cases and the held-out slices'."""
-        return pd.concat([self.data.stage("valid"), self.selection_cases], ignore_index=True)
+        return validation_cases(self.data.stage("valid"), self.selection_cases)
 
     @property
     def test_cases(self) -> pd.DataFrame:
@@ -118,9 +118,16 @@ def split_tables(
     return Split(data, summary, selection)
 
 
-def selection_cases_of(valid_cases: pd.DataFrame) -> pd.DataFrame:
-    """The held-out slices' validation cases among ``valid_cases`` (the warm ones are the split's)."""
-    return valid_cases[valid_cases["slice"] != "warm"].reset_index(drop=True)
+def validation_cases(valid_cases: pd.DataFrame, selection_cases: pd.DataFrame) -> pd.DataFrame:
+    """The validation cases of every slice: the split's (warm) and the held-out slices'."""
+    return pd.concat([valid_cases, selection_cases], ignore_index=True)
+
+
+def _validation_only(cases: pd.DataFrame, step: str) -> None:
+    """Refuse any case that is not a validation case: test cases reach ``evaluate`` only."""
+    stages = set(cases["stage"]) if len(cases) else set()
+    if stages - {"valid"}:
+        raise ValueError(f"{step} takes validation cases only, got stages {sorted(stages)}")
 
 
 # ----- side inputs ----------------------------------------------------------------------------
@@ -243,9 +250,7 @@ def validation_metrics(model, validation_cases: pd.DataFrame, n_items: int, *, d
     once per slice (``models.metrics.per_user_slice_means``). What every choice reads."""
     from models.metrics import per_user_slice_means
 
-    stages = set(validation_cases["stage"]) if len(validation_cases) else set()
-    if stages - {"valid"}:
-        raise ValueError(f"validation_metrics takes validation cases only, got stages {sorted(stages)}")
+    _validation_only(validation_cases, "validation_metrics")
     return per_user_slice_means(evaluate(model, validation_cases, n_items, device=device).per_case)
 
 
@@ -293,9 +298,7 @@ def score_members(models: dict[str, Any], validation_cases: pd.DataFrame, n_item
     case here is a wiring error, refused, so no test target can reach the ensemble's fit."""
     from models.member_scores import member_scores
 
-    stages = set(validation_cases["stage"]) if len(validation_cases) else set()
-    if stages - {"valid"}:
-        raise ValueError(f"score_members takes validation cases only, got stages {sorted(stages)}")
+    _validation_only(validation_cases, "score_members")
     return member_scores(models, validation_cases, n_items, top_k=top_k, device=device)
 
 

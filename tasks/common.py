@@ -16,7 +16,7 @@ from flytekit.types.file import FlyteFile
 from flytekit.types.structured import StructuredDataset
 
 # Bump when a task's behaviour changes, so cached results of the old code are not reused.
-CACHE_VERSION = "2026.12.01-2"
+CACHE_VERSION = "2026.12.06-1"
 DATA_CACHE = Cache(version=CACHE_VERSION)
 TRAIN_CACHE = Cache(version=CACHE_VERSION)
 

@@ -33,12 +33,13 @@ def score_members(
     top-``top_k``), each member's score standardised per case (``pipeline.steps.score_members``)."""
     from models.device import pick_device
     from pipeline.steps import score_members as scores
+    from pipeline.steps import validation_cases
 
     if len(trained) < 2:
         return pd.DataFrame({"case_id": pd.Series(dtype="int64"), "stage": pd.Series(dtype="string")})
     device = pick_device()
     members = _load_members(trained, device)
-    cases = pd.concat([valid_cases, selection_cases], ignore_index=True)
+    cases = validation_cases(valid_cases, selection_cases)
     started = time.perf_counter()
     table = scores(members, cases, int(items["item_idx"].max()), top_k=top_k, device=device)
     per_case = table.groupby("case_id").size()

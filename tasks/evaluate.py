@@ -8,7 +8,6 @@ import json
 import time
 
 import numpy as np
-import pandas as pd
 from flytekit import Deck, task
 from flytekit.types.file import FlyteFile
 
@@ -28,14 +27,14 @@ def evaluate_models(
     """
     from models.device import pick_device
     from models.registry import load_model
-    from pipeline.steps import evaluate, validation_metrics
+    from pipeline.steps import evaluate, validation_cases, validation_metrics
     from tasks.decks import own_deck
     from tasks.plots import fit_html, results_matrix_html, results_table
 
     own_deck()
     device = pick_device()
     test_cases = test_cases.reset_index(drop=True)
-    validation_cases = pd.concat([valid_cases, selection_cases], ignore_index=True)
+    every_slice = validation_cases(valid_cases, selection_cases)
     n_items = int(items["item_idx"].max())
     raw_id = np.zeros(n_items + 1, dtype=np.int64)  # item_idx -> raw item id; 0 stays 0 (no item)
     raw_id[items["item_idx"].to_numpy()] = items["item_id"].to_numpy()
@@ -44,7 +43,7 @@ def evaluate_models(
     for model_file in trained:
         family, model = load_model(model_file.weights.download(), map_location=device)
         model.to(device).eval()
-        validation = validation_metrics(model, validation_cases, n_items, device=device)
+        validation = validation_metrics(model, every_slice, n_items, device=device)
         started = time.perf_counter()
         result = evaluate(model, test_cases, n_items, device=device, progress=True)
         elapsed = time.perf_counter() - started

@@ -216,6 +216,10 @@ def checked_text(matrix, config, family: str, optional: bool = False) -> torch.T
     return torch.as_tensor(matrix).to(torch.float32)
 
 
+class MissingItemText(ValueError):
+    """The items table has no text to embed (no title or text column with any value)."""
+
+
 def embeddings_of_catalogue(
     training, *, text_encoder: str = DEFAULT_ENCODER, device: str = "cpu", progress: bool = False
 ) -> ItemTextEmbeddings:
@@ -227,7 +231,7 @@ def embeddings_of_catalogue(
     has_text = [c for c in ("title", *TEXT_COLUMNS) if c in items.columns
                 and items[c].astype("string").fillna("").str.strip().ne("").any()]  # fmt: skip
     if not has_text:
-        raise ValueError(
+        raise MissingItemText(
             f"item text embeddings need an items table holding item_id and at least one text column "
             f"of {['title', *TEXT_COLUMNS]}; this one has {list(items.columns)}"
         )

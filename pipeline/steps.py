@@ -198,6 +198,7 @@ class Fitted:
     report: Any  # models.interface.FitReport
     seconds: float
     started_at: float
+    warm_started: Any = None  # models.id_space.WarmStartReport when it started from a previous model
 
 
 def fit_family(
@@ -210,12 +211,16 @@ def fit_family(
     checkpoint_dir: Path | Callable[[Any], Path | None] | None = None,
     on_epoch: Callable | None = None,
     progress: bool = False,
+    start_from: tuple | None = None,
 ) -> Fitted:
     """Build ``family`` from its config (defaults <- ``overrides`` <- the widths of its side
     inputs where not given), seed it, and ``fit`` it on ``training`` (a ``TrainingData``: no test
     case exists in it) with early stopping on the validation cases. ``side_inputs``: by name; the
     family gets exactly the ones its spec names. ``checkpoint_dir`` may be a function of the built
-    model's config that gives the folder (to key it by the whole config)."""
+    model's config that gives the folder (to key it by the whole config). ``start_from``:
+    (previous model, (its item ids, these item ids), (its user ids, these user ids)) to warm-start
+    from (``models.id_space.warm_start``) where the family has weights; a family without
+    parameters (popularity, EASE) simply refits and ``Fitted.warm_started`` stays None."""
     from models.device import seed_everything
     from models.registry import FAMILIES, build_model, sized_to_side_inputs
 
@@ -223,6 +228,12 @@ def fit_family(
     overrides = sized_to_side_inputs(family, overrides, mine)
     seed_everything(int(overrides.get("seed", 0)))
     model = build_model(family, training.n_items, overrides, n_users=training.n_users).to(device)
+    warm = None
+    if start_from is not None and any(True for _ in model.parameters()):
+        from models.id_space import warm_start
+
+        previous, items, users = start_from
+        warm = warm_start(model, previous, items=items, users=users)
     if callable(checkpoint_dir):
         checkpoint_dir = checkpoint_dir(model.config)
     started_at, started = time.time(), time.perf_counter()
@@ -230,7 +241,7 @@ def fit_family(
         training, device, side_inputs=mine, progress=progress, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch
     )
     model.eval()
-    return Fitted(family, model, report, time.perf_counter() - started, started_at)
+    return Fitted(family, model, report, time.perf_counter() - started, started_at, warm)
 
 
 # ----- evaluate, and choose on validation -----------------------------------------------------

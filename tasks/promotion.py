@@ -17,17 +17,30 @@ recorded decision without registering or moving anything. A retry after a crash 
 finishes the same version instead of registering a second one.
 
 Plain functions of an ``MlflowClient``; the Flyte task around them lives with the workflow.
+
+Scheduled retraining (``register_retrain``) registers every retrained version, blessed or not,
+with its lineage (cutoff, data window, dataset digest, drift summary, what it was warm-started
+from) and the result of ``paired_gate``: candidate and champion re-scored by the caller in the
+same task on the same fresh validation cases, compared case by case (never the champion's stored
+number). A promotion gives the old champion the ``previous_champion`` alias and appends to the
+registered model's ``champion_history`` tag (MLflow keeps no alias history); ``rollback_champion``
+(or ``python -m tasks.promotion rollback``) moves ``champion`` back.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from pipeline.gate import GateResult, paired_gate  # noqa: F401  (the gate is the runner's; re-exported)
 from tasks.errors import UserError
 
 if TYPE_CHECKING:
+    import numpy as np
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -173,13 +186,7 @@ def compare_to_champion(
 
 
 def _register(client: MlflowClient, name: str, candidate: Candidate, record: dict) -> ModelVersion:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name, description="CineSync recommender; alias champion is the one to serve")
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
+    _ensure_registered_model(client, name)
     source, model_id, run_id = _model_source(client, candidate)
     tags = {
         **record,
@@ -191,6 +198,16 @@ def _register(client: MlflowClient, name: str, candidate: Candidate, record: dic
     if model_id is not None:
         _link_logged_model(client, model_id, name, str(version.version))
     return version
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="CineSync recommender; alias champion is the one to serve")
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
 
 
 def _model_source(client: MlflowClient, candidate: Candidate) -> tuple[str, str | None, str]:
@@ -253,3 +270,280 @@ def _recorded_decision(version: ModelVersion) -> PromotionDecision:
 
 def _short(checksum: str | None) -> str:
     return "an unknown dataset" if not checksum else checksum[:12]
+
+
+# --- Scheduled retraining: the paired gate, lineage, champion history and rollback -------------
+
+PREVIOUS_CHAMPION = "previous_champion"
+HISTORY_TAG = "champion_history"  # registered-model tag: JSON list, oldest first
+# MLflow's SQL store keeps a registered-model tag value in VARCHAR(5000) (a version tag in TEXT);
+# every value written here stays under this, the history by dropping its oldest entries
+MAX_TAG_VALUE = 4000
+HISTORY_REASON_LENGTH = 300  # a history entry's reason; the version's own tags keep it whole
+# the tags register_retrain writes itself: a lineage key may not take one of them
+RETRAIN_TAGS = ("family", "execution_key", "baseline_version")
+RETRAIN_TAG_PREFIXES = ("gate.", "promotion.", "rollback.")
+
+
+def register_retrain(
+    client: MlflowClient,
+    *,
+    name: str,
+    family: str,
+    model_uri: str,
+    run_id: str,
+    lineage: dict[str, str],
+    gate: GateResult | None,
+    execution_key: str,
+    baseline_version: str | None,
+) -> PromotionDecision:
+    """Register a retrained model as a new version of ``name`` (always, blessed or not) with its
+    lineage and gate, and move the aliases: ``champion`` (the old one becomes
+    ``previous_champion``, and ``champion_history`` gets an entry) if the gate promotes it,
+    else ``challenger``.
+
+    ``gate`` compares the candidate with ``baseline_version``, the champion the caller re-scored;
+    ``gate=None`` with ``baseline_version=None`` means there was no champion. If the champion
+    alias has moved since (it is no longer ``baseline_version``), nothing is promoted: the
+    comparison is stale. Idempotent by ``execution_key`` like ``register_and_promote``. Any object
+    with ``GateResult``'s ``promote, delta, low, high, n_cases, candidate_mean, champion_mean,
+    reason`` will do (``pipeline.gate.GateResult`` too)."""
+    if "'" in execution_key or not execution_key:
+        raise UserError(f"execution_key must be non-empty and free of quotes: {execution_key!r}")
+    if (gate is None) != (baseline_version is None):
+        raise UserError(
+            "register_retrain: a gate compares with a baseline champion: pass both gate and "
+            f"baseline_version, or neither (no champion yet); got gate={'set' if gate else None}, "
+            f"baseline_version={baseline_version!r}"
+        )
+    baseline = _version_number(baseline_version) if baseline_version is not None else None
+    gated = getattr(gate, "champion_version", None)  # pipeline.gate's GateResult has no such field
+    if gated is not None and _version_number(gated) != baseline:
+        raise UserError(f"register_retrain: the gate was run against v{gated}, not the baseline v{baseline}")
+    for key, value in lineage.items():
+        if key in RETRAIN_TAGS or key.startswith(RETRAIN_TAG_PREFIXES):
+            raise UserError(f"register_retrain: lineage key {key!r} is a tag register_retrain writes itself")
+        if not isinstance(value, str):
+            raise UserError(f"register_retrain: lineage values are strings; {key!r} is {type(value).__name__}")
+
+    version = _version_of_execution(client, name, execution_key)
+    if version is not None and version.tags.get("promotion.applied") == "true":
+        return _recorded_decision(version)  # a re-run of a finished execution changes nothing
+    if version is None:
+        tags = {
+            **lineage,
+            "family": family,
+            "execution_key": execution_key,
+            "baseline_version": baseline or "none",
+            **_gate_tags(gate),
+        }
+        version = _register_version(client, name, Candidate(family, model_uri, run_id), tags)
+    this = str(version.version)
+    champion = _alias_version(client, name, CHAMPION)
+    recorded = _recorded_decision(version) if "promotion.promoted" in version.tags else None
+    if recorded is not None and champion in (this, recorded.previous_champion):
+        decision = recorded  # a crash left it half-applied and nothing moved since: finish it
+        at = version.tags.get("promotion.at") or _now()
+    else:
+        at = _now()
+        if champion == this:  # the alias was set by hand before this execution recorded anything
+            decision = PromotionDecision(name, this, True, f"v{this} already holds {CHAMPION}", baseline)
+        elif champion != baseline:
+            decision = PromotionDecision(name, this, False, (
+                f"the champion moved from {_label(baseline)} to {_label(champion)} since the candidate was "
+                f"compared: not promoted; re-run to compare with {_label(champion)}"
+            ), baseline)
+        elif gate is None:
+            decision = PromotionDecision(name, this, True, "first version: no champion yet")
+        else:
+            decision = PromotionDecision(name, this, gate.promote, gate.reason, baseline)
+        # the decision is written before any alias moves, so a retry can tell a half-applied one
+        for key, value in (
+            ("promotion.promoted", str(decision.promoted).lower()),
+            ("promotion.reason", decision.reason),
+            ("promotion.previous_champion", decision.previous_champion or ""),
+            ("promotion.gate", json.dumps(_gate_rule(gate))),
+            ("promotion.at", at),
+        ):
+            client.set_model_version_tag(name, this, key, _clip(value))
+    if decision.promoted:
+        replaced = decision.previous_champion
+        if replaced is not None and replaced != this:
+            # previous_champion first: once champion moves, a rollback target is already there
+            client.set_registered_model_alias(name, PREVIOUS_CHAMPION, replaced)
+        client.set_registered_model_alias(name, CHAMPION, this)
+        _append_history(client, name, {
+            "version": this, "replaced": replaced, "at": at, "reason": decision.reason, "execution_key": execution_key,
+        })
+        alias = CHAMPION
+    else:
+        client.set_registered_model_alias(name, CHALLENGER, this)
+        alias = CHALLENGER
+    client.set_tag(run_id, f"promotion.{name}", _clip(f"v{this} {alias}: {decision.reason}"))
+    client.set_model_version_tag(name, this, "promotion.applied", "true")
+    return decision
+
+
+def rollback_champion(
+    client: MlflowClient, name: str = CHAMPION_NAME, *, to_version: str | None = None, reason: str = ""
+) -> PromotionDecision:
+    """Move ``champion`` back to ``previous_champion`` (or to ``to_version``); the version that
+    held it becomes ``previous_champion`` (so a second rollback undoes the first). Records a
+    ``champion_history`` entry "rollback: ..." and a ``rollback.*`` tag on both versions. The
+    decision's ``version`` is the new champion, its ``previous_champion`` the one rolled back."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise UserError(f"rollback: no registered model {name!r} in this MLflow store") from error
+        raise
+    champion = model.aliases.get(CHAMPION)
+    if champion is None:
+        raise UserError(f"rollback: {name} has no {CHAMPION}: nothing to roll back")
+    champion = str(champion)
+    if to_version is None:
+        target = model.aliases.get(PREVIOUS_CHAMPION)
+        if target is None:
+            raise UserError(
+                f"rollback: {name} has no {PREVIOUS_CHAMPION} to roll back to (champion is v{champion}); "
+                "pass the version to restore (--to N)"
+            )
+        target = str(target)
+    else:
+        target = _version_number(to_version)
+        try:
+            client.get_model_version(name, target)
+        except MlflowException as error:
+            raise UserError(f"rollback: {name} has no version {to_version!r}") from error
+    if target == champion:
+        raise UserError(f"rollback: v{target} already holds {CHAMPION} of {name}: nothing to roll back")
+    at = _now()
+    why = f"rollback: v{champion} -> v{target}" + (f": {reason}" if reason else "")
+    client.set_registered_model_alias(name, CHAMPION, target)  # one upsert: a champion serves throughout
+    client.set_registered_model_alias(name, PREVIOUS_CHAMPION, champion)
+    client.set_model_version_tag(name, target, "rollback.restored", _clip(f"{at} {CHAMPION} again, replacing v{champion}: {why}"))
+    client.set_model_version_tag(name, champion, "rollback.replaced", _clip(f"{at} replaced by v{target}: {why}"))
+    _append_history(client, name, {"version": target, "replaced": champion, "at": at, "reason": why, "execution_key": None})
+    return PromotionDecision(name, target, True, why, champion)
+
+
+def champion_history(client: MlflowClient, name: str) -> list[dict]:
+    """Who held ``champion`` of ``name`` and why, oldest first (newest entries only, as many as
+    the tag holds): ``{"version", "replaced", "at", "reason", "execution_key"}`` each."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise UserError(f"no registered model {name!r} in this MLflow store") from error
+        raise
+    return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+
+
+def _register_version(client: MlflowClient, name: str, candidate: Candidate, tags: dict[str, str]) -> ModelVersion:
+    _ensure_registered_model(client, name)
+    source, model_id, run_id = _model_source(client, candidate)
+    tags = {key: _clip(value) for key, value in tags.items()}
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+    if model_id is not None:
+        _link_logged_model(client, model_id, name, str(version.version))
+    return version
+
+
+def _gate_tags(gate: GateResult | None) -> dict[str, str]:
+    if gate is None:
+        return {}
+    return {
+        "gate.delta": f"{gate.delta:+.6f}",
+        "gate.interval": f"[{gate.low:+.6f}, {gate.high:+.6f}]",
+        "gate.n_cases": str(gate.n_cases),
+        "gate.candidate_mean": f"{gate.candidate_mean:.6f}",
+        "gate.champion_mean": f"{gate.champion_mean:.6f}",
+        "gate.reason": gate.reason,
+    }
+
+
+def _gate_rule(gate: GateResult | None) -> dict:
+    if gate is None:
+        return {"rule": "none: no champion to compare with"}
+    return {
+        "rule": "paired bootstrap on fresh validation ndcg@10: promote iff delta > 0 and delta >= margin",
+        **{k: getattr(gate, k) for k in ("margin", "confidence", "n_boot", "seed") if hasattr(gate, k)},
+    }
+
+
+def _append_history(client: MlflowClient, name: str, entry: dict) -> None:
+    """Append ``entry`` to the ``champion_history`` tag unless a retry of the same execution
+    already did (same version and execution key; a rollback has none and is always appended);
+    drop the oldest entries past the tag limit."""
+    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+    key = entry["execution_key"]
+    if key and any(old.get("execution_key") == key and old.get("version") == entry["version"] for old in history):
+        return
+    entry = {**entry, "reason": _clip(entry["reason"], HISTORY_REASON_LENGTH)}
+    history.append(entry)
+    while len(history) > 1 and len(json.dumps(history)) > MAX_TAG_VALUE:
+        history.pop(0)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+
+
+def _version_number(version: str) -> str:
+    """"3", "v3" or 3 -> "3"."""
+    text = str(version).strip()
+    number = text[1:] if text[:1] in ("v", "V") else text
+    if not number.isdigit():
+        raise UserError(f"not a model version number: {version!r}")
+    return str(int(number))
+
+
+def _label(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
+def _clip(value: str, limit: int = MAX_TAG_VALUE) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tasks.promotion rollback [--name N] [--to V] [--reason TEXT]``: roll the champion
+    back in the store ``MLFLOW_TRACKING_URI`` names; one line says what moved."""
+    parser = argparse.ArgumentParser(prog="python -m tasks.promotion", description="The CineSync model registry by hand.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    rollback = commands.add_parser("rollback", help=f"move {CHAMPION} back to {PREVIOUS_CHAMPION} (or to --to)")
+    rollback.add_argument("--name", default=CHAMPION_NAME, help=f"registered model (default {CHAMPION_NAME})")
+    rollback.add_argument("--to", dest="to_version", default=None, help=f"the version to restore (default: {PREVIOUS_CHAMPION})")
+    rollback.add_argument("--reason", default="", help="why, for champion_history")
+    args = parser.parse_args(argv)
+
+    from mlflow import MlflowClient
+
+    from tasks.tracking import absolute_tracking_uri, tracking_uri
+
+    uri = tracking_uri()
+    try:
+        if uri.startswith("sqlite:///"):
+            path = absolute_tracking_uri(uri).removeprefix("sqlite:///")
+            from pathlib import Path
+
+            if not Path(path).is_file():  # opening it would create an empty store
+                raise UserError(f"no MLflow store at {path} (set MLFLOW_TRACKING_URI)")
+        decision = rollback_champion(MlflowClient(uri), args.name, to_version=args.to_version, reason=args.reason)
+    except UserError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{decision.name}: {CHAMPION} v{decision.previous_champion} -> v{decision.version}, "
+        f"{PREVIOUS_CHAMPION} now v{decision.previous_champion} ({decision.reason})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -80,16 +80,7 @@ def paired_gate(
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"paired_gate: confidence must lie strictly between 0 and 1, got {confidence}")
     n = len(cand)
-    diff = cand - champ
-    delta = float(diff.mean())
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    rows = max(1, (1 << 22) // n)  # resample in blocks: n_boot x n indices at once could be GBs
-    for start in range(0, n_boot, rows):
-        stop = min(n_boot, start + rows)
-        means[start:stop] = diff[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = (float(q) for q in np.quantile(means, [tail, 1.0 - tail]))
+    delta, low, high = paired_interval(cand, champ, n_boot=n_boot, seed=seed, confidence=confidence)
     promote = delta > 0.0 and delta >= margin - EPS
     if promote:
         verdict = "promoted"
@@ -109,6 +100,25 @@ def paired_gate(
         champion_mean=champ_mean, reason=reason, margin=margin, confidence=confidence, n_boot=n_boot,
         seed=seed, champion_version=_version_number(champion_version) if champion_version else None,
     )
+
+
+def paired_interval(a, b, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean of a - b, low, high): the paired bootstrap percentile interval of the mean difference
+    of two per-case arrays aligned on the same cases (cases resampled together, ``n_boot`` times,
+    one ``numpy.random.Generator(seed)``)."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(diff)
+    if n == 0:
+        raise ValueError("paired_interval: no cases")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    rows = max(1, (1 << 22) // n)  # resample in blocks: n_boot x n indices at once could be GBs
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        means[start:stop] = diff[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = (float(q) for q in np.quantile(means, [tail, 1.0 - tail]))
+    return float(diff.mean()), low, high
 
 
 def _version_number(version: str) -> str:

@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from models.device import pick_device
     from pipeline.config import load_model_config
-    from pipeline.gate import paired_interval
-    from pipeline.replay import replay, window_table
+    from pipeline.replay import comparisons, plot, replay, window_table
 
     options = bench.data_options(args, "standard")
     config = load_model_config(args.model_config)
@@ -67,12 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         reference = reference_popularity(events, items, start=start, step=step, windows=args.windows,
                                          validation=timedelta(days=args.validation_days or args.step_days))  # fmt: skip
 
-    pooled = {s: result.pooled(s) for s in result.windows[0].per_case}
-    comparisons = {}
-    for a, b in (("warm", "scratch"), ("warm", "frozen"), ("scratch", "frozen")):
-        if a in pooled and b in pooled:
-            delta, low, high = paired_interval(pooled[a], pooled[b])
-            comparisons[f"{a} - {b}"] = {"delta": delta, "low": low, "high": high, "n_cases": len(pooled[a])}
+    pooled = comparisons(result)
     fit = {s: [sum(w.retrain[s]["fit_seconds"].values()) for w in result.windows[1:] if s in w.retrain] for s in ("warm", "scratch")}
     neural = [m for m in models if m not in ("popularity", "ease")]
     fit_neural = {s: [sum(w.retrain[s]["fit_seconds"][m] for m in neural) for w in result.windows[1:] if s in w.retrain]
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
              "per_case": {s: v.tolist() for s, v in w.per_case.items()}}
             for w in result.windows
         ],
-        "comparisons": comparisons, "fit_seconds": fit, "fit_seconds_neural": fit_neural,
+        "comparisons": pooled, "fit_seconds": fit, "fit_seconds_neural": fit_neural,
         "reference_popularity": reference, "popularity_check": popularity_check,
         "wall_seconds": wall, "hardware": bench.hardware(pick_device(args.device)),
     }  # fmt: skip
@@ -144,26 +138,6 @@ def markdown(out: dict, frame, stem: str) -> str:
                       f"largest difference {c['max_abs_difference']:.2e} over {c['values_compared']} numbers (NDCG@10 and HR@10 per window and slice)."]  # fmt: skip
     lines += ["", f"![NDCG@10 per window]({stem}.png)", ""]
     return "\n".join(lines)
-
-
-def plot(result, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for strategy, marker in (("frozen", "s"), ("scratch", "o"), ("warm", "^")):
-        ys = [w.metrics[strategy]["all"]["ndcg@10"] for w in result.windows if strategy in w.metrics]
-        if ys:
-            ax.plot(range(len(ys)), ys, marker=marker, label=strategy)
-    ax.set_xticks(range(len(result.windows)), [w.cutoff[:10] for w in result.windows], rotation=30, fontsize=7)
-    ax.set_ylabel("NDCG@10 (window cases)")
-    ax.set_title(f"Replay of {result.dataset}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

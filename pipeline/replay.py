@@ -123,7 +123,8 @@ def replay(
         runs: dict[str, RetrainOutput] = {}
         common = dict(model_config=model_config, validation_days=days, margin=margin, device=device, progress=progress)
         if "warm" in strategies or k == 0:
-            runs["warm"] = retrain(tables, data, cutoff, models, previous=last["warm"], warm_start=True, **common)
+            previous = None if last["warm"] is None else last["warm"].as_previous()
+            runs["warm"] = retrain(tables, data, cutoff, models, previous=previous, warm_start=True, **common)
         if "scratch" in strategies:
             runs["scratch"] = runs["warm"] if k == 0 else retrain(tables, data, cutoff, models, previous=None, warm_start=False, **common)
         if k == 0:
@@ -185,3 +186,38 @@ def window_table(result: ReplayResult) -> pd.DataFrame:
                     row[f"{name} hr@10"] = metrics[name]["hr@10"]
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def comparisons(result: ReplayResult, pairs=(("warm", "scratch"), ("warm", "frozen"), ("scratch", "frozen"))) -> dict[str, dict]:
+    """Pooled over every window's cases: the mean NDCG@10 difference of each pair of strategies
+    with its paired bootstrap interval (``pipeline.gate.paired_interval``)."""
+    from pipeline.gate import paired_interval
+
+    served = result.windows[0].per_case
+    out = {}
+    for a, b in pairs:
+        if a in served and b in served:
+            delta, low, high = paired_interval(result.pooled(a), result.pooled(b))
+            out[f"{a} - {b}"] = {"delta": delta, "low": low, "high": high, "n_cases": int(len(result.pooled(a)))}
+    return out
+
+
+def plot(result: ReplayResult, path) -> None:
+    """NDCG@10 of the served champion per window, one line per strategy, as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for strategy, marker in (("frozen", "s"), ("scratch", "o"), ("warm", "^")):
+        ys = [w.metrics[strategy]["all"]["ndcg@10"] for w in result.windows if strategy in w.metrics]
+        if ys:
+            ax.plot(range(len(ys)), ys, marker=marker, label=strategy)
+    ax.set_xticks(range(len(result.windows)), [w.cutoff[:10] for w in result.windows], rotation=30, fontsize=7)
+    ax.set_ylabel("NDCG@10 (window cases)")
+    ax.set_title(f"Replay of {result.dataset}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

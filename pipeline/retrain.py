@@ -3,7 +3,7 @@
 ```python
 from pipeline.retrain import retrain
 out = retrain(tables, DataOptions(), cutoff, ["popularity", "ease", "sasrec"], model_config="laptop",
-              previous=last_week)           # last week's RetrainOutput (None: the first retrain)
+              previous=last_week.as_previous())  # None: the first retrain
 out.champion, out.validation[out.champion]  # chosen on this window's fresh validation cases
 out.gates["champion"]                       # candidate vs last week's champion, re-scored here
 ```
@@ -71,6 +71,15 @@ class Served:
 
 
 @dataclass
+class Previous:
+    """What a retrain starts from: the models serving now, by family and ``"champion"``, and the
+    cutoff they were trained at (the drift's reference is the data before it)."""
+
+    served: dict[str, Served]
+    cutoff: datetime
+
+
+@dataclass
 class RetrainOutput:
     """Everything one retrain made, in memory."""
 
@@ -91,6 +100,10 @@ class RetrainOutput:
     seconds: float = 0.0  # wall time of the whole retrain
     fit_seconds: float = 0.0  # of which training
 
+    def as_previous(self) -> Previous:
+        """What the next retrain starts from: the models serving after this one's gates."""
+        return Previous(dict(self.served), self.cutoff)
+
     @property
     def label(self) -> str:
         return as_utc(self.cutoff).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -103,6 +116,8 @@ class RetrainOutput:
             "dataset_digest": self.window.checksum,
             "split": self.summary.to_dict(),
             "drift": None if self.drift is None else self.drift.to_dict(),
+            "drift_summary": None if self.drift is None else self.drift.summary(),
+            "fitted_families": list(self.fitted),
             "warm_started": self.warm_started,
             "validation": self.validation,
             "previous_validation": self.previous_validation,
@@ -122,7 +137,7 @@ def retrain(
     models: list[str],
     *,
     model_config: str | dict = "",
-    previous: RetrainOutput | None = None,
+    previous: Previous | None = None,
     warm_start: bool = True,
     validation_days: float = 7.0,
     margin: float = 0.0,
@@ -133,9 +148,9 @@ def retrain(
     progress: bool = False,
 ) -> RetrainOutput:
     """The retrain at ``cutoff`` (module docstring). ``tables``: the whole source as read
-    (``steps.read_tables``); ``previous``: the last retrain's output, whose ``served`` models are
-    the ones to warm-start from and gate against (None: the first retrain; everything from
-    scratch, every candidate promoted)."""
+    (``steps.read_tables``); ``previous``: the models serving now (the last retrain's
+    ``as_previous()``, or the registry's champions) to warm-start from and gate against (None: the
+    first retrain; everything from scratch, every candidate promoted)."""
     from models.device import pick_device
     from models.metrics import per_user_slice_means
     from models.registry import FAMILIES
@@ -209,12 +224,14 @@ def retrain(
 
 def window_drift(interactions: pd.DataFrame, previous_cutoff: int, *, permutations: int = 200):
     """The drift of the events since ``previous_cutoff`` against those before it (what the
-    previous champion trained on; ``pipeline.drift``). Raises ``UnseenValuesError`` when a rating
+    previous champion trained on; ``pipeline.drift``); None when either side is empty. Raises ``UnseenValuesError`` when a rating
     value appears that the reference never had: a contract event, not a statistic."""
     from pipeline.drift import check_value_set, measure_drift
 
     ts = interactions["timestamp"].to_numpy(np.int64)
     reference, current = interactions[ts < previous_cutoff], interactions[ts >= previous_cutoff]
+    if not len(current) or not len(reference):
+        return None  # nothing new since the previous cutoff (or nothing before it): no drift to measure
     report = measure_drift(reference, current, permutations=permutations)
     check_value_set(report, current)
     return report

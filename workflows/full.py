@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
-from flytekit import CronSchedule, LaunchPlan, workflow
+from flytekit import workflow
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
@@ -191,11 +191,3 @@ def evaluate_only(trained: list[TrainedModel], data: DataOptions = DataOptions()
         trained=trained, valid_cases=prepared.valid_cases, selection_cases=prepared.selection_cases,
         test_cases=prepared.test_cases, items=prepared.items,
     )  # fmt: skip
-
-
-# Retrain nightly on a cluster (activate with `pyflyte register` + `flytectl update launchplan`).
-nightly_retrain = LaunchPlan.get_or_create(
-    full_pipeline,
-    name="full_pipeline_nightly",
-    schedule=CronSchedule(schedule="0 3 * * *"),
-)

@@ -11,7 +11,8 @@ from models.registry import FAMILIES, SIDE_INPUTS
 from tasks.common import CPU_TRAINING, LARGE_GPU, SMALL_GPU
 from tasks.side_inputs import SIDE_INPUT_TASKS
 from tasks.train import TRAINING_TASKS
-from workflows.full import full_pipeline, nightly_retrain
+import workflows.full
+from workflows.full import full_pipeline
 
 SETTINGS = SerializationSettings(
     image_config=ImageConfig.auto_default_image(), project="cinesync", domain="development", version="test"
@@ -93,5 +94,8 @@ def test_workflow_reads_like_the_design_diagram(serialized_tasks):
         assert any(name.endswith("." + stage) for name in serialized_tasks), stage
 
 
-def test_nightly_launch_plan_has_a_cron_schedule():
-    assert nightly_retrain.schedule.cron_schedule.schedule == "0 3 * * *"
+def test_no_launch_plan_reruns_the_full_pipeline_on_a_schedule():
+    # the nightly plan retrained the same model on the same data; workflows/retrain.py schedules now
+    from flytekit import LaunchPlan
+
+    assert not [v for v in vars(workflows.full).values() if isinstance(v, LaunchPlan) and v.schedule is not None]

@@ -17,6 +17,11 @@ PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
 @pytest.fixture
 def sandbox(tmp_path):
     """Environment of a fresh user: own HOME, CINESYNC_HOME and TMPDIR; local cache on."""
+    return sandbox_env(tmp_path)
+
+
+def sandbox_env(tmp_path: Path) -> dict:
+    """``sandbox``'s environment in ``tmp_path`` (for a module-scoped fixture)."""
     home, tmp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir()
     tmp.mkdir()
@@ -32,9 +37,9 @@ def sandbox(tmp_path):
     return env
 
 
-def pyflyte(env: dict, workflow: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def pyflyte(env: dict, workflow: str, *args: str, timeout: float = 240, script: str = "workflows/full.py") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYFLYTE, "run", "workflows/full.py", workflow, *args],
+        [PYFLYTE, "run", script, workflow, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

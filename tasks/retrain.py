@@ -189,6 +189,17 @@ def register_retrained(models: FlyteDirectory, report: str, key: str) -> str:
                 mlflow.set_tags({"cutoff": info["cutoff"], "execution_key": key, "champion_family": info["champion"],
                                  "dataset_digest": info["dataset_digest"]})  # fmt: skip
                 mlflow.log_dict(info, "retrain_report.json")
+                if info["drift"] is not None:  # the drift of the new events, beside the report
+                    drift = info["drift"]
+                    metrics = {"drift_new_item_share": drift["new_item_share"], "drift_new_user_share": drift["new_user_share"],
+                               "drift_forces_retrain": float(drift["forces_retrain"])}  # fmt: skip
+                    for stat in drift["statistics"]:
+                        slug = stat["name"].replace(" ", "_")
+                        metrics[f"drift_{slug}"] = stat["value"]
+                        if stat["p_value"] is not None:
+                            metrics[f"drift_{slug}_p_value"] = stat["p_value"]
+                    mlflow.log_metrics(metrics)
+                    mlflow.set_tag("drift", info["drift_summary"])
                 for family in info["fitted_families"]:
                     with mlflow.start_run(run_name=family, nested=True) as child:
                         mlflow.log_metrics({f"validation_{s}_{m.replace('@', '_at_')}": v for s, ms in info["validation"][family].items()

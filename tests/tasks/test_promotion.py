@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 
 import mlflow
@@ -20,24 +19,6 @@ class Echo(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    """An initialised SQLite store, copied by each test: creating the tables takes seconds."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def client(empty_store, tmp_path, monkeypatch):
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # run artifacts land next to the store
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("cinesync")
-    yield MlflowClient(uri)
-    mlflow.set_tracking_uri(None)
 
 
 def candidate(family: str, ndcg: float, pyfunc: bool = False, **slices: float) -> Candidate:

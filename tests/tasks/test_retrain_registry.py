@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,24 +28,6 @@ NAME = "cinesync-champion"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    """An initialised SQLite store, copied by each test: creating the tables takes seconds."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def client(empty_store, tmp_path, monkeypatch):
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # run artifacts land next to the store
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("cinesync")
-    yield MlflowClient(uri)
-    mlflow.set_tracking_uri(None)
 
 
 def scores(n: int = 400, seed: int = 1) -> np.ndarray:

@@ -7,7 +7,6 @@ from dataclasses import asdict
 
 import mlflow
 import pytest
-from mlflow import MlflowClient
 
 from tasks.promotion import Candidate, register_and_promote
 

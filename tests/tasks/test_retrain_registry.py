@@ -12,7 +12,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 from tasks.errors import UserError
 from tasks.promotion import (

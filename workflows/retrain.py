@@ -58,7 +58,7 @@ def retrain(
 @workflow
 def replay(
     data: DataOptions = DataOptions(),
-    start: datetime = datetime(2023, 6, 5),
+    start: datetime = datetime(2023, 3, 6),
     step_days: float = 28.0,
     windows: int = 3,
     models: list[str] = RETRAIN_MODELS,

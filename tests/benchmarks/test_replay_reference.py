@@ -51,3 +51,20 @@ def test_popularity_in_the_replay_equals_the_independent_reference(folder):
             assert ours[name]["hr@10"] == pytest.approx(ref["hr@10"][name], abs=1e-6)
             compared += 1
     assert compared >= 6 and any("cold_user" in r["n_cases"] for r in reference)
+
+
+def test_the_replay_benchmark_writes_its_report_with_the_reference_check(folder, tmp_path):
+    import json
+
+    from benchmarks.replay import main
+
+    main(["--path", str(folder), "--name", "tiny", "--start", "2020-03-02", "--step-days", "14", "--windows", "2",
+          "--models", "popularity,ease", "--config-json", '{"ease": {"l2_grid": [10.0]}}', "--device", "cpu",
+          "--out", str(tmp_path), "--md-out", str(tmp_path)])  # fmt: skip
+    result = json.loads((tmp_path / "replay-tiny.json").read_text())
+    assert result["popularity_check"]["max_abs_difference"] < 1e-6
+    assert set(result["comparisons"]) == {"warm - scratch", "warm - frozen", "scratch - frozen"}
+    assert len(result["windows"]) == 2 and result["commands"]
+    report = (tmp_path / "replay-tiny.md").read_text()
+    assert "independent implementation" in report and "replay-tiny.png" in report
+    assert (tmp_path / "replay-tiny.png").stat().st_size > 0

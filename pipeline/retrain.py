@@ -33,7 +33,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -145,14 +146,19 @@ def retrain(
     drift_permutations: int = 200,
     text_encoder: str = "all-MiniLM-L6-v2",
     device: str = "auto",
+    checkpoints: Callable[[str, dict], Path | None] | None = None,
     progress: bool = False,
 ) -> RetrainOutput:
     """The retrain at ``cutoff`` (module docstring). ``tables``: the whole source as read
     (``steps.read_tables``); ``previous``: the models serving now (the last retrain's
     ``as_previous()``, or the registry's champions) to warm-start from and gate against (None: the
-    first retrain; everything from scratch, every candidate promoted)."""
+    first retrain; everything from scratch, every candidate promoted). ``checkpoints(family,
+    inputs)`` gives a family's checkpoint folder (None: none), so a killed retrain resumes its
+    training where it stopped; ``inputs`` is what the training depends on besides the code (the
+    window's digest, the validation days, the config, the model it starts from, the device)."""
     from models.device import pick_device
     from models.metrics import per_user_slice_means
+    from models.interface import training_config
     from models.registry import FAMILIES
     from models.temporal import cutoff_split
     from pipeline.config import check_models, load_model_config
@@ -187,8 +193,11 @@ def retrain(
     out = RetrainOutput(cutoff, window, contracts, split_data, summary, drift, {}, {}, {}, {})
     for family in models:
         source = previous.served.get(family) if (previous is not None and warm_start) else None
+        inputs = {"window": window.checksum, "validation_days": validation_days, "device": str(torch_device),
+                  "start": None if source is None else source.label}  # fmt: skip
         fitted = steps.fit_family(
             family, training, config.get(family, {}), side_inputs, device=torch_device, progress=progress,
+            checkpoint_dir=(lambda c, f=family, i=inputs: checkpoints(f, {**i, "config": training_config(c)})) if checkpoints else None,
             start_from=None if source is None else (source.model, (source.item_ids, out_ids(split_data, "item")),
                                                     (source.user_ids, out_ids(split_data, "user"))),
         )  # fmt: skip

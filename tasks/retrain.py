@@ -118,6 +118,7 @@ def retrain_window(
     from models.registry import save_model
     from pipeline import steps
     from pipeline.retrain import CHAMPION, Previous, retrain
+    from tasks.local_state import checkpoint_dir
     from tasks.promotion import CHAMPION_NAME
 
     versions = json.loads(baselines)
@@ -132,8 +133,12 @@ def retrain_window(
     if previous is not None and previous.cutoff is None:  # a champion of full_pipeline: no window to compare with
         previous.cutoff = cutoff
     tables = steps.read_tables(data, progress=False)
+    def checkpoints(family: str, inputs: dict) -> Path:  # a killed retrain resumes its training here
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        return checkpoint_dir(f"retrain-{family}", key)
+
     out = retrain(tables, data, cutoff, models, model_config=model_config, previous=previous, warm_start=warm_start,
-                  validation_days=validation_days, margin=margin)  # fmt: skip
+                  validation_days=validation_days, margin=margin, checkpoints=checkpoints)  # fmt: skip
     folder = work_dir("retrained")
     for family, fitted in out.fitted.items():
         save_model(folder / f"{family}.pt", family, fitted.model)

@@ -59,3 +59,24 @@ def test_a_rating_value_the_reference_never_had_stops_the_retrain_before_trainin
     drifted = replace(tables, interactions=interactions, checksum=tables.checksum + "-drifted")
     with pytest.raises(UnseenValuesError, match=r"rating.*3\.5"):
         retrain(drifted, DATA, SECOND, ["popularity"], previous=first.as_previous(), device="cpu")
+
+
+def test_a_retrain_resumes_its_training_from_the_checkpoints_it_left(tables, first, tmp_path):
+    import torch
+
+    folders = []
+
+    def checkpoints(family, inputs):
+        folder = tmp_path / f"{family}-{abs(hash(str(sorted(inputs.items()))))}"
+        folders.append(folder)
+        return folder
+
+    args = dict(model_config=TINY, previous=first.as_previous(), device="cpu", checkpoints=checkpoints)
+    once = retrain(tables, DATA, SECOND, ["sasrec"], **args)
+    assert (folders[0] / "checkpoint.pt").exists()
+    again = retrain(tables, DATA, SECOND, ["sasrec"], **args)  # as after a kill at the end of training
+    assert folders[0] == folders[1]  # the same inputs find the same folder
+    assert again.validation == once.validation
+    for a, b in zip(once.fitted["sasrec"].model.state_dict().values(), again.fitted["sasrec"].model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [e.epoch for e in again.fitted["sasrec"].report.epochs] == [e.epoch for e in once.fitted["sasrec"].report.epochs]

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                                          validation=timedelta(days=args.validation_days or args.step_days))  # fmt: skip
 
     pooled = comparisons(result)
+    per_family = {family: comparisons(result, family=family) for family in models}
     fit = {s: [sum(w.retrain[s]["fit_seconds"].values()) for w in result.windows[1:] if s in w.retrain] for s in ("warm", "scratch")}
     neural = [m for m in models if m not in ("popularity", "ease")]
     fit_neural = {s: [sum(w.retrain[s]["fit_seconds"][m] for m in neural) for w in result.windows[1:] if s in w.retrain]
@@ -89,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         "windows": [
             {"index": w.index, "cutoff": w.cutoff, "end": w.end, "n_cases": w.n_cases, "new_item_share": w.new_item_share,
              "metrics": w.metrics, "per_family": w.per_family, "served": w.served, "retrain": w.retrain,
-             "per_case": {s: v.tolist() for s, v in w.per_case.items()}}
+             "per_case": {s: v.tolist() for s, v in w.per_case.items()},
+             "per_family_case": {s: {f: v.tolist() for f, v in fam.items()} for s, fam in w.per_family_case.items()}}
             for w in result.windows
         ],
-        "comparisons": pooled, "fit_seconds": fit, "fit_seconds_neural": fit_neural,
+        "comparisons": pooled, "family_comparisons": per_family, "fit_seconds": fit, "fit_seconds_neural": fit_neural,
         "reference_popularity": reference, "popularity_check": popularity_check,
         "wall_seconds": wall, "hardware": bench.hardware(pick_device(args.device)),
     }  # fmt: skip
@@ -110,7 +112,8 @@ def markdown(out: dict, frame, stem: str) -> str:
     lines = [f"# Replay of {out['dataset']}: {len(out['windows'])} windows of {out['step_days']:g} days from {out['start'][:10]}", ""]
     lines += [f"Models {', '.join(out['models'])}; the champion of each retrain chosen on its fresh validation cases; "
               f"wall time {out['wall_seconds'] / 60:.1f} min. Protocol: `pipeline/replay.py`.", ""]  # fmt: skip
-    header = ["window", "cutoff", "cases (cold user / cold item)", "new-item share of events", "frozen", "scratch", "warm (gated)", "warm serves", "warm gate (champion)"]
+    header = ["window", "cutoff", "cases (cold user / cold item)", "new-item share of events", "frozen", "scratch", "warm (gated)",
+              "warm serves", "warm gate (champion)", "retrain s warm / scratch"]
     rows = []
     for w in out["windows"]:
         gate = (w["retrain"].get("warm", {}).get("gates") or {}).get("champion")
@@ -118,11 +121,15 @@ def markdown(out: dict, frame, stem: str) -> str:
         n = w["n_cases"]
         rows.append([w["index"], w["cutoff"][:10], f"{n['all']} ({n.get('cold_user', 0)} / {n.get('cold_item', 0)})",
                      f"{w['new_item_share']:.1%}", *(bench.f4(w["metrics"].get(s, {}).get("all", {}).get("ndcg@10"))
-                     for s in ("frozen", "scratch", "warm")), w["served"].get("warm", "–"), verdict])  # fmt: skip
+                     for s in ("frozen", "scratch", "warm")), w["served"].get("warm", "–"), verdict,
+                     " / ".join(f"{w['retrain'][s]['seconds']:.0f}" if s in w["retrain"] else "–" for s in ("warm", "scratch"))])  # fmt: skip
     lines += bench.table(header, rows) + [""]
     lines += ["Pooled over every window's cases (NDCG@10, paired bootstrap, 2,000 resamples):", ""]
-    lines += bench.table(["comparison", "delta", "95% interval", "cases"],
-                         [[k, f"{v['delta']:+.4f}", f"[{v['low']:+.4f}, {v['high']:+.4f}]", v["n_cases"]] for k, v in out["comparisons"].items()])  # fmt: skip
+    lines += bench.table(["comparison", "means", "delta", "95% interval", "cases"],
+                         [[k, f"{v['means'][0]:.4f} vs {v['means'][1]:.4f}", f"{v['delta']:+.4f}", f"[{v['low']:+.4f}, {v['high']:+.4f}]", v["n_cases"]] for k, v in out["comparisons"].items()])  # fmt: skip
+    lines += ["", "Each family's own model (served or not), pooled the same way:", ""]
+    lines += bench.table(["family", *out["comparisons"]], [[family, *(f"{v['delta']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]" for v in c.values())]
+                                                            for family, c in out["family_comparisons"].items()])  # fmt: skip
     warm, scratch = sum(out["fit_seconds_neural"]["warm"]), sum(out["fit_seconds_neural"]["scratch"])
     if scratch:
         lines += ["", f"Training wall time of the neural families over windows 1–{len(out['windows']) - 1}: warm {warm:.0f} s, "

@@ -188,17 +188,21 @@ def window_table(result: ReplayResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparisons(result: ReplayResult, pairs=(("warm", "scratch"), ("warm", "frozen"), ("scratch", "frozen"))) -> dict[str, dict]:
+def comparisons(result: ReplayResult, pairs=(("warm", "scratch"), ("warm", "frozen"), ("scratch", "frozen")),
+                family: str | None = None) -> dict[str, dict]:  # fmt: skip
     """Pooled over every window's cases: the mean NDCG@10 difference of each pair of strategies
-    with its paired bootstrap interval (``pipeline.gate.paired_interval``)."""
+    with its paired bootstrap interval (``pipeline.gate.paired_interval``); of the served
+    champions, or of ``family``'s own models."""
     from pipeline.gate import paired_interval
 
-    served = result.windows[0].per_case
+    first = result.windows[0].per_case if family is None else result.windows[0].per_family_case
     out = {}
     for a, b in pairs:
-        if a in served and b in served:
-            delta, low, high = paired_interval(result.pooled(a), result.pooled(b))
-            out[f"{a} - {b}"] = {"delta": delta, "low": low, "high": high, "n_cases": int(len(result.pooled(a)))}
+        if a in first and b in first:
+            x, y = result.pooled(a, family), result.pooled(b, family)
+            delta, low, high = paired_interval(x, y)
+            out[f"{a} - {b}"] = {"delta": delta, "low": low, "high": high, "n_cases": int(len(x)),
+                                 "means": [float(x.mean()), float(y.mean())]}  # fmt: skip
     return out
 
 

@@ -41,11 +41,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model-config", default="laptop", help="a config name or path (workflows/configs), or '' for the code defaults")
     p.add_argument("--config-json", default="", help="JSON overrides on top of --model-config, per family")
     p.add_argument("--margin", type=float, default=0.0)
+    p.add_argument("--report-only", action="store_true", help="rewrite the Markdown and the plot from the results file, run nothing")
     args = p.parse_args(argv)
+    stem = f"replay-{args.name}"
+    if args.report_only:
+        out = bench.previous_result(args, stem)
+        if not out:
+            raise SystemExit(f"no results file {stem}.json in {bench.output_dirs(args)[0]}: run the replay first")
+        return report(args, out, stem)
 
     from models.device import pick_device
     from pipeline.config import load_model_config
-    from pipeline.replay import comparisons, plot, replay, window_table
+    from pipeline.replay import comparisons, replay
 
     options = bench.data_options(args, "standard")
     config = load_model_config(args.model_config)
@@ -101,14 +108,19 @@ def main(argv: list[str] | None = None) -> None:
     from dataclasses import asdict
 
     out["data"] = asdict(options)
-    commands = bench.with_commands(out, bench.command_line("replay.py", argv))
-    stem = f"replay-{args.name}"
-    md_dir = bench.output_dirs(args)[1]
-    plot(result, md_dir / f"{stem}.png")
-    bench.write_report(args, stem, out, markdown(out, window_table(result), stem) + bench.commands_note(commands))
+    bench.with_commands(out, bench.command_line("replay.py", argv))
+    report(args, out, stem)
 
 
-def markdown(out: dict, frame, stem: str) -> str:
+def report(args, out: dict, stem: str) -> None:
+    """The Markdown summary and the plot, from the results (``out``), written beside the JSON."""
+    from pipeline.replay import plot_windows
+
+    plot_windows(out["windows"], out["dataset"], bench.output_dirs(args)[1] / f"{stem}.png")
+    bench.write_report(args, stem, out, markdown(out, stem) + bench.commands_note(out["commands"]))
+
+
+def markdown(out: dict, stem: str) -> str:
     lines = [f"# Replay of {out['dataset']}: {len(out['windows'])} windows of {out['step_days']:g} days from {out['start'][:10]}", ""]
     lines += [f"Models {', '.join(out['models'])}; the champion of each retrain chosen on its fresh validation cases; "
               f"wall time {out['wall_seconds'] / 60:.1f} min. Protocol: `pipeline/replay.py`.", ""]  # fmt: skip
@@ -127,6 +139,20 @@ def markdown(out: dict, frame, stem: str) -> str:
     lines += ["Pooled over every window's cases (NDCG@10, paired bootstrap, 2,000 resamples):", ""]
     lines += bench.table(["comparison", "means", "delta", "95% interval", "cases"],
                          [[k, f"{v['means'][0]:.4f} vs {v['means'][1]:.4f}", f"{v['delta']:+.4f}", f"[{v['low']:+.4f}, {v['high']:+.4f}]", v["n_cases"]] for k, v in out["comparisons"].items()])  # fmt: skip
+    lines += ["", "Drift of each week's new events against the data the serving champion was trained on (`pipeline.drift`, 200 re-splits):", ""]
+    drift_rows = []
+    for w in out["windows"]:
+        d = w["retrain"].get("warm", {}).get("drift")
+        if d is None:
+            continue
+        stats = {x["name"]: x for x in d["statistics"]}
+        pop, rating = stats.get("item popularity"), stats.get("rating distribution")
+        drift_rows.append([w["index"], w["cutoff"][:10], f"{d['new_item_share']:.1%}", f"{d['new_user_share']:.1%}",
+                           f"{pop['value']:.3f} (p {pop['p_value']:.3f})" if pop else "–",
+                           f"{rating['value']:.3f} (p {rating['p_value']:.3f})" if rating else "–",
+                           "; ".join(d["reasons"]) or "no"])  # fmt: skip
+    lines += bench.table(["window", "cutoff", "new-item share", "new-user share", "popularity JS distance", "rating JS distance",
+                          "forces a retrain"], drift_rows)  # fmt: skip
     lines += ["", "Each family's own model (served or not), pooled the same way:", ""]
     lines += bench.table(["family", *out["comparisons"]], [[family, *(f"{v['delta']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]" for v in c.values())]
                                                             for family, c in out["family_comparisons"].items()])  # fmt: skip

@@ -208,6 +208,12 @@ def comparisons(result: ReplayResult, pairs=(("warm", "scratch"), ("warm", "froz
 
 def plot(result: ReplayResult, path) -> None:
     """NDCG@10 of the served champion per window, one line per strategy, as a PNG at ``path``."""
+    plot_windows([{"cutoff": w.cutoff, "metrics": w.metrics} for w in result.windows], result.dataset, path)
+
+
+def plot_windows(windows: list[dict], dataset: str, path) -> None:
+    """``plot`` from plain dicts (``{"cutoff", "metrics": strategy -> slice -> metric}``), as a
+    results file keeps them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,12 +221,12 @@ def plot(result: ReplayResult, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for strategy, marker in (("frozen", "s"), ("scratch", "o"), ("warm", "^")):
-        ys = [w.metrics[strategy]["all"]["ndcg@10"] for w in result.windows if strategy in w.metrics]
+        ys = [w["metrics"][strategy]["all"]["ndcg@10"] for w in windows if strategy in w["metrics"]]
         if ys:
             ax.plot(range(len(ys)), ys, marker=marker, label=strategy)
-    ax.set_xticks(range(len(result.windows)), [w.cutoff[:10] for w in result.windows], rotation=30, fontsize=7)
+    ax.set_xticks(range(len(windows)), [w["cutoff"][:10] for w in windows], rotation=30, fontsize=7)
     ax.set_ylabel("NDCG@10 (window cases)")
-    ax.set_title(f"Replay of {result.dataset}")
+    ax.set_title(f"Replay of {dataset}: the served champion per strategy")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

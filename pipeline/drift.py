@@ -416,4 +416,10 @@ def check_value_set(report: DriftReport, current: pd.DataFrame, *, max_rows: int
         )
     stamps = current["timestamp"].to_numpy()
     rows = [(int(pos), int(stamps[pos])) for pos in positions[:max_rows]]
-    raise UnseenValuesError("rating", report.unseen_rating_values, rows, len(positions))
+    error = UnseenValuesError("rating", report.unseen_rating_values, rows, len(positions))
+    if {"user_id", "item_id"} <= set(current.columns):  # name each row as the source file has it
+        first = current.iloc[positions[:max_rows]]
+        named = ", ".join(f"user_id {u} item_id {i} rating {r:g} at {_iso(t)}" for u, i, r, t in
+                          zip(first["user_id"], first["item_id"], first["rating"], first["timestamp"]))  # fmt: skip
+        error.args = (f"{error.args[0]}; e.g. {named}",)
+    raise error

@@ -157,8 +157,8 @@ def retrain(
     training where it stopped; ``inputs`` is what the training depends on besides the code (the
     window's digest, the validation days, the config, the model it starts from, the device)."""
     from models.device import pick_device
-    from models.metrics import per_user_slice_means
     from models.interface import training_config
+    from models.metrics import per_user_slice_means
     from models.registry import FAMILIES
     from models.temporal import cutoff_split
     from pipeline.config import check_models, load_model_config
@@ -233,8 +233,9 @@ def retrain(
 
 def window_drift(interactions: pd.DataFrame, previous_cutoff: int, *, permutations: int = 200):
     """The drift of the events since ``previous_cutoff`` against those before it (what the
-    previous champion trained on; ``pipeline.drift``); None when either side is empty. Raises ``UnseenValuesError`` when a rating
-    value appears that the reference never had: a contract event, not a statistic."""
+    previous champion trained on; ``pipeline.drift``); None when either side is empty. Raises
+    ``UnseenValuesError`` when a rating value appears that the reference never had: a contract
+    event, not a statistic."""
     from pipeline.drift import check_value_set, measure_drift
 
     ts = interactions["timestamp"].to_numpy(np.int64)

@@ -174,10 +174,13 @@ def register_retrained(models: FlyteDirectory, report: str, key: str) -> str:
     from serving import PYFUNC_MODEL_FILE
     from serving.pyfunc import SIGNATURE
     from tasks.promotion import CHAMPION_NAME, _recorded_decision, _version_of_execution, register_retrain
-    from tasks.tracking import PYFUNC_REQUIREMENTS, quiet_mlflow, tracking_uri
+    import pandas as pd
+
+    from tasks.tracking import PYFUNC_REQUIREMENTS, _input_example, quiet_mlflow, tracking_uri
 
     info = json.loads(report)
     folder = Path(models.download())
+    example = _input_example(pd.read_parquet(folder / "item_map.parquet").sort_values("item_idx")["item_id"].head(3).tolist())
     client = MlflowClient(tracking_uri=tracking_uri())
     names = {family: family_name(family) for family in info["fitted_families"]} | {CHAMPION: CHAMPION_NAME}
     decisions = []
@@ -213,7 +216,7 @@ def register_retrained(models: FlyteDirectory, report: str, key: str) -> str:
                             name=family, python_model=str(PYFUNC_MODEL_FILE),
                             artifacts={"weights": str(folder / f"{family}.pt"), "item_map": str(folder / "item_map.parquet"),
                                        "user_map": str(folder / "user_map.parquet")},
-                            pip_requirements=PYFUNC_REQUIREMENTS, signature=SIGNATURE, model_type="recommender",
+                            pip_requirements=PYFUNC_REQUIREMENTS, signature=SIGNATURE, model_type="recommender", input_example=example,
                         )  # fmt: skip
                         logged[family] = (model.model_uri, child.info.run_id)
             for name_key, name in names.items():

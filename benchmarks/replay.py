@@ -139,7 +139,7 @@ def markdown(out: dict, stem: str) -> str:
     lines += ["Pooled over every window's cases (NDCG@10, paired bootstrap, 2,000 resamples):", ""]
     lines += bench.table(["comparison", "means", "delta", "95% interval", "cases"],
                          [[k, f"{v['means'][0]:.4f} vs {v['means'][1]:.4f}", f"{v['delta']:+.4f}", f"[{v['low']:+.4f}, {v['high']:+.4f}]", v["n_cases"]] for k, v in out["comparisons"].items()])  # fmt: skip
-    lines += ["", "Drift of each week's new events against the data the serving champion was trained on (`pipeline.drift`, 200 re-splits):", ""]
+    lines += ["", "Drift of each window's new events against the data the serving champion was trained on (`pipeline.drift`, 200 re-splits):", ""]
     drift_rows = []
     for w in out["windows"]:
         d = w["retrain"].get("warm", {}).get("drift")
@@ -156,6 +156,19 @@ def markdown(out: dict, stem: str) -> str:
     lines += ["", "Each family's own model (served or not), pooled the same way:", ""]
     lines += bench.table(["family", *out["comparisons"]], [[family, *(f"{v['delta']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]" for v in c.values())]
                                                             for family, c in out["family_comparisons"].items()])  # fmt: skip
+    lines += ["", "Per slice, pooled over the windows (NDCG@10; cases in brackets), each family's own model and the served champion:", ""]
+    slices = ("all", "warm", "cold_user", "cold_item")
+    counts = {s: sum(w["n_cases"].get(s, 0) for w in out["windows"]) for s in slices}
+    rows = []
+    for family in [*out["models"], None]:
+        for strategy in ("frozen", "scratch", "warm"):
+            cells = []
+            for name in slices:
+                total = sum((w["per_family"][strategy][family] if family else w["metrics"][strategy]).get(name, {}).get("ndcg@10", 0.0)
+                            * w["n_cases"].get(name, 0) for w in out["windows"])  # fmt: skip
+                cells.append(bench.f4(total / counts[name]) if counts[name] else "–")
+            rows.append([family or "**served champion**", strategy, *cells])
+    lines += bench.table(["model", "strategy", *(f"{s} ({counts[s]})" for s in slices)], rows)
     warm, scratch = sum(out["fit_seconds_neural"]["warm"]), sum(out["fit_seconds_neural"]["scratch"])
     if scratch:
         lines += ["", f"Training wall time of the neural families over windows 1–{len(out['windows']) - 1}: warm {warm:.0f} s, "

@@ -63,18 +63,15 @@ def serving_versions(key: str, models: list[str]) -> str:
     versions = {}
     with quiet_mlflow():
         for name in names:
-            try:
-                done = _version_of_execution(client, name, key)
-            except Exception:  # no such registered model yet
-                done = None
-            if done is not None:
+            if not _exists(client, name):  # nothing registered under it yet
+                versions[name] = ""
+                continue
+            done = _version_of_execution(client, name, key)
+            if done is not None:  # a re-run: the version this execution compared with then
                 baseline = done.tags.get("baseline_version", "none")
                 versions[name] = "" if baseline in ("", "none") else baseline
                 continue
-            try:
-                versions[name] = _alias_version(client, name, "champion") or ""
-            except Exception:
-                versions[name] = ""
+            versions[name] = _alias_version(client, name, "champion") or ""
     print("serving now: " + ", ".join(f"{n} {('v' + v) if v else '(none)'}" for n, v in versions.items()))
     return json.dumps(versions, sort_keys=True)
 

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"no results file {stem}.json in {bench.output_dirs(args)[0]}: run the replay first")
         return report(args, out, stem)
 
+    from dataclasses import asdict
+
     from models.device import pick_device
     from pipeline.config import load_model_config
     from pipeline.replay import comparisons, replay
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         popularity_check = {"max_abs_difference": max(diffs), "values_compared": len(diffs)}
 
     out = {
-        "dataset": args.name, "data": vars(options) if hasattr(options, "__dict__") else str(options),
+        "dataset": args.name, "data": asdict(options),
         "models": models, "model_config": config, "start": result.start, "step_days": result.step_days,
         "windows": [
             {"index": w.index, "cutoff": w.cutoff, "end": w.end, "n_cases": w.n_cases, "new_item_share": w.new_item_share,
@@ -105,9 +107,6 @@ def main(argv: list[str] | None = None) -> None:
         "reference_popularity": reference, "popularity_check": popularity_check,
         "wall_seconds": wall, "hardware": bench.hardware(pick_device(args.device)),
     }  # fmt: skip
-    from dataclasses import asdict
-
-    out["data"] = asdict(options)
     bench.with_commands(out, bench.command_line("replay.py", argv))
     report(args, out, stem)
 

@@ -31,7 +31,7 @@ implementation of the protocol.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,7 +63,6 @@ class WindowResult:
     per_family_case: dict[str, dict[str, np.ndarray]]  # strategy -> family -> NDCG@10 per case
     served: dict[str, str]  # strategy -> what served (label and family)
     retrain: dict[str, dict[str, Any]]  # strategy -> RetrainOutput.report() (none for frozen after window 0)
-    slices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
 @dataclass
@@ -161,7 +160,6 @@ def replay(
             new_item_share=float(1 - seen.mean()) if len(seen) else 0.0,
             metrics=metrics, per_case=per_case, hits=hits, per_family=per_family, per_family_case=per_family_case,
             served=served, retrain={s: r.report() for s, r in runs.items() if s in strategies},
-            slices=cases["slice"].to_numpy(),
         )  # fmt: skip
         results.append(window)
         last = {"scratch": runs.get("scratch"), "warm": runs.get("warm")}

@@ -59,15 +59,14 @@ class Served:
 
     @classmethod
     def of(cls, family: str, model, split_data, label: str) -> "Served":
-        return cls(family, model, split_data.items["item_id"].to_numpy(np.int64),
-                   split_data.users["user_id"].to_numpy(np.int64), label)  # fmt: skip
+        return cls(family, model, out_ids(split_data, "item"), out_ids(split_data, "user"), label)
 
     def in_space_of(self, split_data):
         """The model scoring in ``split_data``'s index space (``models.id_space.Remapped``)."""
         from models.id_space import Remapped
 
-        items = (self.item_ids, split_data.items["item_id"].to_numpy(np.int64))
-        users = (self.user_ids, split_data.users["user_id"].to_numpy(np.int64))
+        items = (self.item_ids, out_ids(split_data, "item"))
+        users = (self.user_ids, out_ids(split_data, "user"))
         return Remapped(self.model, items=items, users=users).eval()
 
 
